@@ -1,0 +1,54 @@
+"""The data-trading marketplace service: the application factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, send_from_directory
+from swagger_ui_bundle import swagger_ui_path
+
+from config import INSTANCE_DIR, Config, ProductionConfig, config_from_env
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
+    """Build the application: configuration, extensions, error handlers, routes, CLI, scheduler."""
+    from app import cli, jobs, scheduler  # noqa: F401  (jobs registers the plumbing's jobs)
+    from app.api import BEARER_SCHEME, Api
+    from app.errors import register_error_handlers
+    from app.extensions import db, migrate
+    from app.logs import configure_logging
+    from app.parties.routes import blp as parties_blp
+    from app.routes import audit_blp, ops
+
+    config = config or config_from_env()
+    if issubclass(config, ProductionConfig):
+        config.validate()
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.config.from_object(config)
+    app.config.update(overrides)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        INSTANCE_DIR.mkdir(exist_ok=True)
+
+    configure_logging(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    api = Api(app)
+    app.extensions["api"] = api
+    register_error_handlers(app)
+    api.spec.components.security_scheme(
+        BEARER_SCHEME, {"type": "http", "scheme": "bearer", "description": "An API key"})
+
+    @app.get("/docs/assets/<path:filename>")
+    def swagger_ui_assets(filename: str) -> Any:
+        """Swagger UI's files, shipped in the swagger-ui-bundle package (works offline)."""
+        return send_from_directory(swagger_ui_path, filename, max_age=86400)
+
+    for blueprint in (ops, parties_blp, audit_blp):
+        api.register_blueprint(blueprint)
+
+    cli.register(app)
+    scheduler.init_scheduler(app)
+    return app

@@ -1,0 +1,121 @@
+"""flask commands: parties create, seed-demo, audit verify, scheduler run."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from app import audit
+from app.db import unit_of_work
+from app.errors import DomainError
+from app.parties import services as parties
+from app.parties.models import SYSTEM, ApiKey, Party, PartyKind, Role
+from app.scheduler import JOBS, build_scheduler, run_job
+
+parties_cli = AppGroup("parties", help="Manage parties.")
+audit_cli = AppGroup("audit", help="The audit trail.")
+scheduler_cli = AppGroup("scheduler", help="Scheduled jobs.")
+
+# The demo market: fixed names and valid credit codes, so seeding twice changes nothing.
+DEMO_PARTIES = [
+    ("Demo Exchange Operations", "91310000MA1K000019", PartyKind.INSTITUTION, [Role.OPERATOR]),
+    ("Demo Market Regulator", "11310000MA1K00002L", PartyKind.PUBLIC_AGENCY, [Role.REGULATOR]),
+    ("Demo Certification Centre", "91310000MA1K00003F", PartyKind.INSTITUTION,
+     [Role.CERTIFIER]),
+    ("Demo Traffic Data Co.", "91350100M000100Y43", PartyKind.ENTERPRISE, [Role.MERCHANT]),
+    ("Demo Geo Analytics Co.", "911100001000079554", PartyKind.ENTERPRISE,
+     [Role.MERCHANT, Role.BROKER]),
+    ("Demo Insurance Co.", "91110000802100433B", PartyKind.ENTERPRISE, [Role.BUYER]),
+    ("Demo City Transport Bureau", "11310000MA1K00005X", PartyKind.PUBLIC_AGENCY, [Role.BUYER]),
+]
+
+
+def _fail(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+@parties_cli.command("create")
+@click.option("--name", required=True)
+@click.option("--credit-code", required=True)
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice([role.value for role in Role]))
+@click.option("--kind", default=PartyKind.ENTERPRISE.value,
+              type=click.Choice([kind.value for kind in PartyKind]))
+def create_party(name: str, credit_code: str, roles: tuple[str, ...], kind: str) -> None:
+    """Create a party with any roles; prints its new API key alone on the last line."""
+    try:
+        with unit_of_work() as session:
+            party, issued = parties.register_party(
+                session, name=name, credit_code=credit_code, kind=PartyKind(kind),
+                roles=[Role(role) for role in roles], actor=SYSTEM)
+    except DomainError as error:
+        _fail(f"error: {error.code}: {error.detail}")
+    click.echo(f"party {party.id} ({', '.join(party.roles)})")
+    click.echo(issued.raw)
+
+
+def seed_demo_data() -> list[tuple[Party, str]]:
+    """Create the demo parties that are missing and give each a fresh key (old ones revoked)."""
+    seeded = []
+    with unit_of_work() as session:
+        for name, code, kind, roles in DEMO_PARTIES:
+            party = session.scalar(select(Party).where(Party.credit_code == code))
+            if party is None:
+                party, issued = parties.register_party(
+                    session, name=name, credit_code=code, kind=kind, roles=roles,
+                    actor=SYSTEM)
+            else:
+                for key in session.scalars(select(ApiKey).where(ApiKey.party_id == party.id,
+                                                                ApiKey.revoked_at.is_(None))):
+                    parties.revoke_api_key(session, party_id=party.id, key_id=key.id,
+                                           actor=SYSTEM)
+                issued = parties.issue_api_key(session, party=party, actor=SYSTEM)
+            seeded.append((party, issued.raw))
+    return seeded
+
+
+def seed_demo() -> None:
+    """Seed the demo market (idempotent) and print each demo party's API key."""
+    if current_app.config["ENV_NAME"] == "production":
+        _fail("seed-demo refuses to run in production")
+    for party, raw in seed_demo_data():
+        click.echo(f"{'/'.join(party.roles):<16} {party.name:<28} {raw}")
+
+
+@audit_cli.command("verify")
+def verify_audit() -> None:
+    """Recompute the audit hash chain; exit status 1 when it is broken."""
+    with unit_of_work() as session:
+        report = audit.verify_chain(session)
+    click.echo(f"valid={report.valid} entries={report.entries} head_hash={report.head_hash} "
+               f"first_bad_entry={report.first_bad_entry}")
+    if not report.valid:
+        sys.exit(1)
+
+
+@scheduler_cli.command("run")
+def run_scheduler() -> None:
+    """Run the scheduler in this process until stopped (the dedicated scheduler process)."""
+    scheduler = build_scheduler(current_app._get_current_object(), blocking=True)  # type: ignore[attr-defined]
+    click.echo(f"scheduler running jobs: {', '.join(sorted(JOBS)) or 'none'}")
+    scheduler.start()
+
+
+@scheduler_cli.command("run-job")
+@click.argument("job_id", type=click.Choice(sorted(JOBS)))
+def run_one_job(job_id: str) -> None:
+    """Run one job now, under its lease."""
+    ran = run_job(current_app._get_current_object(), job_id)  # type: ignore[attr-defined]
+    click.echo(f"{job_id}: {'done' if ran else 'skipped, lease held elsewhere'}")
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(parties_cli)
+    app.cli.add_command(audit_cli)
+    app.cli.add_command(scheduler_cli)
+    app.cli.command("seed-demo")(seed_demo)

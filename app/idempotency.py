@@ -1,0 +1,165 @@
+"""Idempotency-Key: a repeated request replays the first response instead of acting twice.
+
+The key row is inserted in the same transaction as the request's effects, so the effect and
+the stored response commit together or not at all. A second request with the same key
+blocks on that row until the first commits (then replays it) or rolls back (then runs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Response, current_app, make_response, request
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, delete, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from app import clock
+from app.api import document_errors
+from app.audit import canonical_json
+from app.db import Base, unit_of_work
+from app.errors import Conflict, ValidationFailed
+from app.parties.auth import current_party
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+# Response headers worth replaying; hop-by-hop and per-request ones are not.
+_REPLAYED_HEADERS = ("Content-Type", "Location", "ETag", "X-Pagination")
+
+
+class IdempotencyKeyReused(Conflict):
+    code, title = "idempotency_key_reused", "Idempotency-Key already used for another request"
+
+
+class IdempotencyKeyInProgress(Conflict):
+    code, title = "idempotency_key_in_progress", "A request with this Idempotency-Key is running"
+
+
+class IdempotencyKey(Base):
+    """A key a party has used, with the fingerprint of its request and the stored response."""
+
+    __tablename__ = "idempotency_keys"
+
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), primary_key=True)
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    response_body: Mapped[str | None] = mapped_column(Text)
+
+    def replay(self) -> Response:
+        response = Response(self.response_body, status=self.response_status)
+        for name, value in (self.response_headers or {}).items():
+            response.headers[name] = value
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+
+    def store(self, response: Response) -> None:
+        self.response_status = response.status_code
+        self.response_body = response.get_data(as_text=True)
+        self.response_headers = {
+            name: response.headers[name] for name in _REPLAYED_HEADERS if name in response.headers
+        }
+
+
+def request_fingerprint() -> str:
+    """Method, path, query and body: what makes two requests "the same request"."""
+    body = request.get_json(silent=True)
+    body_text = canonical_json(body) if body is not None else request.get_data(as_text=True)
+    material = "\n".join([request.method, request.path, request.query_string.decode(), body_text])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _insert_ignoring_conflict(session: Session, values: dict[str, Any]) -> bool:
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(IdempotencyKey).values(**values).on_conflict_do_nothing()
+    return session.execute(stmt).rowcount == 1
+
+
+def _claim(session: Session, party_id: uuid.UUID, key: str,
+           fingerprint: str) -> tuple[IdempotencyKey, bool]:
+    """Insert the key (→ its row, True), or find the row of the request that used it first."""
+    now = clock.now()
+    ttl = timedelta(hours=current_app.config["IDEMPOTENCY_KEY_TTL_HOURS"])
+    values = {"party_id": party_id, "key": key, "request_fingerprint": fingerprint,
+              "created_at": now}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        timeout = int(current_app.config["IDEMPOTENCY_LOCK_TIMEOUT_MS"])
+        session.execute(text(f"SET LOCAL lock_timeout = {timeout}"))
+    try:
+        claimed = _insert_ignoring_conflict(session, values)
+        if not claimed:
+            # A key older than the TTL is forgotten: it may be used afresh.
+            expired = session.execute(
+                delete(IdempotencyKey).where(IdempotencyKey.party_id == party_id,
+                                             IdempotencyKey.key == key,
+                                             IdempotencyKey.created_at < now - ttl))
+            if expired.rowcount:
+                claimed = _insert_ignoring_conflict(session, values)
+    except OperationalError as error:
+        if postgres and getattr(error.orig, "sqlstate", None) == "55P03":  # lock_not_available
+            raise IdempotencyKeyInProgress(
+                "Another request with this Idempotency-Key has not finished; retry later."
+            ) from None
+        raise
+    if postgres:
+        session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    row = session.get(IdempotencyKey, (party_id, key), populate_existing=True)
+    assert row is not None
+    return row, claimed
+
+
+def idempotent(view: F) -> F:
+    """Make a POST safe to retry with an Idempotency-Key (scoped to the calling party).
+
+    Same key and same request → the stored response is replayed and nothing runs again;
+    same key and another request → 409 idempotency_key_reused. The view runs inside the
+    key's transaction, so errors roll back the key too and the request may be retried.
+    """
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = request.headers.get(HEADER)
+        if key is None:
+            return view(*args, **kwargs)
+        if not 1 <= len(key) <= MAX_KEY_LENGTH:
+            raise ValidationFailed(errors={HEADER: [f"Must be 1 to {MAX_KEY_LENGTH} characters."]})
+        party = current_party()
+        fingerprint = request_fingerprint()
+        with unit_of_work() as session:
+            row, claimed = _claim(session, party.id, key, fingerprint)
+            if not claimed:
+                if row.request_fingerprint != fingerprint:
+                    raise IdempotencyKeyReused(
+                        "This Idempotency-Key was used for a different request.")
+                return row.replay()
+            response = make_response(view(*args, **kwargs))
+            row.store(response)
+            return response
+
+    wrapper = document_errors(wrapper, 409)
+    doc = wrapper._apidoc.setdefault("manual_doc", {})  # type: ignore[attr-defined]
+    doc.setdefault("parameters", []).append({
+        "in": "header", "name": HEADER, "required": False, "schema": {"type": "string",
+        "maxLength": MAX_KEY_LENGTH},
+        "description": "Retry-safe key: same key and body within 24 h replays the first response.",
+    })
+    return wrapper  # type: ignore[return-value]
+
+
+def purge_expired_keys(session: Session) -> int:
+    """Delete keys past their TTL; returns how many."""
+    cutoff = clock.now() - timedelta(hours=current_app.config["IDEMPOTENCY_KEY_TTL_HOURS"])
+    result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
+    return result.rowcount

@@ -1,0 +1,1 @@
+"""Parties (market participants), their roles and API keys."""

@@ -1,0 +1,97 @@
+"""Parties and their API keys."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, created_at, str_enum, uuid_pk
+
+
+class PartyKind(enum.StrEnum):
+    ENTERPRISE = "enterprise"
+    PUBLIC_AGENCY = "public_agency"
+    INSTITUTION = "institution"
+    INDIVIDUAL_BUSINESS = "individual_business"
+
+
+class Role(enum.StrEnum):
+    MERCHANT = "merchant"
+    BUYER = "buyer"
+    BROKER = "broker"
+    CERTIFIER = "certifier"
+    REGULATOR = "regulator"
+    OPERATOR = "operator"
+
+
+# Roles anyone may take by registering; the others are granted by an operator.
+SELF_REGISTRATION_ROLES = frozenset({Role.MERCHANT, Role.BUYER, Role.BROKER})
+
+
+class Actor(Protocol):
+    """Whoever performs an action: a party, or the service itself."""
+
+    @property
+    def id(self) -> uuid.UUID | None: ...
+
+    def has_role(self, *roles: Role) -> bool: ...
+
+
+@dataclass(frozen=True)
+class SystemActor:
+    """The service itself (command line, scheduled jobs): audited with no actor id."""
+
+    id: None = None
+
+    def has_role(self, *roles: Role) -> bool:
+        return True
+
+
+SYSTEM = SystemActor()
+
+
+class Party(Base):
+    """A market participant: an enterprise, public agency, institution or individual business."""
+
+    __tablename__ = "parties"
+
+    id: Mapped[uuid_pk]
+    name: Mapped[str] = mapped_column(String(200))
+    credit_code: Mapped[str] = mapped_column(String(18), unique=True)
+    kind: Mapped[PartyKind] = mapped_column(str_enum(PartyKind, "party_kind"))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[created_at]
+
+    def has_role(self, *roles: Role) -> bool:
+        """True when the party holds any of the given roles."""
+        return any(role.value in self.roles for role in roles)
+
+
+class ApiKey(Base):
+    """A bearer key; only its SHA-256 is stored, the key itself is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid_pk]
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[created_at]
+    revoked_at: Mapped[datetime | None]
+
+    party: Mapped[Party] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def revoke(self, at: datetime) -> None:
+        """Revoke the key; revoking twice keeps the first time."""
+        if self.revoked_at is None:
+            self.revoked_at = at

@@ -1,0 +1,66 @@
+"""The shell's own routes: liveness, readiness and audit-chain verification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from marshmallow import fields
+from sqlalchemy import text
+
+from app import audit
+from app.api import Blueprint, Schema
+from app.db import unit_of_work
+from app.errors import problem
+from app.extensions import db
+from app.parties.auth import require_role
+from app.parties.models import Role
+
+ops = Blueprint("operations", __name__, description="Liveness and readiness probes")
+audit_blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit",
+                      description="The hash-chained audit trail")
+
+
+class StatusSchema(Schema):
+    status = fields.String()
+
+
+class ChainReportSchema(Schema):
+    valid = fields.Boolean()
+    entries = fields.Integer()
+    head_hash = fields.String(allow_none=True)
+    first_bad_entry = fields.Integer(allow_none=True,
+                                     metadata={"description": "seq of the first entry that fails"})
+
+
+@ops.route("/healthz")
+class Health(MethodView):
+    @ops.response(200, StatusSchema)
+    def get(self) -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+
+@ops.route("/readyz")
+class Ready(MethodView):
+    @ops.response(200, StatusSchema)
+    @ops.alt_response(503, response="SERVICE_UNAVAILABLE")
+    def get(self) -> Any:
+        """The process can reach its database."""
+        try:
+            db.session.execute(text("SELECT 1"))
+        except Exception:
+            db.session.rollback()
+            return problem(503, "database_unavailable", "Service unavailable",
+                           "The database does not answer.")
+        return {"status": "ok"}
+
+
+@audit_blp.route("/verify")
+class AuditVerify(MethodView):
+    @require_role(Role.OPERATOR, Role.REGULATOR)
+    @audit_blp.response(200, ChainReportSchema)
+    def get(self) -> audit.ChainReport:
+        """Recompute the audit hash chain and report the first entry that does not fit."""
+        with unit_of_work() as session:
+            return audit.verify_chain(session)

@@ -1,0 +1,138 @@
+"""APScheduler wiring and the job lease that makes a second scheduler harmless.
+
+Jobs live in their domains and register here with `@scheduled_job`; every job body runs
+under a database lease, so two scheduler processes (or a web process hosting one) never run
+the same job at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from flask import Flask
+from sqlalchemy import String, or_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from app import clock
+from app.db import Base, unit_of_work
+
+log = logging.getLogger(__name__)
+
+HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class JobLease(Base):
+    """Who may run a job until when; taken and given back with conditional UPDATEs."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(120))
+    leased_until: Mapped[datetime]
+
+
+def acquire_lease(session: Session, name: str, ttl: timedelta, holder: str = HOLDER) -> bool:
+    """Take the lease if it is free or expired; portable (no FOR UPDATE SKIP LOCKED on SQLite)."""
+    now = clock.now()
+    taken = session.execute(
+        update(JobLease)
+        .where(JobLease.name == name, or_(JobLease.leased_until <= now, JobLease.holder == holder))
+        .values(holder=holder, leased_until=now + ttl)
+    ).rowcount
+    if taken:
+        return True
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    created = session.execute(
+        insert(JobLease).values(name=name, holder=holder, leased_until=now + ttl)
+        .on_conflict_do_nothing()
+    ).rowcount
+    return created == 1
+
+
+def release_lease(session: Session, name: str, holder: str = HOLDER) -> None:
+    session.execute(
+        update(JobLease).where(JobLease.name == name, JobLease.holder == holder)
+        .values(holder=None, leased_until=clock.now())
+    )
+
+
+@contextmanager
+def job_lease(name: str, ttl: timedelta, holder: str = HOLDER) -> Iterator[bool]:
+    """Yield True while this process holds the named lease, False when another does."""
+    with unit_of_work() as session:
+        acquired = acquire_lease(session, name, ttl, holder)
+    if not acquired:
+        log.info("job skipped: lease held elsewhere", extra={"job": name})
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with unit_of_work() as session:
+            release_lease(session, name, holder)
+
+
+@dataclass
+class ScheduledJob:
+    id: str
+    func: Callable[[], Any]
+    trigger: str
+    trigger_args: dict[str, Any] = field(default_factory=dict)
+    lease_ttl: timedelta = timedelta(minutes=10)
+
+
+JOBS: dict[str, ScheduledJob] = {}
+
+
+def scheduled_job(job_id: str, trigger: str, *, lease_ttl: timedelta = timedelta(minutes=10),
+                  **trigger_args: Any) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """Register a job body (a function of no arguments, run in an app context)."""
+
+    def decorator(func: Callable[[], Any]) -> Callable[[], Any]:
+        JOBS[job_id] = ScheduledJob(job_id, func, trigger, trigger_args, lease_ttl)
+        return func
+
+    return decorator
+
+
+def run_job(app: Flask, job_id: str) -> bool:
+    """Run one registered job under its lease; False when another process holds it."""
+    job = JOBS[job_id]
+    with app.app_context(), job_lease(job.id, job.lease_ttl) as acquired:
+        if acquired:
+            job.func()
+        return acquired
+
+
+def build_scheduler(app: Flask, *, blocking: bool) -> BaseScheduler:
+    """A scheduler holding every registered job; jobs never overlap or pile up."""
+    scheduler_cls = BlockingScheduler if blocking else BackgroundScheduler
+    scheduler = scheduler_cls(
+        timezone=app.config["SCHEDULER_TIMEZONE"],
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+    )
+    for job in JOBS.values():
+        scheduler.add_job(run_job, job.trigger, args=[app, job.id], id=job.id, name=job.id,
+                          replace_existing=True, **job.trigger_args)
+    return scheduler
+
+
+def init_scheduler(app: Flask) -> None:
+    """Host the scheduler in the web process when configured (the single-machine default)."""
+    if app.config["SCHEDULER_IN_WEB"] and not app.config.get("TESTING"):
+        scheduler = build_scheduler(app, blocking=False)
+        scheduler.start()
+        app.extensions["scheduler"] = scheduler

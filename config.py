@@ -1,0 +1,92 @@
+"""Configuration classes, all read from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+INSTANCE_DIR = Path(__file__).resolve().parent / "instance"
+
+
+def _database_url(default: str) -> str:
+    url = os.environ.get("DATABASE_URL", default)
+    # Hosting platforms hand out postgres:// URLs; SQLAlchemy wants an explicit driver.
+    if url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgres://")
+    elif url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+class Config:
+    ENV_NAME = "development"
+    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
+    SQLALCHEMY_DATABASE_URI = _database_url(f"sqlite:///{INSTANCE_DIR / 'exchange.db'}")
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 1024 * 1024)
+    JSON_SORT_KEYS = False
+
+    API_TITLE = "Data-trading marketplace"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    OPENAPI_SWAGGER_UI_URL = "/docs/assets/"
+
+    IDEMPOTENCY_KEY_TTL_HOURS = _int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
+    # How long a second request with the same key waits for the first before answering 409.
+    IDEMPOTENCY_LOCK_TIMEOUT_MS = _int("IDEMPOTENCY_LOCK_TIMEOUT_MS", 10_000)
+
+    # The single-machine default (make run) hosts the scheduler in the web process; with
+    # several web hosts, run one dedicated `flask scheduler run` instead.
+    SCHEDULER_IN_WEB = os.environ.get("SCHEDULER_IN_WEB", "false").lower() == "true"
+    SCHEDULER_TIMEZONE = os.environ.get("SCHEDULER_TIMEZONE", "Asia/Shanghai")
+
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+    LOG_JSON = os.environ.get("LOG_JSON", "true").lower() == "true"
+
+
+class DevelopmentConfig(Config):
+    LOG_JSON = os.environ.get("LOG_JSON", "false").lower() == "true"
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = _database_url("sqlite://")
+    SCHEDULER_IN_WEB = False
+    LOG_JSON = False
+    IDEMPOTENCY_LOCK_TIMEOUT_MS = 5_000
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    LOG_JSON = True
+
+    @classmethod
+    def validate(cls) -> None:
+        """Refuse to start without the settings production cannot guess."""
+        missing = [name for name in ("SECRET_KEY", "DATABASE_URL") if not os.environ.get(name)]
+        if missing:
+            raise RuntimeError(f"production configuration requires {', '.join(missing)}")
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_from_env() -> type[Config]:
+    """The configuration class named by APP_ENV (development by default)."""
+    name = os.environ.get("APP_ENV", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(f"APP_ENV must be one of {sorted(CONFIGS)}, not {name!r}") from None

@@ -1,0 +1,114 @@
+"""Test fixtures: every database test runs on SQLite and, when configured, on PostgreSQL.
+
+Set TEST_DATABASE_URL to a scratch PostgreSQL database (its schema is dropped and rebuilt)
+to add the PostgreSQL runs; REQUIRE_POSTGRES=1 turns a missing or unreachable database into
+a failure instead of leaving those runs out. Tests marked `postgres_only` (concurrency,
+triggers) run on PostgreSQL alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+
+from app import clock, create_app
+from app.extensions import db
+from config import TestingConfig
+
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
+REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+
+
+def _backends(postgres_only: bool) -> list[str]:
+    backends = [] if postgres_only else ["sqlite"]
+    if POSTGRES_URL or REQUIRE_POSTGRES:
+        backends.append("postgresql")
+    return backends
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        postgres_only = metafunc.definition.get_closest_marker("postgres_only") is not None
+        metafunc.parametrize("backend", _backends(postgres_only), indirect=True, scope="session")
+
+
+def pytest_report_header() -> str:
+    if POSTGRES_URL:
+        return f"databases: sqlite, postgresql ({sa.make_url(POSTGRES_URL).database})"
+    return "databases: sqlite only (set TEST_DATABASE_URL for PostgreSQL)"
+
+
+def _postgres_url() -> str:
+    if not POSTGRES_URL:
+        pytest.fail("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
+    url = sa.make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+            connection.execute(sa.text("CREATE SCHEMA public"))
+    except sa.exc.OperationalError as error:
+        pytest.fail(f"PostgreSQL at {url.render_as_string()} is not reachable: {error}")
+    finally:
+        engine.dispose()
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The database URL of this run's backend, with an empty schema."""
+    if request.param == "postgresql":
+        return _postgres_url()
+    return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
+
+
+def make_app(database_url: str, **overrides: object) -> Flask:
+    return create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_url, **overrides)
+
+
+@pytest.fixture(scope="session")
+def migrated_app(backend: str) -> Iterator[Flask]:
+    """One application per backend, its database built by the migrations (not create_all)."""
+    app = make_app(backend)
+    with app.app_context():
+        upgrade()
+        db.session.remove()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+def _empty_tables(app: Flask) -> None:
+    tables = [table.name for table in reversed(db.metadata.sorted_tables)]
+    with app.app_context(), db.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                connection.execute(sa.text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def app(migrated_app: Flask) -> Iterator[Flask]:
+    """The application inside an app context; tables emptied and the clock reset afterwards."""
+    with migrated_app.app_context():
+        yield migrated_app
+        db.session.remove()
+    _empty_tables(migrated_app)
+    clock.reset()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def dialect(app: Flask) -> str:
+    return db.engine.dialect.name
