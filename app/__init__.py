@@ -26,7 +26,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     config = config or config_from_env()
     if issubclass(config, ProductionConfig):
         config.validate()
-    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR), static_folder=None)
     app.config.from_object(config)
     app.config.update(overrides)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):

@@ -14,6 +14,7 @@ from flask import current_app
 from flask_smorest.pagination import Page
 from sqlalchemy import Select, func, select
 from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.errors import MalformedJson, http_exception_problem
 
@@ -43,14 +44,46 @@ class ProblemSchema(Schema):
 
 
 class Parser(FlaskParser):
+    def _raw_load_json(self, req: Any) -> Any:
+        try:
+            loaded = super()._raw_load_json(req)
+        except RecursionError:
+            # json.loads gives up on deeply nested documents ([[[[...) with RecursionError,
+            # which webargs does not treat as a decoding error: it would become a 500.
+            _refuse_truncated_stream(req)
+            raise MalformedJson("The request body nests too deeply to be parsed.") from None
+        _refuse_truncated_stream(req)
+        return loaded
+
     def _handle_invalid_json_error(self, error: Exception, req: Any, *args: Any,
                                    **kwargs: Any) -> Any:
+        _refuse_truncated_stream(req)
         raise MalformedJson("The request body is not valid JSON.")
+
+
+def _refuse_truncated_stream(req: Any) -> None:
+    """413 for a streamed (chunked) body longer than MAX_CONTENT_LENGTH.
+
+    Werkzeug checks the limit against Content-Length up front, but a body without one is
+    read through a LimitedStream whose read() stops silently at the limit: the rest would
+    be dropped and the truncated prefix parsed (400, or even accepted if it is valid JSON).
+    """
+    limit = req.max_content_length
+    if limit is None or req.content_length is not None:
+        return
+    if len(req.get_data(cache=True)) >= limit and req.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
 
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = Parser()
     DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 20, "max_page_size": 100}
+
+    @staticmethod
+    def _make_pagination_metadata(page: int, page_size: int, item_count: int) -> dict[str, Any]:
+        # The contract's X-Pagination always names the page and its size.
+        metadata = flask_smorest.Blueprint._make_pagination_metadata(page, page_size, item_count)
+        return {**metadata, "page": page, "page_size": page_size}
 
 
 class Api(flask_smorest.Api):

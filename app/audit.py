@@ -3,22 +3,31 @@
 Services call `record()` during a unit of work; the entries are chained and written just
 before the commit, under a lock held only until that commit, so concurrent writers never
 fork the chain and the lock is held as briefly as possible.
+
+Entries follow their transaction, savepoints included: an entry recorded inside a savepoint
+that rolls back is dropped with it, one recorded inside a released savepoint joins the
+enclosing level, and nothing is written when a savepoint is released (SQLAlchemy fires
+`before_commit` for savepoints too), so a savepoint that fails cannot take earlier entries
+down with it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Index, Integer, String, event, select, text
-from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
+from sqlalchemy.orm import Mapped, ORMExecuteState, Session, SessionTransaction, mapped_column
 
 from app import clock
 from app.db import Base
+
+log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 # Arbitrary constant naming the audit chain's PostgreSQL advisory lock.
@@ -79,6 +88,8 @@ class _Pending:
     subject: Any
     subject_type: str
     details: dict[str, Any]
+    # The innermost savepoint open when it was recorded; None: the transaction itself.
+    savepoint: SessionTransaction | None = None
 
 
 def record(
@@ -97,8 +108,12 @@ def record(
     subject_type = subject_type or getattr(subject, "__tablename__", None)
     if subject_type is None:
         raise ValueError("subject_type is required when the subject is not a model")
+    if not session.in_transaction():
+        # Begin now, so that a rollback before any query still ends (and drops) the entry.
+        session.begin()
     pending = session.info.setdefault(_PENDING, [])
-    pending.append(_Pending(actor_id, action, subject, subject_type, dict(details or {})))
+    pending.append(_Pending(actor_id, action, subject, subject_type, dict(details or {}),
+                            session.get_nested_transaction()))
 
 
 def _subject_id(subject: Any) -> str:
@@ -110,8 +125,20 @@ def _lock_chain(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
 
 
+def _enclosing_savepoint(savepoint: SessionTransaction) -> SessionTransaction | None:
+    transaction = savepoint.parent
+    while transaction is not None and not transaction.nested:
+        transaction = transaction.parent
+    return transaction
+
+
 @event.listens_for(Session, "before_commit")
 def _write_pending_entries(session: Session) -> None:
+    if session.in_nested_transaction():
+        # A savepoint is being released: its entries move up in _adopt_released_entries and
+        # are written when the whole transaction commits. (Session.commit(), which
+        # unit_of_work uses, releases open savepoints before the outermost commit fires.)
+        return
     pending: list[_Pending] = session.info.pop(_PENDING, [])
     if not pending:
         return
@@ -140,17 +167,47 @@ def _write_pending_entries(session: Session) -> None:
         session.add(entry)
 
 
+@event.listens_for(Session, "after_commit")
+def _adopt_released_entries(session: Session) -> None:
+    savepoint = session.get_nested_transaction()  # still the one just released
+    pending: list[_Pending] = session.info.get(_PENDING, [])
+    if savepoint is None:
+        if pending:  # only if a savepoint was left open when its root was committed
+            log.error("audit entries recorded in an unreleased savepoint were not written",
+                      extra={"actions": [item.action for item in pending]})
+        return
+    enclosing = _enclosing_savepoint(savepoint)
+    session.info[_PENDING] = [
+        replace(item, savepoint=enclosing) if item.savepoint is savepoint else item
+        for item in pending
+    ]
+
+
 @event.listens_for(Session, "after_transaction_end")
 def _drop_entries_of_ended_transaction(session: Session, transaction: SessionTransaction) -> None:
-    # A rolled-back transaction's entries must never reach a later commit.
+    # A rolled-back transaction's (or savepoint's) entries must never reach a later commit;
+    # a released savepoint's entries were adopted by the enclosing level before this runs.
     if transaction.parent is None:
         session.info.pop(_PENDING, None)
+    elif transaction.nested and _PENDING in session.info:
+        session.info[_PENDING] = [item for item in session.info[_PENDING]
+                                  if item.savepoint is not transaction]
 
 
 @event.listens_for(AuditEntry, "before_update")
 @event.listens_for(AuditEntry, "before_delete")
 def _refuse_changes(mapper: Any, connection: Any, target: AuditEntry) -> None:
     raise PermissionError("audit entries are append-only")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk_changes(state: ORMExecuteState) -> None:
+    # UPDATE and DELETE statements run through a session skip the mapper events above.
+    if state.is_update or state.is_delete:
+        table = state.statement.table  # type: ignore[attr-defined]
+        if (table.name, table.schema) == (AuditEntry.__table__.name,
+                                          AuditEntry.__table__.schema):
+            raise PermissionError("audit entries are append-only")
 
 
 @dataclass(frozen=True)

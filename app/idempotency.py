@@ -74,7 +74,11 @@ class IdempotencyKey(Base):
 
 def request_fingerprint() -> str:
     """Method, path, query and body: what makes two requests "the same request"."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        # silent= only covers ValueError; too deep a document is the parser's to refuse (400).
+        body = None
     body_text = canonical_json(body) if body is not None else request.get_data(as_text=True)
     material = "\n".join([request.method, request.path, request.query_string.decode(), body_text])
     return hashlib.sha256(material.encode()).hexdigest()
@@ -82,8 +86,12 @@ def request_fingerprint() -> str:
 
 def _insert_ignoring_conflict(session: Session, values: dict[str, Any]) -> bool:
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(IdempotencyKey).values(**values).on_conflict_do_nothing()
-    return session.execute(stmt).rowcount == 1
+    # RETURNING, not rowcount: SQLAlchemy closes an INSERT's cursor at once and psycopg 3
+    # resets rowcount to -1 on close, so rowcount said "not claimed" for every new key on
+    # PostgreSQL, and the first request "replayed" an empty response without running.
+    stmt = (insert(IdempotencyKey).values(**values).on_conflict_do_nothing()
+            .returning(IdempotencyKey.key))
+    return session.execute(stmt).first() is not None
 
 
 def _claim(session: Session, party_id: uuid.UUID, key: str,
@@ -143,6 +151,11 @@ def idempotent(view: F) -> F:
                 if row.request_fingerprint != fingerprint:
                     raise IdempotencyKeyReused(
                         "This Idempotency-Key was used for a different request.")
+                if row.response_status is None:
+                    # Never visible once committed (key and response commit together); if
+                    # it ever is, an empty 200 "replay" would hide that nothing ran.
+                    raise IdempotencyKeyInProgress(
+                        "The request with this Idempotency-Key has no stored response yet.")
                 return row.replay()
             response = make_response(view(*args, **kwargs))
             row.store(response)

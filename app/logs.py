@@ -41,6 +41,7 @@ def configure_logging(app: Flask) -> None:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         g.request_started = time.perf_counter()
+        g.pop("party", None)  # an app context reused across requests must not leak the party
 
     @app.after_request
     def log_request(response: Response) -> Response:

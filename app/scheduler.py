@@ -55,11 +55,13 @@ def acquire_lease(session: Session, name: str, ttl: timedelta, holder: str = HOL
     if taken:
         return True
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # RETURNING, not rowcount: SQLAlchemy closes an INSERT's cursor at once and psycopg 3
+    # resets rowcount to -1 on close, so rowcount would say "not created" on PostgreSQL.
     created = session.execute(
         insert(JobLease).values(name=name, holder=holder, leased_until=now + ttl)
-        .on_conflict_do_nothing()
-    ).rowcount
-    return created == 1
+        .on_conflict_do_nothing().returning(JobLease.name)
+    ).first()
+    return created is not None
 
 
 def release_lease(session: Session, name: str, holder: str = HOLDER) -> None:

@@ -55,3 +55,8 @@ def make_member(*roles: Role, kind: PartyKind = PartyKind.ENTERPRISE) -> Member:
             session, name=body["name"], credit_code=body["credit_code"], kind=kind,
             roles=list(roles or (Role.BUYER,)), actor=SYSTEM)
     return Member(party, issued.raw)
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The Authorization header for a raw API key."""
+    return {"Authorization": f"Bearer {key}"}

@@ -21,6 +21,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 KEY_PREFIX = "dx_"
 KEY_BYTES = 32
 _ANONYMOUS = object()
+# Where a request's party is cached: the WSGI environ lives exactly as long as the request,
+# whereas g lives as long as the app context, which Flask reuses across requests when one
+# was pushed before them (tests, scripts), so a party cached on g authenticated later requests.
+_PARTY_ENVIRON_KEY = "dx.party"
 
 
 def generate_api_key() -> str:
@@ -45,7 +49,7 @@ def _bearer_token() -> str | None:
 
 def authenticated_party() -> Party | None:
     """The party whose key came with the request, None when none came; 401 for a bad key."""
-    cached = g.get("party", _ANONYMOUS)
+    cached = request.environ.get(_PARTY_ENVIRON_KEY, _ANONYMOUS)
     if cached is not _ANONYMOUS:
         return cached  # type: ignore[return-value]
     token = _bearer_token()
@@ -57,7 +61,8 @@ def authenticated_party() -> Party | None:
         if key is None:
             raise Unauthorized("The API key is not valid or has been revoked.")
         party = key.party
-    g.party = party
+    request.environ[_PARTY_ENVIRON_KEY] = party
+    g.party = party  # read by the access log
     return party
 
 

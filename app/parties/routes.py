@@ -7,16 +7,17 @@ from typing import Any
 
 from flask.views import MethodView
 
-from app.api import Blueprint
+from app.api import Blueprint, SQLPage
 from app.db import unit_of_work
 from app.parties import services
 from app.parties.auth import authenticated_party, current_party, optional_auth, require_role
-from app.parties.models import Party
+from app.parties.models import Party, Role
 from app.parties.schemas import (
     ApiKeyCreatedSchema,
     ApiKeySchema,
     PartyCreatedSchema,
     PartyCreateSchema,
+    PartyQueryArgsSchema,
     PartySchema,
 )
 
@@ -24,12 +25,27 @@ blp = Blueprint("parties", __name__, url_prefix="/api/v1/parties",
                 description="Market participants, their roles and API keys")
 
 
+def _attributes(obj: Any, schema: type[Any]) -> dict[str, Any]:
+    # @blp.response serializes the result: hand it attribute values, not an already-dumped
+    # dict, which it would dump a second time (enums and datetimes fail on strings).
+    return {name: getattr(obj, name) for name in schema().fields}
+
+
 def _created(party: Party, issued: services.IssuedKey) -> dict[str, Any]:
-    return {**PartySchema().dump(party), "api_key": issued.raw, "api_key_id": issued.key.id}
+    return {**_attributes(party, PartySchema), "api_key": issued.raw,
+            "api_key_id": issued.key.id}
 
 
 @blp.route("")
 class Parties(MethodView):
+    @require_role(Role.OPERATOR, Role.REGULATOR)
+    @blp.arguments(PartyQueryArgsSchema, location="query")
+    @blp.response(200, PartySchema(many=True))
+    @blp.paginate(SQLPage)
+    def get(self, args: dict[str, Any]) -> Any:
+        """The register of parties (operators and regulators), paginated."""
+        return services.parties_query(**args)
+
     @optional_auth
     @blp.arguments(PartyCreateSchema)
     @blp.response(201, PartyCreatedSchema)
@@ -79,7 +95,7 @@ class PartyApiKeys(MethodView):
         """Issue another key for the party (itself or an operator); shown once."""
         with unit_of_work() as session:
             issued = services.issue_api_key_for(session, party_id=party_id, actor=current_party())
-        return {**ApiKeySchema().dump(issued.key), "api_key": issued.raw}
+        return {**_attributes(issued.key, ApiKeySchema), "api_key": issued.raw}
 
 
 @blp.route("/<uuid:party_id>/api-keys/<uuid:key_id>")

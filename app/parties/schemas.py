@@ -41,3 +41,9 @@ class ApiKeySchema(Schema):
 
 class ApiKeyCreatedSchema(ApiKeySchema):
     api_key = fields.String(metadata={"description": "Shown once; only its hash is kept"})
+
+
+class PartyQueryArgsSchema(Schema):
+    q = fields.String(validate=validate.Length(min=1, max=200),
+                      metadata={"description": "Part of the name, or the exact credit code"})
+    kind = fields.Enum(PartyKind, by_value=True)

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import exists, select
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -71,6 +71,17 @@ def register_party(
                  subject=party, details={"credit_code": code, "kind": kind.value,
                                          "roles": party.roles})
     return party, issue_api_key(session, party=party, actor=actor)
+
+
+def parties_query(*, q: str | None = None, kind: PartyKind | None = None) -> Select:
+    """Parties matching the filters, oldest first (the operators' and regulators' register)."""
+    stmt = select(Party).order_by(Party.created_at, Party.id)
+    if q:
+        stmt = stmt.where(or_(Party.name.contains(q, autoescape=True),
+                              Party.credit_code == normalize_credit_code(q)))
+    if kind:
+        stmt = stmt.where(Party.kind == kind)
+    return stmt
 
 
 def get_party(session: Session, *, party_id: uuid.UUID, viewer: Party) -> Party:

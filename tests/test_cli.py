@@ -1,0 +1,144 @@
+"""The flask commands: parties create, seed-demo, audit verify."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from app.audit import AuditEntry
+from app.cli import DEMO_PARTIES
+from app.extensions import db
+from app.parties.models import ApiKey, Party
+from tests.factories import bearer, new_credit_code
+
+ME = "/api/v1/parties/me"
+AUDIT_VERIFY = "/api/v1/audit/verify"
+
+
+def last_line(output: str) -> str:
+    return output.strip().splitlines()[-1]
+
+
+def count(model: type) -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+def test_parties_create_prints_a_key_alone_on_the_last_line_that_authenticates_an_operator(
+        app, client):
+    code = new_credit_code()
+    result = app.test_cli_runner().invoke(args=[
+        "parties", "create", "--name", "Exchange Ops", "--credit-code", code,
+        "--role", "operator"])
+
+    assert result.exit_code == 0, result.output
+    key = last_line(result.stdout)
+    assert key.startswith("dx_") and " " not in key
+    me = client.get(ME, headers=bearer(key))
+    assert me.status_code == 200
+    assert me.json["name"] == "Exchange Ops"
+    assert me.json["credit_code"] == code
+    assert me.json["roles"] == ["operator"]
+    assert client.get(AUDIT_VERIFY, headers=bearer(key)).status_code == 200
+
+
+def test_parties_create_grants_several_roles_and_a_kind(app, client):
+    result = app.test_cli_runner().invoke(args=[
+        "parties", "create", "--name", "City Data Bureau", "--credit-code", new_credit_code(),
+        "--role", "regulator", "--role", "certifier", "--kind", "public_agency"])
+
+    assert result.exit_code == 0, result.output
+    me = client.get(ME, headers=bearer(last_line(result.stdout))).json
+    assert me["roles"] == ["certifier", "regulator"]
+    assert me["kind"] == "public_agency"
+
+
+def test_parties_create_with_an_invalid_code_exits_non_zero_and_stores_nothing(app):
+    result = app.test_cli_runner().invoke(args=[
+        "parties", "create", "--name", "Bad Code Co.", "--credit-code", "91350100M000100Y44",
+        "--role", "operator"])
+
+    assert result.exit_code != 0
+    assert "invalid_credit_code" in result.output
+    assert "dx_" not in result.output
+    assert count(Party) == 0
+    assert count(ApiKey) == 0
+
+
+def test_parties_create_with_a_duplicate_code_exits_non_zero(app):
+    code = new_credit_code()
+    runner = app.test_cli_runner()
+    args = ["parties", "create", "--name", "Twice Co.", "--credit-code", code,
+            "--role", "buyer"]
+    assert runner.invoke(args=args).exit_code == 0
+
+    again = runner.invoke(args=args)
+
+    assert again.exit_code != 0
+    assert "duplicate_credit_code" in again.output
+    assert count(Party) == 1
+
+
+def test_parties_create_refuses_an_unknown_role(app):
+    result = app.test_cli_runner().invoke(args=[
+        "parties", "create", "--name", "X", "--credit-code", new_credit_code(),
+        "--role", "king"])
+
+    assert result.exit_code != 0
+    assert count(Party) == 0
+
+
+def seed_keys(app) -> list[str]:
+    result = app.test_cli_runner().invoke(args=["seed-demo"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    return [line.split()[-1] for line in lines]
+
+
+def test_seed_demo_twice_leaves_the_seven_demo_parties_with_fresh_keys(app, client):
+    first = seed_keys(app)
+    second = seed_keys(app)
+
+    assert len(first) == len(second) == len(DEMO_PARTIES) == 7
+    assert set(first).isdisjoint(second)
+    stored = db.session.execute(sa.select(Party.credit_code, Party.name)).all()
+    assert sorted(stored) == sorted((code, name) for name, code, _, _ in DEMO_PARTIES)
+    for key, (name, code, kind, roles) in zip(second, DEMO_PARTIES, strict=True):
+        me = client.get(ME, headers=bearer(key))
+        assert me.status_code == 200, name
+        assert (me.json["name"], me.json["credit_code"]) == (name, code)
+        assert me.json["kind"] == kind.value
+        assert me.json["roles"] == [role.value for role in roles]
+    for key in first:
+        assert client.get(ME, headers=bearer(key)).status_code == 401
+    # One live key per demo party after the second run.
+    live = db.session.scalar(sa.select(sa.func.count()).select_from(ApiKey)
+                             .where(ApiKey.revoked_at.is_(None)))
+    assert live == 7
+
+
+def test_the_seeded_demo_operator_and_regulator_pass_their_routes(app, client):
+    keys = dict(zip((name for name, *_ in DEMO_PARTIES), seed_keys(app), strict=True))
+
+    for name in ("Demo Exchange Operations", "Demo Market Regulator"):
+        assert client.get(AUDIT_VERIFY, headers=bearer(keys[name])).status_code == 200
+    assert client.get(AUDIT_VERIFY,
+                      headers=bearer(keys["Demo Insurance Co."])).status_code == 403
+
+
+def test_audit_verify_prints_valid_and_exits_zero(app):
+    seed_keys(app)
+    entries = count(AuditEntry)
+    assert entries == 14  # 7 registrations, 7 keys
+
+    result = app.test_cli_runner().invoke(args=["audit", "verify"])
+
+    assert result.exit_code == 0, result.output
+    assert "valid=True" in result.stdout
+    assert f"entries={entries}" in result.stdout
+    assert "first_bad_entry=None" in result.stdout
+
+
+def test_audit_verify_on_an_empty_trail_is_valid(app):
+    result = app.test_cli_runner().invoke(args=["audit", "verify"])
+
+    assert result.exit_code == 0
+    assert "valid=True entries=0" in result.stdout
