@@ -31,8 +31,13 @@ run: seed
 	@echo "API docs: http://$(HOST):$(PORT)/docs  (OpenAPI: /openapi.json; demo keys above)"
 	SCHEDULER_IN_WEB=true $(BIN)/flask run --host $(HOST) --port $(PORT)
 
+# The PostgreSQL runs join by themselves when a local server lets the postgres user in.
+LOCAL_TEST_DATABASE := postgresql://postgres@127.0.0.1:5432/dx_test
+local_postgres = $(shell psql -h 127.0.0.1 -U postgres -d postgres -tAc 'select 1' >/dev/null 2>&1 \
+	&& { createdb -h 127.0.0.1 -U postgres dx_test 2>/dev/null; echo $(LOCAL_TEST_DATABASE); })
+
 test: install
-	$(BIN)/pytest
+	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$(local_postgres)}" $(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check .

@@ -25,23 +25,30 @@ POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 
 
-def _backends(postgres_only: bool) -> list[str]:
-    backends = [] if postgres_only else ["sqlite"]
-    if POSTGRES_URL or REQUIRE_POSTGRES:
-        backends.append("postgresql")
-    return backends
+POSTGRES_RUNS = bool(POSTGRES_URL or REQUIRE_POSTGRES)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         postgres_only = metafunc.definition.get_closest_marker("postgres_only") is not None
-        metafunc.parametrize("backend", _backends(postgres_only), indirect=True, scope="session")
+        backends = ["postgresql"] if postgres_only else ["sqlite", "postgresql"]
+        metafunc.parametrize("backend", backends, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a PostgreSQL database (and not required), its runs are left out, not skipped."""
+    if POSTGRES_RUNS:
+        return
+    left_out = [item for item in items if "[postgresql" in item.nodeid]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if "[postgresql" not in item.nodeid]
 
 
 def pytest_report_header() -> str:
     if POSTGRES_URL:
         return f"databases: sqlite, postgresql ({sa.make_url(POSTGRES_URL).database})"
-    return "databases: sqlite only (set TEST_DATABASE_URL for PostgreSQL)"
+    return "databases: sqlite only (set TEST_DATABASE_URL to add the PostgreSQL runs)"
 
 
 def _postgres_url() -> str:
