@@ -49,12 +49,15 @@ def configure_logging(app: Flask) -> None:
         if request_id:
             response.headers[REQUEST_ID_HEADER] = request_id
         started = g.get("request_started")
+        duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
         party = g.get("party")
-        access_log.info("request", extra={
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
-            "party_id": str(party.id) if party is not None else None,
-        })
+        access_log.info(
+            "%s %s %s %sms", request.method, request.path, response.status_code, duration_ms,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": duration_ms,
+                "party_id": str(party.id) if party is not None else None,
+            })
         return response

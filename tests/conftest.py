@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
 from app import clock, create_app
+from app.api import Blueprint
 from app.extensions import db
 from config import TestingConfig
 
@@ -79,6 +81,17 @@ def make_app(database_url: str, **overrides: object) -> Flask:
     return create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=database_url, **overrides)
 
 
+@contextmanager
+def app_with_blueprints(database_url: str, *blueprints: Blueprint) -> Iterator[Flask]:
+    """The application plus test-only routes (registered before its first request)."""
+    app = make_app(database_url)
+    for blueprint in blueprints:
+        app.extensions["api"].register_blueprint(blueprint)
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def migrated_app(backend: str) -> Iterator[Flask]:
     """One application per backend, its database built by the migrations (not create_all)."""
@@ -91,7 +104,7 @@ def migrated_app(backend: str) -> Iterator[Flask]:
         db.engine.dispose()
 
 
-def _empty_tables(app: Flask) -> None:
+def empty_tables(app: Flask) -> None:
     tables = [table.name for table in reversed(db.metadata.sorted_tables)]
     with app.app_context(), db.engine.begin() as connection:
         if connection.dialect.name == "postgresql":
@@ -107,7 +120,7 @@ def app(migrated_app: Flask) -> Iterator[Flask]:
     with migrated_app.app_context():
         yield migrated_app
         db.session.remove()
-    _empty_tables(migrated_app)
+    empty_tables(migrated_app)
     clock.reset()
 
 

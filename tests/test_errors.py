@@ -20,7 +20,7 @@ from app.db import unit_of_work
 from app.errors import PROBLEM_MIMETYPE
 from app.extensions import db
 from app.parties.models import Party, PartyKind
-from tests.conftest import _empty_tables, make_app
+from tests.conftest import app_with_blueprints, empty_tables
 from tests.factories import PartyBodyFactory, make_member, new_credit_code
 
 PARTIES = "/api/v1/parties"
@@ -321,18 +321,15 @@ def _crashing_blueprint() -> Blueprint:
 @pytest.fixture(scope="module")
 def crashing_app(backend: str, migrated_app: Flask) -> Iterator[Flask]:
     """The application plus routes that fail in unplanned ways (registered before any request)."""
-    app = make_app(backend)
-    app.extensions["api"].register_blueprint(_crashing_blueprint())
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    with app_with_blueprints(backend, _crashing_blueprint()) as app:
+        yield app
 
 
 @pytest.fixture
 def crashing_client(crashing_app: Flask) -> Iterator[FlaskClient]:
     # No app context is held: each request gets its own, as in production.
     yield crashing_app.test_client()
-    _empty_tables(crashing_app)
+    empty_tables(crashing_app)
 
 
 @pytest.mark.parametrize(("method", "path"), [

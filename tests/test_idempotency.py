@@ -41,7 +41,7 @@ from app.idempotency import (
 )
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
-from tests.conftest import _empty_tables, make_app
+from tests.conftest import app_with_blueprints, empty_tables
 from tests.factories import make_member
 
 PAYMENTS = "/api/v1/test-payments"
@@ -118,11 +118,8 @@ def _payments_blueprint() -> Blueprint:
 @pytest.fixture(scope="module")
 def payments_app(backend: str, migrated_app: Flask) -> Iterator[Flask]:
     """The application plus the test-payments route, on the migrated database of `backend`."""
-    app = make_app(backend)
-    app.extensions["api"].register_blueprint(_payments_blueprint())
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    with app_with_blueprints(backend, _payments_blueprint()) as app:
+        yield app
 
 
 @pytest.fixture
@@ -131,7 +128,7 @@ def app(payments_app: Flask) -> Iterator[Flask]:
     payments_app.config.update(TEST_PAYMENTS_DELAY_SECONDS=0.0, TEST_PAYMENTS_DECLINES=Budget(),
                                TEST_PAYMENTS_CRASHES=Budget())
     yield payments_app
-    _empty_tables(payments_app)
+    empty_tables(payments_app)
     clock.reset()
 
 
