@@ -22,6 +22,9 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from app.logs import configure_logging
     from app.parties.routes import blp as parties_blp
     from app.routes import audit_blp, ops
+    from listings import jobs as listing_jobs  # noqa: F401  (registers the domain's jobs)
+    from listings.routes import blp as listings_blp
+    from listings.routes import rules_blp
 
     config = config or config_from_env()
     if issubclass(config, ProductionConfig):
@@ -46,7 +49,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
         """Swagger UI's files, shipped in the swagger-ui-bundle package (works offline)."""
         return send_from_directory(swagger_ui_path, filename, max_age=86400)
 
-    for blueprint in (ops, parties_blp, audit_blp):
+    for blueprint in (ops, parties_blp, audit_blp, listings_blp, rules_blp):
         api.register_blueprint(blueprint)
 
     cli.register(app)

@@ -77,9 +77,14 @@ def unit_of_work(session: Session | None = None) -> Iterator[Session]:
         yield session
         if depth == 0:
             session.commit()
-    except BaseException:
+    except BaseException as error:
         if depth == 0:
-            session.rollback()
+            # A refusal that must leave a record (a prohibited listing stays rejected, with
+            # its decision) is a DomainError with keeps_changes; everything else rolls back.
+            if getattr(error, "keeps_changes", False):
+                session.commit()
+            else:
+                session.rollback()
         raise
     finally:
         session.info[_DEPTH] = depth

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from flask import Flask, Response, json
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,8 @@ class DomainError(Exception):
     code = "bad_request"
     title = "Bad request"
     headers: dict[str, str] = {}
+    # True for a refusal whose record must survive: the unit of work commits, then re-raises.
+    keeps_changes = False
 
     def __init__(
         self,
@@ -63,6 +66,16 @@ class Conflict(DomainError):
 
 class InvalidTransition(Conflict):
     code, title = "invalid_transition", "Not allowed in the current status"
+
+
+class VersionConflict(Conflict):
+    code, title = "version_conflict", "Changed by someone else since you read it"
+
+
+def stale_data_problem(error: StaleDataError) -> Response:
+    # A versioned row (version_id_col) changed between read and write: a lost update avoided.
+    return domain_error_problem(VersionConflict(
+        "Someone else changed this since you read it; read it again and retry."))
 
 
 def problem(
@@ -153,4 +166,5 @@ def unexpected_error_problem(error: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     """Map every error class once; flask-smorest's HTTP handler is overridden in app.api."""
     app.register_error_handler(DomainError, domain_error_problem)
+    app.register_error_handler(StaleDataError, stale_data_problem)
     app.register_error_handler(Exception, unexpected_error_problem)

@@ -1,0 +1,332 @@
+"""Listings, their certifications and quality reports, and the admission rules."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, composite, mapped_column, relationship
+
+from app import clock
+from app.db import Base, created_at, str_enum, uuid_pk
+from app.errors import InvalidTransition
+
+
+class Classification(enum.StrEnum):
+    """GB/T 43697-2024 grades, lowest first; core data is never traded."""
+
+    OPEN = "open"
+    GENERAL = "general"
+    SENSITIVE = "sensitive"
+    IMPORTANT = "important"
+    CORE = "core"
+
+    @property
+    def rank(self) -> int:
+        return list(Classification).index(self)
+
+    @property
+    def needs_certification(self) -> bool:
+        return self in (Classification.SENSITIVE, Classification.IMPORTANT)
+
+
+class SourceOrigin(enum.StrEnum):
+    COLLECTED = "collected"
+    PUBLIC_AUTHORIZED = "public_authorized"
+    PURCHASED = "purchased"
+    DERIVED = "derived"
+
+
+class Territory(enum.StrEnum):
+    DOMESTIC = "domestic"
+    CROSS_BORDER = "cross_border"
+
+
+class DeliveryMode(enum.StrEnum):
+    DOWNLOAD = "download"
+    API = "api"
+    SANDBOX = "sandbox"  # usable but not visible: raw data never leaves the domain
+
+
+class PriceModel(enum.StrEnum):
+    ONE_TIME = "one_time"
+    SUBSCRIPTION = "subscription"
+    PER_CALL = "per_call"
+
+
+class ListingStatus(enum.StrEnum):
+    DRAFT = "draft"
+    PENDING_REVIEW = "pending_review"
+    LISTED = "listed"
+    REJECTED = "rejected"
+    SUSPENDED = "suspended"
+    DELISTED = "delisted"
+
+
+class ShareRole(enum.StrEnum):
+    COLLECTOR = "collector"
+    PROCESSOR = "processor"
+    HOLDER = "holder"
+    BROKER = "broker"
+    PUBLIC_AUTHORITY = "public_authority"
+
+
+class ShareBasis(enum.StrEnum):
+    INVESTMENT = "investment"
+    CONTRIBUTION = "contribution"
+
+
+class Rating(enum.StrEnum):
+    """Certification ratings, best first."""
+
+    AAA = "AAA"
+    AA = "AA"
+    A = "A"
+    B = "B"
+    C = "C"
+
+    def at_least(self, other: Rating) -> bool:
+        order = list(Rating)
+        return order.index(self) <= order.index(other)
+
+
+class CertificationScope(enum.StrEnum):
+    COMPLIANCE = "compliance"
+    QUALITY = "quality"
+    SECURITY = "security"
+
+
+class AdmissionList(enum.StrEnum):
+    POSITIVE = "positive"  # 正面引导清单: encouraged
+    NEGATIVE = "negative"  # 负面禁止清单: prohibited
+
+
+@dataclass
+class Source:
+    origin: SourceOrigin
+    description: str
+    legal_basis: str
+
+
+@dataclass
+class Rights:
+    """The three split rights: holding, processing-use, product-operation."""
+
+    holder_id: uuid.UUID
+    processor_ids: list[str]
+    operator_id: uuid.UUID
+
+
+@dataclass
+class UsageScope:
+    purposes: list[str]
+    term_days: int | None
+    territory: Territory
+    resale: bool
+    derivatives: bool
+
+
+@dataclass
+class QualitySummary:
+    count: int
+    average: float | None = field(default=None)
+
+
+# Which transitions each lifecycle step allows, in one place.
+_TRANSITIONS: dict[str, tuple[set[ListingStatus], ListingStatus | None]] = {
+    "edit": ({ListingStatus.DRAFT, ListingStatus.REJECTED}, None),
+    "submit": ({ListingStatus.DRAFT, ListingStatus.REJECTED}, None),
+    "approve": ({ListingStatus.PENDING_REVIEW}, ListingStatus.LISTED),
+    "reject": ({ListingStatus.PENDING_REVIEW}, ListingStatus.REJECTED),
+    "suspend": ({ListingStatus.LISTED}, ListingStatus.SUSPENDED),
+    "delist": ({ListingStatus.LISTED, ListingStatus.SUSPENDED, ListingStatus.PENDING_REVIEW},
+               ListingStatus.DELISTED),
+    "relist": ({ListingStatus.SUSPENDED, ListingStatus.DELISTED}, ListingStatus.LISTED),
+}
+
+
+class Listing(Base):
+    """A data product offered on the exchange, with its rights, scope and lifecycle."""
+
+    __tablename__ = "listings"
+
+    id: Mapped[uuid_pk]
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(64))
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    classification: Mapped[Classification] = mapped_column(
+        str_enum(Classification, "classification"))
+    contains_personal_info: Mapped[bool] = mapped_column(Boolean)
+    anonymized: Mapped[bool] = mapped_column(Boolean)
+    consent_basis: Mapped[str | None] = mapped_column(String(500))
+
+    source: Mapped[Source] = composite(
+        mapped_column("source_origin", str_enum(SourceOrigin, "source_origin"), nullable=False),
+        mapped_column("source_description", Text, nullable=False),
+        mapped_column("source_legal_basis", String(500), nullable=False),
+    )
+    rights: Mapped[Rights] = composite(
+        mapped_column("rights_holder_id", Uuid, ForeignKey("parties.id"), nullable=False),
+        mapped_column("rights_processor_ids", JSON, nullable=False),
+        mapped_column("rights_operator_id", Uuid, ForeignKey("parties.id"), nullable=False),
+    )
+    usage_scope: Mapped[UsageScope] = composite(
+        mapped_column("usage_purposes", JSON, nullable=False),
+        mapped_column("usage_term_days", Integer, nullable=True),
+        mapped_column("usage_territory", str_enum(Territory, "usage_territory"), nullable=False),
+        mapped_column("usage_resale", Boolean, nullable=False),
+        mapped_column("usage_derivatives", Boolean, nullable=False),
+    )
+    delivery_mode: Mapped[DeliveryMode] = mapped_column(str_enum(DeliveryMode, "delivery_mode"))
+    price_model: Mapped[PriceModel] = mapped_column(str_enum(PriceModel, "price_model"))
+    unit_price: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    licenses_available: Mapped[int | None] = mapped_column(Integer)
+    revenue_shares: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+    status: Mapped[ListingStatus] = mapped_column(
+        str_enum(ListingStatus, "listing_status"), default=ListingStatus.DRAFT)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    admission: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    review_flag: Mapped[str | None] = mapped_column(String(200))
+    quality_reports_count: Mapped[int] = mapped_column(Integer, default=0)
+    quality_score_total: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[created_at]
+    updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
+    listed_at: Mapped[datetime | None]
+
+    certifications: Mapped[list[Certification]] = relationship(
+        order_by="Certification.issued_at", viewonly=True)
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        # The catalog search: listed products by category, then price.
+        Index("ix_listings_status_category_price", "status", "category", "unit_price"),
+        Index("ix_listings_merchant_status", "merchant_id", "status"),
+    )
+
+    @property
+    def quality(self) -> QualitySummary:
+        if not self.quality_reports_count:
+            return QualitySummary(0)
+        return QualitySummary(self.quality_reports_count,
+                              round(self.quality_score_total / self.quality_reports_count, 2))
+
+    def ensure_can(self, step: str) -> None:
+        """Raise InvalidTransition unless the lifecycle step is allowed from this status."""
+        allowed_from, _ = _TRANSITIONS[step]
+        if self.status not in allowed_from:
+            raise InvalidTransition(
+                f"A {self.status.value} listing cannot be {_PAST[step]}.",
+                status=self.status.value)
+
+    def move(self, step: str, *, reason: str | None = None) -> None:
+        """Apply a lifecycle step with a fixed target status."""
+        self.ensure_can(step)
+        target = _TRANSITIONS[step][1]
+        assert target is not None
+        self.set_status(target, reason)
+
+    def set_status(self, status: ListingStatus, reason: str | None = None) -> None:
+        self.status = status
+        self.status_reason = reason
+        if status is ListingStatus.LISTED:
+            self.listed_at = clock.now()
+
+    def add_quality_report(self, score: int) -> None:
+        self.quality_reports_count += 1
+        self.quality_score_total += score
+
+
+_PAST = {"edit": "edited", "submit": "submitted", "approve": "approved", "reject": "rejected",
+         "suspend": "suspended", "delist": "delisted", "relist": "relisted"}
+
+
+class Certification(Base):
+    """A third-party certification body's scoped, expiring rating of a listing."""
+
+    __tablename__ = "certifications"
+
+    id: Mapped[uuid_pk]
+    listing_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("listings.id"), index=True)
+    certifier_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
+    rating: Mapped[Rating] = mapped_column(str_enum(Rating, "rating"))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    valid_until: Mapped[datetime]
+    report_ref: Mapped[str] = mapped_column(String(200))
+    issued_at: Mapped[created_at]
+
+    def is_valid(self, at: datetime) -> bool:
+        return self.valid_until > at
+
+    def satisfies(self, scope: CertificationScope, minimum: Rating, at: datetime) -> bool:
+        return self.is_valid(at) and scope.value in self.scopes and self.rating.at_least(minimum)
+
+
+class QualityReport(Base):
+    """A buyer's quality feedback on a listing."""
+
+    __tablename__ = "quality_reports"
+
+    id: Mapped[uuid_pk]
+    listing_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("listings.id"), index=True)
+    buyer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
+    score: Mapped[int] = mapped_column(Integer)
+    issue: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[created_at]
+
+
+class AdmissionRule(Base):
+    """One version of a positive or negative admission rule; versions are immutable.
+
+    A new version supersedes the old (same rule_key, version + 1) and the old is retired;
+    rules are retired, never deleted, so every past decision can be explained.
+    """
+
+    __tablename__ = "admission_rules"
+
+    id: Mapped[uuid_pk]
+    rule_key: Mapped[uuid.UUID]
+    version: Mapped[int] = mapped_column(Integer)
+    admission_list: Mapped[AdmissionList] = mapped_column(
+        "list", str_enum(AdmissionList, "admission_list"))
+    name: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    categories: Mapped[list[str]] = mapped_column(JSON)
+    keywords: Mapped[list[str]] = mapped_column(JSON)
+    classifications: Mapped[list[str]] = mapped_column(JSON)
+    contains_personal_info: Mapped[bool | None] = mapped_column(Boolean)
+    territory: Mapped[Territory | None] = mapped_column(str_enum(Territory, "rule_territory"))
+    effective_from: Mapped[datetime]
+    effective_to: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("parties.id"))
+    created_at: Mapped[created_at]
+
+    __table_args__ = (UniqueConstraint("rule_key", "version"),)
+
+    def in_force(self, at: datetime) -> bool:
+        return (self.retired_at is None and self.effective_from <= at
+                and (self.effective_to is None or at < self.effective_to))
+
+    def retire(self, at: datetime) -> None:
+        if self.retired_at is None:
+            self.retired_at = at

@@ -1,0 +1,243 @@
+"""HTTP routes of listings, certifications, quality reports and the admission lists."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+
+from app.api import Blueprint, SQLPage
+from app.db import unit_of_work
+from app.errors import DomainError
+from app.parties.auth import current_party, require_role
+from app.parties.models import Role
+from listings import certification, rules, services
+from listings.models import Listing
+from listings.schemas import (
+    AdmissionResultSchema,
+    AdmissionRuleQueryArgsSchema,
+    AdmissionRuleSchema,
+    CertificationSchema,
+    ListingBodySchema,
+    ListingDetailSchema,
+    ListingPatchSchema,
+    ListingQueryArgsSchema,
+    ListingSchema,
+    QualityReportSchema,
+    ReasonSchema,
+    ReviewSchema,
+    TraceEntrySchema,
+)
+
+blp = Blueprint("listings", __name__, url_prefix="/api/v1/listings",
+                description="Data products (数据产品挂牌): lifecycle, certification, trace")
+rules_blp = Blueprint("admission", __name__, url_prefix="/api/v1",
+                      description="Admission lists (正面引导清单 / 负面禁止清单)")
+
+_ETAG = re.compile(r'^(?:W/)?"(\d+)"$')
+
+
+class MalformedIfMatch(DomainError):
+    status, code, title = 400, "bad_request", "If-Match must be an ETag such as \"3\""
+
+
+def _if_match() -> int | None:
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    match = _ETAG.match(header.strip())
+    if match is None:
+        raise MalformedIfMatch()
+    return int(match.group(1))
+
+
+def _with_etag(listing: Listing, status: int = 200) -> tuple[Listing, int, dict[str, str]]:
+    return listing, status, {"ETag": f'"{listing.version}"'}
+
+
+@blp.route("")
+class Listings(MethodView):
+    @require_role(Role.MERCHANT)
+    @blp.arguments(ListingBodySchema)
+    @blp.response(201, ListingSchema)
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def post(self, body: dict[str, Any]) -> Any:
+        """Create a draft listing (the merchant must hold the product-operation right)."""
+        with unit_of_work() as session:
+            listing = services.create_listing(session, merchant=current_party(), body=body)
+        return _with_etag(listing, 201)
+
+    @require_role()
+    @blp.arguments(ListingQueryArgsSchema, location="query")
+    @blp.response(200, ListingSchema(many=True))
+    @blp.paginate(SQLPage)
+    def get(self, filters: dict[str, Any]) -> Any:
+        """Search listings; non-owners see listed products only."""
+        return services.search_listings(viewer=current_party(), filters=filters)
+
+
+@blp.route("/<uuid:listing_id>")
+class ListingDetail(MethodView):
+    @require_role()
+    @blp.response(200, ListingDetailSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def get(self, listing_id: uuid.UUID) -> Any:
+        """A listing with its valid certifications (drafts only for owner and overseers)."""
+        with unit_of_work() as session:
+            listing = services.get_listing(session, listing_id=listing_id, viewer=current_party())
+        return _with_etag(listing)
+
+    @require_role()
+    @blp.arguments(ListingPatchSchema)
+    @blp.response(200, ListingSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(412, response="PRECONDITION_FAILED")
+    def patch(self, changes: dict[str, Any], listing_id: uuid.UUID) -> Any:
+        """Edit a draft or rejected listing (If-Match or `version` guard against lost edits)."""
+        with unit_of_work() as session:
+            listing = services.update_listing(session, listing_id=listing_id,
+                                              actor=current_party(), changes=changes,
+                                              if_match=_if_match())
+        return _with_etag(listing)
+
+
+@blp.route("/<uuid:listing_id>/submit")
+class SubmitListing(MethodView):
+    @require_role(Role.MERCHANT)
+    @blp.response(200, ListingSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def post(self, listing_id: uuid.UUID) -> Any:
+        """Submit for admission: rejected (422 admission_prohibited), listed or pending review."""
+        with unit_of_work() as session:
+            listing = services.submit_listing(session, listing_id=listing_id,
+                                              actor=current_party())
+        return _with_etag(listing)
+
+
+@blp.route("/<uuid:listing_id>/review")
+class ReviewListing(MethodView):
+    @require_role(Role.OPERATOR)
+    @blp.arguments(ReviewSchema)
+    @blp.response(200, ListingSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
+        """Approve or reject a pending listing, with a reason."""
+        with unit_of_work() as session:
+            listing = services.review_listing(session, listing_id=listing_id,
+                                              actor=current_party(), **body)
+        return _with_etag(listing)
+
+
+def _lifecycle_route(path: str, step: str, roles: tuple[Role, ...], summary: str) -> None:
+    operation = getattr(services, f"{step}_listing")
+
+    @blp.route(f"/<uuid:listing_id>/{path}", endpoint=f"{step}_listing")
+    class LifecycleStep(MethodView):
+        @require_role(*roles)
+        @blp.arguments(ReasonSchema)
+        @blp.response(200, ListingSchema)
+        @blp.alt_response(404, response="NOT_FOUND")
+        @blp.alt_response(409, response="CONFLICT")
+        def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
+            with unit_of_work() as session:
+                listing = operation(session, listing_id=listing_id, actor=current_party(),
+                                    reason=body["reason"])
+            return _with_etag(listing)
+
+    LifecycleStep.post.__doc__ = summary
+
+
+_lifecycle_route("suspend", "suspend", (Role.OPERATOR,), "Suspend a listed product (operator).")
+_lifecycle_route("relist", "relist", (Role.OPERATOR,),
+                 "Put a suspended or delisted product back on the market (operator).")
+_lifecycle_route("delist", "delist", (Role.MERCHANT, Role.OPERATOR),
+                 "Withdraw a product (its merchant or an operator).")
+
+
+@blp.route("/<uuid:listing_id>/certifications")
+class Certifications(MethodView):
+    @require_role(Role.CERTIFIER)
+    @blp.arguments(CertificationSchema)
+    @blp.response(201, CertificationSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
+        """Certify a listing: rating, scopes, expiry and report reference (certifiers)."""
+        with unit_of_work() as session:
+            return certification.certify_listing(session, listing_id=listing_id,
+                                                 certifier=current_party(), body=body)
+
+
+@blp.route("/<uuid:listing_id>/quality-reports")
+class QualityReports(MethodView):
+    @require_role(Role.BUYER)
+    @blp.arguments(QualityReportSchema)
+    @blp.response(201, QualityReportSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
+        """Report on a listed product's quality (buyers), score 1-5."""
+        with unit_of_work() as session:
+            return certification.report_quality(session, listing_id=listing_id,
+                                                buyer=current_party(), **body)
+
+
+@blp.route("/<uuid:listing_id>/trace")
+class Trace(MethodView):
+    @require_role()
+    @blp.response(200, TraceEntrySchema(many=True))
+    @blp.alt_response(404, response="NOT_FOUND")
+    def get(self, listing_id: uuid.UUID) -> Any:
+        """The product's audited history in order, each entry with actor, time and hash."""
+        with unit_of_work() as session:
+            return services.listing_trace(session, listing_id=listing_id,
+                                          viewer=current_party())
+
+
+@rules_blp.route("/admission-rules")
+class AdmissionRules(MethodView):
+    @require_role(Role.OPERATOR)
+    @rules_blp.arguments(AdmissionRuleSchema)
+    @rules_blp.response(201, AdmissionRuleSchema)
+    @rules_blp.alt_response(404, response="NOT_FOUND")
+    @rules_blp.alt_response(409, response="CONFLICT")
+    def post(self, body: dict[str, Any]) -> Any:
+        """Add a positive or negative rule, or a new version of one (`supersedes`)."""
+        with unit_of_work() as session:
+            return rules.create_rule(session, actor=current_party(), body=body)
+
+    @require_role()
+    @rules_blp.arguments(AdmissionRuleQueryArgsSchema, location="query")
+    @rules_blp.response(200, AdmissionRuleSchema(many=True))
+    @rules_blp.paginate(SQLPage)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Current rules (`include_retired=true` for the history); `?list=`."""
+        return rules.rules_query(**args)
+
+
+@rules_blp.route("/admission-rules/<uuid:rule_id>")
+class AdmissionRuleDetail(MethodView):
+    @require_role(Role.OPERATOR)
+    @rules_blp.response(204)
+    @rules_blp.alt_response(404, response="NOT_FOUND")
+    def delete(self, rule_id: uuid.UUID) -> None:
+        """Retire a rule: it stops applying and stays in the history."""
+        with unit_of_work() as session:
+            rules.retire_rule(session, rule_id=rule_id, actor=current_party())
+
+
+@rules_blp.route("/admission/check")
+class AdmissionCheck(MethodView):
+    @require_role(Role.MERCHANT)
+    @rules_blp.arguments(ListingBodySchema)
+    @rules_blp.response(200, AdmissionResultSchema)
+    def post(self, body: dict[str, Any]) -> Any:
+        """Dry run: what admission would decide for this listing body now."""
+        with unit_of_work() as session:
+            return rules.check_admission(session, body=body).as_record()

@@ -1,0 +1,235 @@
+"""Request and response shapes of listings, certifications, quality reports and rules."""
+
+from __future__ import annotations
+
+import copy
+
+import marshmallow as ma
+from marshmallow import fields, validate, validates_schema
+
+from app.api import Schema
+from listings.models import (
+    AdmissionList,
+    CertificationScope,
+    Classification,
+    DeliveryMode,
+    ListingStatus,
+    PriceModel,
+    Rating,
+    ShareBasis,
+    ShareRole,
+    SourceOrigin,
+    Territory,
+)
+
+_name = validate.Length(min=1, max=200)
+_short = validate.Length(min=1, max=64)
+
+
+def _enum(enum_cls: type, **kwargs: object) -> fields.Enum:
+    return fields.Enum(enum_cls, by_value=True, **kwargs)
+
+
+class SourceSchema(Schema):
+    origin = _enum(SourceOrigin, required=True)
+    description = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    legal_basis = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class RightsSchema(Schema):
+    holder_id = fields.UUID(required=True, metadata={"description": "数据资源持有权"})
+    processor_ids = fields.List(fields.UUID(), load_default=list, validate=validate.Length(max=20),
+                                metadata={"description": "数据加工使用权"})
+    operator_id = fields.UUID(required=True,
+                              metadata={"description": "数据产品经营权: must be the merchant"})
+
+
+class UsageScopeSchema(Schema):
+    purposes = fields.List(fields.String(validate=_short), required=True,
+                           validate=validate.Length(min=1, max=20))
+    term_days = fields.Integer(load_default=None, allow_none=True,
+                               validate=validate.Range(min=1, max=36500))
+    territory = _enum(Territory, required=True)
+    resale = fields.Boolean(load_default=False)
+    derivatives = fields.Boolean(load_default=False)
+
+
+class RevenueShareSchema(Schema):
+    party_id = fields.UUID(required=True)
+    role = _enum(ShareRole, required=True)
+    basis = _enum(ShareBasis, required=True)
+    weight = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False,
+                                                                  max=1_000_000))
+    invested_amount = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class ListingBodySchema(Schema):
+    """The merchant-owned fields of a listing (status, ids and dates are the server's)."""
+
+    title = fields.String(required=True, validate=_name)
+    description = fields.String(required=True, validate=validate.Length(min=1, max=10_000))
+    category = fields.String(required=True, validate=_short)
+    tags = fields.List(fields.String(validate=validate.Length(min=1, max=32)), load_default=list,
+                       validate=validate.Length(max=20))
+    classification = _enum(Classification, required=True)
+    contains_personal_info = fields.Boolean(load_default=False)
+    anonymized = fields.Boolean(load_default=False)
+    consent_basis = fields.String(load_default=None, allow_none=True,
+                                  validate=validate.Length(max=500))
+    source = fields.Nested(SourceSchema, required=True)
+    rights = fields.Nested(RightsSchema, required=True)
+    usage_scope = fields.Nested(UsageScopeSchema, required=True)
+    delivery_mode = _enum(DeliveryMode, required=True)
+    price_model = _enum(PriceModel, required=True)
+    unit_price = fields.Integer(required=True, validate=validate.Range(min=0, max=10**13),
+                                metadata={"description": "fen"})
+    currency = fields.String(load_default="CNY", validate=validate.OneOf(["CNY"]))
+    licenses_available = fields.Integer(load_default=None, allow_none=True,
+                                        validate=validate.Range(min=1, max=10**9),
+                                        metadata={"description": "null: unlimited"})
+    revenue_shares = fields.List(fields.Nested(RevenueShareSchema), load_default=list,
+                                 validate=validate.Length(max=50))
+
+
+def _optional_copy(schema_cls: type[Schema], name: str) -> type[Schema]:
+    """The same top-level fields, none required and none defaulted (a PATCH changes only
+    what it names); nested objects are replaced whole, so they stay complete."""
+    optional = {}
+    for field_name, field_obj in schema_cls._declared_fields.items():
+        clone = copy.deepcopy(field_obj)
+        clone.required = False
+        clone.load_default = ma.missing
+        optional[field_name] = clone
+    return type(name, (Schema,), optional)
+
+
+ListingPatchFieldsSchema = _optional_copy(ListingBodySchema, "ListingPatchFieldsSchema")
+
+
+class ListingPatchSchema(ListingPatchFieldsSchema):  # type: ignore[valid-type,misc]
+    version = fields.Integer(load_only=True, metadata={
+        "description": "The version you edited (or send If-Match); a stale one → 409"})
+
+
+class CertificationSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    certifier_id = fields.UUID(dump_only=True)
+    rating = _enum(Rating, required=True)
+    scopes = fields.List(_enum(CertificationScope), required=True,
+                         validate=validate.Length(min=1, max=3))
+    valid_until = fields.AwareDateTime(required=True, default_timezone=None)
+    report_ref = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    issued_at = fields.DateTime(dump_only=True)
+
+
+class QualitySummarySchema(Schema):
+    count = fields.Integer()
+    average = fields.Float(allow_none=True)
+
+
+class MatchedRuleSchema(Schema):
+    rule_id = fields.String()
+    rule_key = fields.String(allow_none=True)
+    version = fields.Integer()
+    list = fields.String()
+    name = fields.String()
+    reason = fields.String()
+    builtin = fields.Boolean()
+    matched_on = fields.List(fields.String())
+
+
+class AdmissionResultSchema(Schema):
+    decision = fields.String()
+    explanation = fields.String()
+    matched_rules = fields.List(fields.Nested(MatchedRuleSchema))
+
+
+class ListingSchema(ListingBodySchema):
+    id = fields.UUID(dump_only=True)
+    merchant_id = fields.UUID(dump_only=True)
+    status = _enum(ListingStatus, dump_only=True)
+    status_reason = fields.String(dump_only=True, allow_none=True)
+    admission = fields.Nested(AdmissionResultSchema, dump_only=True, allow_none=True)
+    review_flag = fields.String(dump_only=True, allow_none=True)
+    quality = fields.Nested(QualitySummarySchema, dump_only=True)
+    version = fields.Integer(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+    listed_at = fields.DateTime(dump_only=True, allow_none=True)
+
+
+class ListingDetailSchema(ListingSchema):
+    certifications = fields.List(fields.Nested(CertificationSchema), dump_only=True,
+                                 metadata={"description": "Certifications still valid"})
+
+
+class ListingQueryArgsSchema(Schema):
+    category = fields.String(validate=_short)
+    q = fields.String(validate=validate.Length(min=1, max=100),
+                      metadata={"description": "Words in the title or description"})
+    classification = _enum(Classification)
+    status = _enum(ListingStatus)
+    merchant_id = fields.UUID()
+    min_price = fields.Integer(validate=validate.Range(min=0))
+    max_price = fields.Integer(validate=validate.Range(min=0))
+    flagged = fields.Boolean(metadata={"description": "Only listings flagged for review"})
+
+    @validates_schema
+    def _price_range(self, data: dict, **kwargs: object) -> None:
+        if data.get("min_price", 0) > data.get("max_price", float("inf")):
+            raise ma.ValidationError("min_price is above max_price.", "min_price")
+
+
+class ReasonSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class ReviewSchema(ReasonSchema):
+    decision = fields.String(required=True, validate=validate.OneOf(["approve", "reject"]))
+
+
+class QualityReportSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    listing_id = fields.UUID(dump_only=True)
+    buyer_id = fields.UUID(dump_only=True)
+    score = fields.Integer(required=True, validate=validate.Range(min=1, max=5))
+    issue = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    created_at = fields.DateTime(dump_only=True)
+
+
+class AdmissionRuleSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    rule_key = fields.UUID(dump_only=True)
+    version = fields.Integer(dump_only=True)
+    admission_list = _enum(AdmissionList, required=True, data_key="list")
+    name = fields.String(required=True, validate=_name)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    categories = fields.List(fields.String(validate=_short), load_default=list,
+                             validate=validate.Length(max=50))
+    keywords = fields.List(fields.String(validate=_short), load_default=list,
+                           validate=validate.Length(max=50))
+    classifications = fields.List(_enum(Classification), load_default=list)
+    contains_personal_info = fields.Boolean(load_default=None, allow_none=True)
+    territory = _enum(Territory, load_default=None, allow_none=True)
+    effective_from = fields.AwareDateTime(load_default=None, default_timezone=None)
+    effective_to = fields.AwareDateTime(load_default=None, allow_none=True,
+                                        default_timezone=None)
+    supersedes = fields.UUID(load_only=True, load_default=None, metadata={
+        "description": "Id of the rule this one replaces: it is retired, this is version + 1"})
+    retired_at = fields.DateTime(dump_only=True, allow_none=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class AdmissionRuleQueryArgsSchema(Schema):
+    admission_list = _enum(AdmissionList, data_key="list")
+    include_retired = fields.Boolean(load_default=False)
+
+
+class TraceEntrySchema(Schema):
+    seq = fields.Integer()
+    occurred_at = fields.DateTime()
+    actor_id = fields.UUID(allow_none=True)
+    action = fields.String()
+    details = fields.Dict()
+    hash = fields.String()
+    prev_hash = fields.String()

@@ -1,0 +1,270 @@
+"""Use cases of listings: create, edit, submit through admission, review, lifecycle, search."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from app import audit, clock
+from app.audit import AuditEntry
+from app.errors import VersionConflict
+from app.parties.models import Actor, Party, Role
+from listings import admission
+from listings.certification import certification_satisfied
+from listings.errors import (
+    AdmissionProhibited,
+    CertificationRequired,
+    ListingNotFound,
+    OperationRightRequired,
+    PreconditionFailed,
+    UnknownParties,
+)
+from listings.models import Listing, ListingStatus, Rights, Source, UsageScope
+
+_OVERSEERS = (Role.OPERATOR, Role.REGULATOR)
+
+
+def _composites(body: dict[str, Any]) -> dict[str, Any]:
+    """Schema-loaded nested objects → the model's composite values."""
+    values = dict(body)
+    if "source" in values:
+        values["source"] = Source(**values["source"])
+    if "rights" in values:
+        rights = values["rights"]
+        values["rights"] = Rights(rights["holder_id"], [str(p) for p in rights["processor_ids"]],
+                                  rights["operator_id"])
+    if "usage_scope" in values:
+        values["usage_scope"] = UsageScope(**values["usage_scope"])
+    if "revenue_shares" in values:
+        values["revenue_shares"] = [{**share, "party_id": str(share["party_id"]),
+                                     "role": share["role"].value, "basis": share["basis"].value}
+                                    for share in values["revenue_shares"]]
+    return values
+
+
+def _check_parties(session: Session, listing: Listing) -> None:
+    """The seller holds the operation right, and every party named exists."""
+    if listing.rights.operator_id != listing.merchant_id:
+        raise OperationRightRequired(
+            "rights.operator_id must be the merchant: only the holder of the product-operation "
+            "right (数据产品经营权) may sell the product.",
+            errors={"rights.operator_id": ["Must be your own party id."]})
+    named = {listing.rights.holder_id, listing.rights.operator_id,
+             *(uuid.UUID(p) for p in listing.rights.processor_ids),
+             *(uuid.UUID(s["party_id"]) for s in listing.revenue_shares)}
+    found = set(session.scalars(select(Party.id).where(Party.id.in_(named))))
+    missing = sorted(str(party_id) for party_id in named - found)
+    if missing:
+        raise UnknownParties(f"No party with id {', '.join(missing)}.", missing=missing)
+
+
+def _record(session: Session, actor: Actor, action: str, listing: Listing,
+            **details: Any) -> None:
+    audit.record(session, actor_id=actor.id, action=action, subject=listing,
+                 details={"status": listing.status.value, **details})
+
+
+def create_listing(session: Session, *, merchant: Party, body: dict[str, Any]) -> Listing:
+    """A new draft listing of the merchant's."""
+    listing = Listing(merchant_id=merchant.id, **_composites(body))
+    _check_parties(session, listing)
+    session.add(listing)
+    session.flush()
+    _record(session, merchant, "listing.created", listing, title=listing.title)
+    return listing
+
+
+def _lookup(session: Session, listing_id: uuid.UUID) -> Listing:
+    listing = session.get(Listing, listing_id)
+    if listing is None:
+        raise ListingNotFound()
+    return listing
+
+
+def can_see(listing: Listing, viewer: Actor) -> bool:
+    """Listed products are public to every party; the rest to their merchant and overseers."""
+    return (listing.status is ListingStatus.LISTED or listing.merchant_id == viewer.id
+            or viewer.has_role(*_OVERSEERS))
+
+
+def get_listing(session: Session, *, listing_id: uuid.UUID, viewer: Actor) -> Listing:
+    """A listing the viewer may see (others get 404: existence of drafts is not revealed)."""
+    listing = session.scalar(select(Listing).where(Listing.id == listing_id)
+                             .options(selectinload(Listing.certifications)))
+    if listing is None or not can_see(listing, viewer):
+        raise ListingNotFound()
+    return listing
+
+
+def _owned(session: Session, listing_id: uuid.UUID, actor: Actor) -> Listing:
+    listing = _lookup(session, listing_id)
+    if listing.merchant_id != actor.id:
+        raise ListingNotFound()  # another merchant's listing: not revealed
+    return listing
+
+
+def update_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor,
+                   changes: dict[str, Any], if_match: int | None = None) -> Listing:
+    """Edit a draft or rejected listing; a rejected one returns to draft.
+
+    `if_match` (If-Match header) or `changes["version"]` name the version the client edited:
+    a stale one is refused, and concurrent writes are caught by the version column.
+    """
+    listing = _owned(session, listing_id, actor)
+    expected = changes.pop("version", None)
+    if if_match is not None and if_match != listing.version:
+        raise PreconditionFailed(f"The listing is at version {listing.version}.",
+                                 current_version=listing.version)
+    if expected is not None and expected != listing.version:
+        raise VersionConflict(f"The listing is at version {listing.version}, not {expected}.",
+                              current_version=listing.version)
+    listing.ensure_can("edit")
+    for name, value in _composites(changes).items():
+        setattr(listing, name, value)
+    if listing.status is ListingStatus.REJECTED:
+        listing.set_status(ListingStatus.DRAFT)
+    _check_parties(session, listing)
+    session.flush()
+    _record(session, actor, "listing.updated", listing, fields=sorted(changes))
+    return listing
+
+
+def submit_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor) -> Listing:
+    """Run admission: prohibited → rejected (422, kept on record); encouraged with nothing
+    left for a human → listed (fast track); otherwise pending review."""
+    listing = _owned(session, listing_id, actor)
+    listing.ensure_can("submit")
+    _check_parties(session, listing)
+    now = clock.now()
+    result = admission.evaluate(admission.facts_of_listing(listing),
+                                admission.rules_in_force(session, now))
+    listing.admission = result.as_record()
+    if result.decision is admission.Decision.PROHIBITED:
+        listing.set_status(ListingStatus.REJECTED, result.explanation)
+        session.flush()
+        _record(session, actor, "listing.admission_prohibited", listing, **listing.admission)
+        raise AdmissionProhibited(result.explanation,
+                                  matched_rules=listing.admission["matched_rules"])
+    needs_human = _reasons_for_review(session, listing, result)
+    if needs_human:
+        listing.set_status(ListingStatus.PENDING_REVIEW, "; ".join(needs_human))
+    else:
+        listing.set_status(ListingStatus.LISTED, "Fast track: " + result.explanation)
+    session.flush()
+    _record(session, actor, "listing.submitted", listing, **listing.admission)
+    return listing
+
+
+def _reasons_for_review(session: Session, listing: Listing,
+                        result: admission.AdmissionResult) -> list[str]:
+    reasons = []
+    if result.decision is not admission.Decision.ENCOURAGED:
+        reasons.append("No positive-list rule matches: operator review.")
+    if listing.classification.needs_certification and not certification_satisfied(
+            session, listing.id, clock.now()):
+        reasons.append(f"{listing.classification.value.capitalize()} data needs a valid "
+                       "compliance certification rated A or better.")
+    return reasons
+
+
+def _require_certification(session: Session, listing: Listing) -> None:
+    if listing.classification.needs_certification and not certification_satisfied(
+            session, listing.id, clock.now()):
+        raise CertificationRequired(
+            f"A {listing.classification.value} listing needs a valid certification rated A or "
+            "better in the compliance scope before it can be listed.")
+
+
+def review_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor, decision: str,
+                   reason: str) -> Listing:
+    """An operator approves (→ listed, certification permitting) or rejects a pending listing."""
+    listing = _lookup(session, listing_id)
+    if decision == "approve":
+        listing.ensure_can("approve")
+        _require_certification(session, listing)
+        listing.move("approve", reason=reason)
+    else:
+        listing.move("reject", reason=reason)
+    session.flush()
+    _record(session, actor, "listing.reviewed", listing, decision=decision, reason=reason)
+    return listing
+
+
+def suspend_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor,
+                    reason: str) -> Listing:
+    """An operator takes a listed product off the market for now."""
+    listing = _lookup(session, listing_id)
+    listing.move("suspend", reason=reason)
+    session.flush()
+    _record(session, actor, "listing.suspended", listing, reason=reason)
+    return listing
+
+
+def relist_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor,
+                   reason: str) -> Listing:
+    """An operator puts a suspended or delisted product back (certification permitting)."""
+    listing = _lookup(session, listing_id)
+    listing.ensure_can("relist")
+    _require_certification(session, listing)
+    listing.move("relist", reason=reason)
+    session.flush()
+    _record(session, actor, "listing.relisted", listing, reason=reason)
+    return listing
+
+
+def delist_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor,
+                   reason: str) -> Listing:
+    """The merchant or an operator withdraws the product (exit)."""
+    listing = (_lookup(session, listing_id) if actor.has_role(Role.OPERATOR)
+               else _owned(session, listing_id, actor))
+    listing.move("delist", reason=reason)
+    session.flush()
+    _record(session, actor, "listing.delisted", listing, reason=reason)
+    return listing
+
+
+def search_listings(*, viewer: Actor, filters: dict[str, Any]) -> Select:
+    """Listings matching the filters that the viewer may see, newest first."""
+    stmt = select(Listing)
+    if not viewer.has_role(*_OVERSEERS):
+        stmt = stmt.where(or_(Listing.status == ListingStatus.LISTED,
+                              Listing.merchant_id == viewer.id))
+    equal = {"category": Listing.category, "classification": Listing.classification,
+             "status": Listing.status, "merchant_id": Listing.merchant_id}
+    for name, column in equal.items():
+        if filters.get(name) is not None:
+            stmt = stmt.where(column == filters[name])
+    if filters.get("min_price") is not None:
+        stmt = stmt.where(Listing.unit_price >= filters["min_price"])
+    if filters.get("max_price") is not None:
+        stmt = stmt.where(Listing.unit_price <= filters["max_price"])
+    if filters.get("flagged") is not None:
+        flagged = Listing.review_flag.is_not(None)
+        stmt = stmt.where(flagged if filters["flagged"] else ~flagged)
+    if filters.get("q"):
+        stmt = stmt.where(_text_matches(filters["q"]))
+    return stmt.order_by(Listing.created_at.desc(), Listing.id.desc())
+
+
+def _text_matches(q: str) -> Any:
+    """Every word appears in the title or the description."""
+    return and_(*(or_(Listing.title.icontains(word, autoescape=True),
+                      Listing.description.icontains(word, autoescape=True))
+                  for word in q.split()))
+
+
+def listing_trace(session: Session, *, listing_id: uuid.UUID,
+                  viewer: Actor) -> Iterable[AuditEntry]:
+    """Every audited event of the product's life, in order."""
+    listing = _lookup(session, listing_id)
+    if listing.merchant_id != viewer.id and not viewer.has_role(*_OVERSEERS):
+        raise ListingNotFound()
+    stmt = (select(AuditEntry)
+            .where(AuditEntry.subject_type == Listing.__tablename__,
+                   AuditEntry.subject_id == str(listing.id))
+            .order_by(AuditEntry.seq))
+    return list(session.scalars(stmt))

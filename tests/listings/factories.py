@@ -1,0 +1,36 @@
+"""Listing bodies and helpers for the listings tests."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from tests.factories import Member
+
+
+def listing_body(merchant: Member, **overrides: Any) -> dict[str, Any]:
+    """A complete, admissible listing body owned and operated by the merchant."""
+    body: dict[str, Any] = {
+        "title": "Shanghai road traffic flows 上海道路交通流量",
+        "description": "Hourly vehicle counts on 1,200 arterial road segments, anonymized.",
+        "category": "transport",
+        "tags": ["traffic", "交通", "hourly"],
+        "classification": "general",
+        "contains_personal_info": False,
+        "anonymized": False,
+        "consent_basis": None,
+        "source": {"origin": "collected", "description": "Roadside sensors we operate",
+                   "legal_basis": "Road sensor operating licence 2024-17"},
+        "rights": {"holder_id": merchant.id, "processor_ids": [], "operator_id": merchant.id},
+        "usage_scope": {"purposes": ["research", "logistics_planning"], "term_days": 365,
+                        "territory": "domestic", "resale": False, "derivatives": True},
+        "delivery_mode": "api",
+        "price_model": "subscription",
+        "unit_price": 120_000,
+        "currency": "CNY",
+        "licenses_available": 10,
+        "revenue_shares": [],
+    }
+    merged = copy.deepcopy(body)
+    merged.update(overrides)
+    return merged
