@@ -22,6 +22,8 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from app.logs import configure_logging
     from app.parties.routes import blp as parties_blp
     from app.routes import audit_blp, ops
+    from credit import jobs as credit_jobs  # noqa: F401  (registers the domain's jobs)
+    from credit.routes import blp as credit_blp
     from listings import jobs as listing_jobs  # noqa: F401  (registers the domain's jobs)
     from listings.routes import blp as listings_blp
     from listings.routes import rules_blp
@@ -49,7 +51,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
         """Swagger UI's files, shipped in the swagger-ui-bundle package (works offline)."""
         return send_from_directory(swagger_ui_path, filename, max_age=86400)
 
-    for blueprint in (ops, parties_blp, audit_blp, listings_blp, rules_blp):
+    for blueprint in (ops, parties_blp, audit_blp, listings_blp, rules_blp, credit_blp):
         api.register_blueprint(blueprint)
 
     cli.register(app)

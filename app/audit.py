@@ -13,35 +13,39 @@ down with it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, event, select, text
-from sqlalchemy.orm import Mapped, ORMExecuteState, Session, SessionTransaction, mapped_column
+from sqlalchemy import JSON, Index, String, event
+from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
-from app import clock
+from app import chains, clock
+from app.chains import (  # noqa: F401  (GENESIS_HASH, ChainReport, canonical_json: re-exported)
+    GENESIS_HASH,
+    ChainedEntry,
+    ChainReport,
+    canonical_json,
+    lock_and_read_head,
+    make_append_only,
+    sha256_hex,
+)
 from app.db import Base
 
 log = logging.getLogger(__name__)
 
-GENESIS_HASH = "0" * 64
 # Arbitrary constant naming the audit chain's PostgreSQL advisory lock.
 _CHAIN_LOCK_KEY = 0x617564697400
 _PENDING = "audit_pending"
 
 
-class AuditEntry(Base):
+class AuditEntry(ChainedEntry, Base):
     """One state change: who did what to which subject, chained to the entry before it."""
 
     __tablename__ = "audit_entries"
 
-    seq: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
     occurred_at: Mapped[datetime]
     actor_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     action: Mapped[str] = mapped_column(String(80))
@@ -49,17 +53,14 @@ class AuditEntry(Base):
     subject_id: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     payload_digest: Mapped[str] = mapped_column(String(64))
-    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
 
     __table_args__ = (
         # A subject's trace (a listing's whole life) is read by subject.
         Index("ix_audit_entries_subject", "subject_type", "subject_id"),
     )
 
-    def computed_hash(self) -> str:
-        """SHA-256 over the previous hash and this entry's canonical JSON."""
-        body = canonical_json({
+    def chained_content(self) -> dict[str, Any]:
+        return {
             "seq": self.seq,
             "occurred_at": self.occurred_at.isoformat(),
             "actor_id": str(self.actor_id) if self.actor_id else None,
@@ -67,18 +68,17 @@ class AuditEntry(Base):
             "subject_type": self.subject_type,
             "subject_id": self.subject_id,
             "payload_digest": self.payload_digest,
-        })
-        return hashlib.sha256((self.prev_hash + body).encode()).hexdigest()
+        }
+
+    def content_intact(self) -> bool:
+        return self.payload_digest == digest(self.details)
 
 
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, UTF-8 text: one byte string per value."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str)
+make_append_only(AuditEntry)
 
 
 def digest(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+    return sha256_hex(canonical_json(payload))
 
 
 @dataclass(frozen=True)
@@ -120,11 +120,6 @@ def _subject_id(subject: Any) -> str:
     return str(getattr(subject, "id", subject))
 
 
-def _lock_chain(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
-
-
 def _enclosing_savepoint(savepoint: SessionTransaction) -> SessionTransaction | None:
     transaction = savepoint.parent
     while transaction is not None and not transaction.nested:
@@ -143,16 +138,11 @@ def _write_pending_entries(session: Session) -> None:
     if not pending:
         return
     session.flush()  # subjects created in this transaction get their ids
-    _lock_chain(session)
-    head = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
-    seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+    seq, prev_hash = lock_and_read_head(session, AuditEntry, _CHAIN_LOCK_KEY)
     at = clock.now()
     for item in pending:
         seq += 1
         entry = AuditEntry(
-            seq=seq,
             occurred_at=at,
             actor_id=item.actor_id,
             action=item.action,
@@ -160,9 +150,8 @@ def _write_pending_entries(session: Session) -> None:
             subject_id=_subject_id(item.subject),
             details=item.details,
             payload_digest=digest(item.details),
-            prev_hash=prev_hash,
         )
-        entry.hash = entry.computed_hash()
+        entry.seal(seq, prev_hash)
         prev_hash = entry.hash
         session.add(entry)
 
@@ -194,50 +183,6 @@ def _drop_entries_of_ended_transaction(session: Session, transaction: SessionTra
                                   if item.savepoint is not transaction]
 
 
-@event.listens_for(AuditEntry, "before_update")
-@event.listens_for(AuditEntry, "before_delete")
-def _refuse_changes(mapper: Any, connection: Any, target: AuditEntry) -> None:
-    raise PermissionError("audit entries are append-only")
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _refuse_bulk_changes(state: ORMExecuteState) -> None:
-    # UPDATE and DELETE statements run through a session skip the mapper events above.
-    if state.is_update or state.is_delete:
-        table = state.statement.table  # type: ignore[attr-defined]
-        if (table.name, table.schema) == (AuditEntry.__table__.name,
-                                          AuditEntry.__table__.schema):
-            raise PermissionError("audit entries are append-only")
-
-
-@dataclass(frozen=True)
-class ChainReport:
-    valid: bool
-    entries: int
-    head_hash: str | None
-    first_bad_entry: int | None
-
-
 def verify_chain(session: Session, *, batch_size: int = 5000) -> ChainReport:
     """Recompute every entry's digest and hash in order; report the first that does not fit."""
-    entries = 0
-    prev_hash = GENESIS_HASH
-    head_hash: str | None = None
-    first_bad: int | None = None
-    columns = [column for column in AuditEntry.__table__.columns]
-    # Plain rows, not tracked instances: memory stays flat over millions of entries.
-    rows = session.execute(
-        select(*columns).order_by(AuditEntry.seq).execution_options(yield_per=batch_size))
-    for row in rows:
-        entries += 1
-        entry = AuditEntry(**row._asdict())
-        intact = (
-            entry.seq == entries
-            and entry.prev_hash == prev_hash
-            and entry.payload_digest == digest(entry.details)
-            and entry.hash == entry.computed_hash()
-        )
-        if not intact and first_bad is None:
-            first_bad = entry.seq
-        prev_hash = head_hash = entry.hash
-    return ChainReport(first_bad is None, entries, head_hash, first_bad)
+    return chains.verify_chain(session, AuditEntry, batch_size=batch_size)

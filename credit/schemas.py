@@ -1,0 +1,144 @@
+"""Request and response shapes of trading credit."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from app.api import Schema
+from credit.catalog import CATALOG, PenaltyKind, Severity
+from credit.models import DecisionStatus
+from credit.scoring import Level
+
+_text = validate.Length(min=1, max=2000)
+_ref = validate.Length(min=1, max=500)
+
+
+class CreditEventCreateSchema(Schema):
+    party_id = fields.UUID(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(list(CATALOG)))
+    severity = fields.Enum(Severity, by_value=True, required=True)
+    description = fields.String(required=True, validate=_text)
+    evidence_ref = fields.String(load_default=None, allow_none=True, validate=_ref)
+
+
+class CreditEventSchema(Schema):
+    id = fields.UUID()
+    party_id = fields.UUID()
+    kind = fields.String()
+    severity = fields.Enum(Severity, by_value=True)
+    points = fields.Integer()
+    description = fields.String()
+    evidence_ref = fields.String(allow_none=True)
+    occurred_at = fields.DateTime()
+    recorded_at = fields.DateTime()
+    status = fields.String(metadata={"description": "effective, revoked, corrected, repaired"})
+    disputed = fields.Boolean(metadata={"description": "An objection is pending"})
+    corrects = fields.UUID(allow_none=True)
+    hash = fields.String()
+
+
+class PenaltySchema(Schema):
+    id = fields.UUID()
+    kind = fields.Enum(PenaltyKind, by_value=True)
+    event_id = fields.UUID(allow_none=True)
+    starts_at = fields.DateTime()
+    ends_at = fields.DateTime()
+    amount = fields.Integer(allow_none=True)
+    paid = fields.Boolean()
+    state = fields.String()
+
+
+class PenaltyCreateSchema(Schema):
+    party_id = fields.UUID(required=True)
+    kind = fields.Enum(PenaltyKind, by_value=True, required=True)
+    days = fields.Integer(required=True, validate=validate.Range(min=1, max=3 * 365))
+    amount = fields.Integer(load_default=None, allow_none=True,
+                            validate=validate.Range(min=1, max=10**12))
+    event_id = fields.UUID(load_default=None, allow_none=True)
+
+
+class BlacklistingSchema(Schema):
+    reason = fields.String()
+    listed_at = fields.DateTime()
+    publicity_min_until = fields.DateTime()
+    publicity_until = fields.DateTime()
+
+
+class RepairSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    party_id = fields.UUID(dump_only=True)
+    event_ids = fields.List(fields.UUID(), required=True, validate=validate.Length(min=1, max=50))
+    measures = fields.String(required=True, validate=_text)
+    commitment = fields.Boolean(required=True)
+    evidence_ref = fields.String(load_default=None, allow_none=True, validate=_ref)
+    status = fields.Enum(DecisionStatus, by_value=True, dump_only=True)
+    note = fields.String(dump_only=True, allow_none=True)
+    decided_at = fields.DateTime(dump_only=True, allow_none=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class CreditFileSchema(Schema):
+    party_id = fields.UUID()
+    score = fields.Integer()
+    level = fields.Enum(Level, by_value=True)
+    computed_at = fields.DateTime()
+    blacklisted = fields.Boolean()
+    blacklisting = fields.Nested(BlacklistingSchema, allow_none=True)
+    penalties = fields.List(fields.Nested(PenaltySchema))
+    events = fields.List(fields.Nested(CreditEventSchema))
+    repairs = fields.List(fields.Nested(RepairSchema))
+
+
+class ObjectionCreateSchema(Schema):
+    reason = fields.String(required=True, validate=_text)
+    evidence_ref = fields.String(load_default=None, allow_none=True, validate=_ref)
+
+
+class ObjectionSchema(ObjectionCreateSchema):
+    id = fields.UUID(dump_only=True)
+    event_id = fields.UUID(dump_only=True)
+    party_id = fields.UUID(dump_only=True)
+    status = fields.Enum(DecisionStatus, by_value=True, dump_only=True)
+    note = fields.String(dump_only=True, allow_none=True)
+    correction_id = fields.UUID(dump_only=True, allow_none=True)
+    decided_at = fields.DateTime(dump_only=True, allow_none=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class CorrectionSchema(Schema):
+    kind = fields.String(validate=validate.OneOf(list(CATALOG)))
+    severity = fields.Enum(Severity, by_value=True)
+    description = fields.String(validate=_text)
+
+
+class ObjectionDecisionSchema(Schema):
+    decision = fields.Enum(DecisionStatus, by_value=True, required=True, validate=validate.OneOf(
+        [DecisionStatus.UPHELD, DecisionStatus.REVOKED, DecisionStatus.CORRECTED]))
+    note = fields.String(required=True, validate=_text)
+    correction = fields.Nested(CorrectionSchema, load_default=None, allow_none=True)
+
+
+class RepairDecisionSchema(Schema):
+    decision = fields.Enum(DecisionStatus, by_value=True, required=True, validate=validate.OneOf(
+        [DecisionStatus.APPROVED, DecisionStatus.REJECTED]))
+    note = fields.String(required=True, validate=_text)
+
+
+class BlacklistQueryArgsSchema(Schema):
+    q = fields.String(validate=validate.Length(min=1, max=200),
+                      metadata={"description": "Part of the party's name"})
+    credit_code = fields.String(validate=validate.Length(min=1, max=64))
+
+
+class BlacklistedPartySchema(Schema):
+    party_id = fields.UUID()
+    name = fields.String()
+    credit_code = fields.String()
+    reason = fields.String()
+    listed_at = fields.DateTime()
+    publicity_until = fields.DateTime()
+    disputed = fields.Boolean()
+    blacklist_id = fields.UUID(metadata={"description": "regulators only"})
+    event_id = fields.UUID(allow_none=True, metadata={"description": "regulators only"})
+    party_kind = fields.String(metadata={"description": "regulators only"})
+    publicity_min_until = fields.DateTime(metadata={"description": "regulators only"})

@@ -1,0 +1,90 @@
+"""Read models of credit: a party's credit file and the blacklist, as the API shows them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.parties.models import Actor, Party, Role
+from credit import ledger, services
+from credit.errors import CreditFileNotFound
+from credit.models import BlacklistEntry, DecisionStatus, Objection, Repair
+from credit.scoring import BASE_SCORE, level
+
+_OVERSEERS = (Role.OPERATOR, Role.REGULATOR)
+
+
+def _disputed(session: Session, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    if not event_ids:
+        return set()
+    return set(session.scalars(select(Objection.event_id).where(
+        Objection.event_id.in_(event_ids), Objection.status == DecisionStatus.PENDING)))
+
+
+def credit_file(session: Session, *, party_id: uuid.UUID, viewer: Actor,
+                at: datetime) -> dict[str, Any]:
+    """Score, level, blacklisting, active penalties, events and repairs of one party."""
+    if party_id != viewer.id and not viewer.has_role(*_OVERSEERS):
+        raise CreditFileNotFound()
+    if session.get(Party, party_id) is None:
+        raise CreditFileNotFound()
+    profile = session.get(services.CreditProfile, party_id)
+    findings = ledger.party_findings(session, party_id)
+    disputed = _disputed(session, list(findings))
+    blacklisting = services.active_blacklisting(session, party_id, at)
+    repairs = session.scalars(select(Repair).where(Repair.party_id == party_id)
+                              .order_by(Repair.created_at))
+    return {
+        "party_id": party_id,
+        "score": profile.score if profile else BASE_SCORE,
+        "level": profile.level if profile else level(BASE_SCORE),
+        "computed_at": profile.computed_at if profile else at,
+        "blacklisted": blacklisting is not None,
+        "blacklisting": blacklisting,
+        "penalties": [{**_penalty(p, at)} for p in services.active_penalties(
+            session, party_id, at)],
+        "events": [_event(f, f.entry.id in disputed) for f in findings.values()],
+        "repairs": list(repairs),
+    }
+
+
+def _penalty(penalty: Any, at: datetime) -> dict[str, Any]:
+    return {"id": penalty.id, "kind": penalty.kind, "event_id": penalty.event_id,
+            "starts_at": penalty.starts_at, "ends_at": penalty.ends_at,
+            "amount": penalty.amount, "paid": penalty.paid_at is not None,
+            "state": penalty.state(at)}
+
+
+def _event(finding: ledger.Finding, disputed: bool) -> dict[str, Any]:
+    entry = finding.entry
+    return {"id": entry.id, "kind": entry.kind, "severity": entry.severity,
+            "points": entry.points, "description": entry.description,
+            "evidence_ref": entry.evidence_ref, "occurred_at": finding.since,
+            "recorded_at": entry.occurred_at, "status": finding.status,
+            "disputed": disputed, "corrects": entry.refers_to, "hash": entry.hash}
+
+
+def blacklist_page(session: Session, *, q: str | None, credit_code: str | None, at: datetime,
+                   first: int, size: int, full: bool) -> tuple[list[dict[str, Any]], int]:
+    """One page of the blacklist; regulators (`full`) see the decision's details too."""
+    stmt = services.blacklist_query(q=q, credit_code=credit_code, at=at)
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    rows = session.execute(stmt.limit(size).offset(first)).all()
+    disputed = _disputed(session, [entry.event_id for entry, _ in rows if entry.event_id])
+    return [_blacklisted(entry, party, entry.event_id in disputed, full)
+            for entry, party in rows], total or 0
+
+
+def _blacklisted(entry: BlacklistEntry, party: Party, disputed: bool,
+                 full: bool) -> dict[str, Any]:
+    public = {"party_id": party.id, "name": party.name, "credit_code": party.credit_code,
+              "reason": entry.reason, "listed_at": entry.listed_at,
+              "publicity_until": entry.publicity_until, "disputed": disputed}
+    if not full:
+        return public
+    return {**public, "blacklist_id": entry.id, "event_id": entry.event_id,
+            "party_kind": party.kind.value, "publicity_min_until": entry.publicity_min_until}
