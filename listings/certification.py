@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 from app import audit, clock
 from app.errors import DomainError
 from app.parties.models import Actor, Party
+from credit import services as credit
 from listings.errors import ListingNotFound
 from listings.models import (
     Certification,
@@ -60,6 +61,10 @@ def certify_listing(session: Session, *, listing_id: uuid.UUID, certifier: Party
         valid_until=body["valid_until"], report_ref=body["report_ref"])
     session.add(certification)
     session.flush()
+    credit.record_system_event(
+        session, party_id=listing.merchant_id, kind="certification_obtained",
+        description=f"{certification.rating.value} certification of {listing.title}",
+        evidence_ref=f"certification:{certification.id}")
     audit.record(session, actor_id=certifier.id, action="listing.certified", subject=listing,
                  details={"certification_id": str(certification.id),
                           "rating": certification.rating.value, "scopes": certification.scopes,

@@ -230,6 +230,12 @@ class Listing(Base):
         return QualitySummary(self.quality_reports_count,
                               round(self.quality_score_total / self.quality_reports_count, 2))
 
+    @property
+    def valid_certifications(self) -> list[Certification]:
+        """The certifications not yet expired (the detail shows only these)."""
+        now = clock.now()
+        return [c for c in self.certifications if c.is_valid(now)]
+
     def ensure_can(self, step: str) -> None:
         """Raise InvalidTransition unless the lifecycle step is allowed from this status."""
         allowed_from, _ = _TRANSITIONS[step]

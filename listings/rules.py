@@ -59,7 +59,9 @@ def create_rule(session: Session, *, actor: Actor, body: dict[str, Any]) -> Admi
 
 
 def _rule(session: Session, rule_id: uuid.UUID) -> AdmissionRule:
-    rule = session.get(AdmissionRule, rule_id)
+    # Locked: two operators superseding or retiring one rule at once are serialized, so the
+    # second sees it retired (409) instead of racing to the same version (a unique violation).
+    rule = session.get(AdmissionRule, rule_id, with_for_update=True, populate_existing=True)
     if rule is None:
         raise RuleNotFound()
     return rule

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate, validates_schema
@@ -26,8 +27,18 @@ _name = validate.Length(min=1, max=200)
 _short = validate.Length(min=1, max=64)
 
 
+class _Enum(fields.Enum):
+    """An enum field that also dumps plain values, as JSON columns (a certification's
+    scopes, a revenue share's role and basis) hand them back."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is not None and not isinstance(value, self.enum):
+            value = self.enum(value)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
 def _enum(enum_cls: type, **kwargs: object) -> fields.Enum:
-    return fields.Enum(enum_cls, by_value=True, **kwargs)
+    return _Enum(enum_cls, by_value=True, **kwargs)
 
 
 class SourceSchema(Schema):
@@ -47,7 +58,7 @@ class RightsSchema(Schema):
 class UsageScopeSchema(Schema):
     purposes = fields.List(fields.String(validate=_short), required=True,
                            validate=validate.Length(min=1, max=20))
-    term_days = fields.Integer(load_default=None, allow_none=True,
+    term_days = fields.Integer(load_default=None, allow_none=True, strict=True,
                                validate=validate.Range(min=1, max=36500))
     territory = _enum(Territory, required=True)
     resale = fields.Boolean(load_default=False)
@@ -60,7 +71,7 @@ class RevenueShareSchema(Schema):
     basis = _enum(ShareBasis, required=True)
     weight = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False,
                                                                   max=1_000_000))
-    invested_amount = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    invested_amount = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0))
 
 
 class ListingBodySchema(Schema):
@@ -81,10 +92,12 @@ class ListingBodySchema(Schema):
     usage_scope = fields.Nested(UsageScopeSchema, required=True)
     delivery_mode = _enum(DeliveryMode, required=True)
     price_model = _enum(PriceModel, required=True)
-    unit_price = fields.Integer(required=True, validate=validate.Range(min=0, max=10**13),
+    # strict: money and counts in JSON are integers; 12.5 or "12" is refused, not truncated.
+    unit_price = fields.Integer(required=True, strict=True,
+                                validate=validate.Range(min=0, max=10**13),
                                 metadata={"description": "fen"})
     currency = fields.String(load_default="CNY", validate=validate.OneOf(["CNY"]))
-    licenses_available = fields.Integer(load_default=None, allow_none=True,
+    licenses_available = fields.Integer(load_default=None, allow_none=True, strict=True,
                                         validate=validate.Range(min=1, max=10**9),
                                         metadata={"description": "null: unlimited"})
     revenue_shares = fields.List(fields.Nested(RevenueShareSchema), load_default=list,
@@ -107,7 +120,7 @@ ListingPatchFieldsSchema = _optional_copy(ListingBodySchema, "ListingPatchFields
 
 
 class ListingPatchSchema(ListingPatchFieldsSchema):  # type: ignore[valid-type,misc]
-    version = fields.Integer(load_only=True, metadata={
+    version = fields.Integer(load_only=True, strict=True, metadata={
         "description": "The version you edited (or send If-Match); a stale one → 409"})
 
 
@@ -160,6 +173,7 @@ class ListingSchema(ListingBodySchema):
 
 class ListingDetailSchema(ListingSchema):
     certifications = fields.List(fields.Nested(CertificationSchema), dump_only=True,
+                                 attribute="valid_certifications",
                                  metadata={"description": "Certifications still valid"})
 
 
@@ -192,7 +206,8 @@ class QualityReportSchema(Schema):
     id = fields.UUID(dump_only=True)
     listing_id = fields.UUID(dump_only=True)
     buyer_id = fields.UUID(dump_only=True)
-    score = fields.Integer(required=True, validate=validate.Range(min=1, max=5))
+    # strict: a score of 2.5 is refused, not silently truncated to 2.
+    score = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
     issue = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
     created_at = fields.DateTime(dump_only=True)
 

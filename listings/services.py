@@ -13,6 +13,8 @@ from app import audit, clock
 from app.audit import AuditEntry
 from app.errors import VersionConflict
 from app.parties.models import Actor, Party, Role
+from credit import services as credit
+from credit.scoring import Level
 from listings import admission
 from listings.certification import certification_satisfied
 from listings.errors import (
@@ -56,7 +58,10 @@ def _check_parties(session: Session, listing: Listing) -> None:
     named = {listing.rights.holder_id, listing.rights.operator_id,
              *(uuid.UUID(p) for p in listing.rights.processor_ids),
              *(uuid.UUID(s["party_id"]) for s in listing.revenue_shares)}
-    found = set(session.scalars(select(Party.id).where(Party.id.in_(named))))
+    # No autoflush: an edited listing naming an unknown party must not be written (its
+    # foreign keys would fail with an IntegrityError) before this check can refuse it.
+    with session.no_autoflush:
+        found = set(session.scalars(select(Party.id).where(Party.id.in_(named))))
     missing = sorted(str(party_id) for party_id in named - found)
     if missing:
         raise UnknownParties(f"No party with id {', '.join(missing)}.", missing=missing)
@@ -69,7 +74,8 @@ def _record(session: Session, actor: Actor, action: str, listing: Listing,
 
 
 def create_listing(session: Session, *, merchant: Party, body: dict[str, Any]) -> Listing:
-    """A new draft listing of the merchant's."""
+    """A new draft listing of the merchant's (not under a listing ban)."""
+    credit.ensure_may_list(session, merchant.id)
     listing = Listing(merchant_id=merchant.id, **_composites(body))
     _check_parties(session, listing)
     session.add(listing)
@@ -138,6 +144,7 @@ def submit_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor) -> 
     left for a human → listed (fast track); otherwise pending review."""
     listing = _owned(session, listing_id, actor)
     listing.ensure_can("submit")
+    credit.ensure_may_list(session, listing.merchant_id)
     _check_parties(session, listing)
     now = clock.now()
     result = admission.evaluate(admission.facts_of_listing(listing),
@@ -147,6 +154,11 @@ def submit_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor) -> 
         listing.set_status(ListingStatus.REJECTED, result.explanation)
         session.flush()
         _record(session, actor, "listing.admission_prohibited", listing, **listing.admission)
+        # The attempt itself is a credit finding (it survives the 422: keeps_changes).
+        credit.record_system_event(session, party_id=listing.merchant_id,
+                                   kind="prohibited_listing_attempt",
+                                   description=result.explanation,
+                                   evidence_ref=f"listing:{listing.id}")
         raise AdmissionProhibited(result.explanation,
                                   matched_rules=listing.admission["matched_rules"])
     needs_human = _reasons_for_review(session, listing, result)
@@ -164,6 +176,10 @@ def _reasons_for_review(session: Session, listing: Listing,
     reasons = []
     if result.decision is not admission.Decision.ENCOURAGED:
         reasons.append("No positive-list rule matches: operator review.")
+    merchant_level = credit.credit_level(session, listing.merchant_id)
+    if merchant_level is not Level.A:
+        reasons.append(f"Fast track is for credit level A; the merchant is at "
+                       f"{merchant_level.value}.")
     if listing.classification.needs_certification and not certification_satisfied(
             session, listing.id, clock.now()):
         reasons.append(f"{listing.classification.value.capitalize()} data needs a valid "
