@@ -9,8 +9,11 @@ INSTANCE_DIR = Path(__file__).resolve().parent / "instance"
 
 
 def _database_url(default: str) -> str:
-    url = os.environ.get("DATABASE_URL", default)
-    # Hosting platforms hand out postgres:// URLs; SQLAlchemy wants an explicit driver.
+    return normalize_database_url(os.environ.get("DATABASE_URL", default))
+
+
+def normalize_database_url(url: str) -> str:
+    """postgres:// and postgresql:// URLs get the psycopg 3 driver SQLAlchemy needs named."""
     if url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgres://")
     elif url.startswith("postgresql://"):

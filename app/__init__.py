@@ -8,7 +8,13 @@ from typing import Any
 from flask import Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
-from config import INSTANCE_DIR, Config, ProductionConfig, config_from_env
+from config import (
+    INSTANCE_DIR,
+    Config,
+    ProductionConfig,
+    config_from_env,
+    normalize_database_url,
+)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -34,6 +40,8 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     app = Flask(__name__, instance_path=str(INSTANCE_DIR), static_folder=None)
     app.config.from_object(config)
     app.config.update(overrides)
+    app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(
+        app.config["SQLALCHEMY_DATABASE_URI"])
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         INSTANCE_DIR.mkdir(exist_ok=True)
 

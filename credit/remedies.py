@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import audit, clock
-from app.errors import DomainError, InvalidTransition, NotFound
+from app.errors import InvalidTransition, NotFound, ValidationFailed
 from app.parties.models import Actor, Party
 from credit import ledger, services
 from credit.catalog import PenaltyKind, Severity, points_for
@@ -31,6 +31,7 @@ from credit.models import (
     Repair,
     RepairEvent,
 )
+from credit.scoring import Level
 
 
 def _own_finding(session: Session, event_id: uuid.UUID, party: Party) -> ledger.Finding:
@@ -49,6 +50,8 @@ def object_to_event(session: Session, *, event_id: uuid.UUID, party: Party, reas
                     evidence_ref: str | None) -> Objection:
     """The affected party disputes a finding; it shows as disputed until decided."""
     _own_finding(session, event_id, party)
+    # The profile lock serializes the party's objections, so two cannot both see none pending.
+    services.lock_profile(session, party.id)
     pending = session.scalar(select(Objection).where(
         Objection.event_id == event_id, Objection.status == DecisionStatus.PENDING))
     if pending is not None:
@@ -66,11 +69,16 @@ def decide_objection(session: Session, *, objection_id: uuid.UUID, regulator: Ac
                      decision: DecisionStatus, note: str,
                      correction: dict[str, Any] | None = None) -> Objection:
     """Upheld: the finding stands. Revoked: its effect is removed. Corrected: replaced."""
-    objection = session.get(Objection, objection_id)
+    # Row-locked and re-read: of two concurrent decisions only the first finds it pending.
+    objection = session.get(Objection, objection_id, with_for_update=True,
+                            populate_existing=True)
     if objection is None:
         raise NotFound("No such objection.")
     if objection.status is not DecisionStatus.PENDING:
         raise InvalidTransition("The objection was already decided.")
+    if decision is DecisionStatus.CORRECTED and not correction:
+        raise ValidationFailed("A correction names what changes: kind, severity or description.",
+                               errors={"correction": ["Required when the decision is corrected."]})
     now = clock.now()
     profile = services.lock_profile(session, objection.party_id)
     old = session.scalar(select(CreditEntry).where(CreditEntry.id == objection.event_id))
@@ -86,6 +94,8 @@ def decide_objection(session: Session, *, objection_id: uuid.UUID, regulator: Ac
     elif decision is DecisionStatus.CORRECTED:
         objection.correction_id = _correct(session, old, regulator, note, correction or {},
                                            now, profile)
+    if decision is not DecisionStatus.UPHELD:
+        _end_blacklisting_for_level_d_no_longer_held(session, profile, now)
     objection.status, objection.note = decision, note
     objection.decided_by, objection.decided_at = regulator.id, now
     audit.record(session, actor_id=regulator.id, action="credit.objection_decided",
@@ -94,13 +104,26 @@ def decide_objection(session: Session, *, objection_id: uuid.UUID, regulator: Ac
     return objection
 
 
+def _end_blacklisting_for_level_d_no_longer_held(session: Session, profile: Any,
+                                                 at: datetime) -> None:
+    # A blacklisting for level D (its finding is not severe) rests on the whole record: once
+    # an objection has changed the record so that the level is above D, it no longer holds.
+    if profile.level is Level.D:
+        return
+    for listing in session.scalars(select(BlacklistEntry).join(
+            CreditEntry, CreditEntry.id == BlacklistEntry.event_id).where(
+            BlacklistEntry.party_id == profile.party_id, BlacklistEntry.ended_at.is_(None),
+            CreditEntry.severity != Severity.SEVERE)):
+        listing.end(at, "level_restored")
+
+
 def _correct(session: Session, old: CreditEntry, regulator: Actor, note: str,
              correction: dict[str, Any], now: datetime, profile: Any) -> uuid.UUID:
     kind = services.event_kind(correction.get("kind") or old.kind)
     severity = correction.get("severity") or old.severity
     if severity is Severity.POSITIVE:
-        raise DomainError("A correction keeps the finding negative.",
-                          errors={"severity": ["Must be minor, general, serious or severe."]})
+        raise ValidationFailed("A correction keeps the finding negative.",
+                               errors={"severity": ["Must be minor, general, serious or severe."]})
     services.end_findings_effects(session, party_id=old.party_id, event_ids={old.id},
                                   reason="corrected", at=now)
     corrected = ledger.append(session, CreditEntry(
@@ -134,8 +157,8 @@ def apply_for_repair(session: Session, *, party: Party, event_ids: list[uuid.UUI
                      measures: str, commitment: bool, evidence_ref: str | None) -> Repair:
     """Apply for repair of some findings, with the measures taken and a signed commitment."""
     if not commitment:
-        raise DomainError("A written commitment is required.",
-                          errors={"commitment": ["Must be true."]})
+        raise ValidationFailed("A written commitment is required.",
+                               errors={"commitment": ["Must be true."]})
     now = clock.now()
     for event_id in dict.fromkeys(event_ids):
         reason = _ineligibility(session, _own_finding(session, event_id, party), now)
@@ -160,7 +183,8 @@ def decide_repair(session: Session, *, repair_id: uuid.UUID, regulator: Actor,
                   decision: DecisionStatus, note: str) -> Repair:
     """Approve (publicity ends, penalties lifted, score restored; the findings stay, marked
     repaired) or reject a repair application."""
-    repair = session.get(Repair, repair_id)
+    # Row-locked and re-read: of two concurrent decisions only the first finds it pending.
+    repair = session.get(Repair, repair_id, with_for_update=True, populate_existing=True)
     if repair is None:
         raise NotFound("No such repair application.")
     if repair.status is not DecisionStatus.PENDING:
@@ -169,6 +193,11 @@ def decide_repair(session: Session, *, repair_id: uuid.UUID, regulator: Actor,
     profile = services.lock_profile(session, repair.party_id)
     if decision is DecisionStatus.APPROVED:
         findings = ledger.party_findings(session, repair.party_id)
+        # Eligibility may have lapsed since the application (a new fine, say): check again.
+        for event_id in repair.event_ids:
+            if findings[event_id].effective and (
+                    reason := _ineligibility(session, findings[event_id], now)):
+                raise RepairNotEligible(reason, event_id=str(event_id))
         for event_id in repair.event_ids:
             finding = findings[event_id]
             if finding.effective:

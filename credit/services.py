@@ -10,13 +10,13 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app import audit, clock
-from app.errors import DomainError, NotFound
+from app.errors import NotFound, ValidationFailed
 from app.parties.credit_code import normalize_credit_code
 from app.parties.models import SYSTEM, Actor, Party
 from credit import ledger
@@ -52,8 +52,8 @@ def event_kind(code: str) -> EventKind:
 def _check_severity(kind: EventKind, severity: Severity) -> None:
     if kind.positive != (severity is Severity.POSITIVE):
         expected = "positive" if kind.positive else "minor, general, serious or severe"
-        raise DomainError(f"A {kind.code} event takes severity {expected}.",
-                          errors={"severity": [f"Must be {expected} for {kind.code}."]})
+        raise ValidationFailed(f"A {kind.code} event takes severity {expected}.",
+                               errors={"severity": [f"Must be {expected} for {kind.code}."]})
 
 
 def lock_profile(session: Session, party_id: uuid.UUID) -> CreditProfile:
@@ -117,7 +117,10 @@ def apply_consequences(session: Session, profile: CreditProfile, entry: CreditEn
         ends = now + spec.duration if spec.duration is not None else publicity_until
         session.add(Penalty(party_id=entry.party_id, event_id=entry.id, kind=spec.kind,
                             starts_at=now, ends_at=ends))
-    if blacklisting and not is_blacklisted(session, entry.party_id, now):
+    # A severe finding is a decision of its own with its own publicity (a later fraud must not
+    # end with an earlier listing); a drop to D lists a party only once.
+    if blacklisting and (entry.severity is Severity.SEVERE
+                         or not is_blacklisted(session, entry.party_id, now)):
         # Where one decision carries several penalties, the longest period applies.
         minimum = max([minimum_publicity(kind), *fixed])
         reason = (f"{kind.description} ({entry.severity.value})" if entry.severity is
@@ -133,8 +136,8 @@ def impose_penalty(session: Session, *, party_id: uuid.UUID, kind: PenaltyKind, 
                    amount: int | None, event_id: uuid.UUID | None, actor: Actor) -> Penalty:
     """A penalty decided by an operator or regulator (a fine or deposit carries an amount)."""
     if kind in (PenaltyKind.FINE, PenaltyKind.DEPOSIT) and not amount:
-        raise DomainError(f"A {kind.value} needs an amount.",
-                          errors={"amount": ["Required for fines and deposits."]})
+        raise ValidationFailed(f"A {kind.value} needs an amount.",
+                               errors={"amount": ["Required for fines and deposits."]})
     if session.get(Party, party_id) is None:
         raise NotFound("No such party.")
     now = clock.now()
@@ -200,7 +203,8 @@ def active_blacklisting(session: Session, party_id: uuid.UUID,
                         at: datetime) -> BlacklistEntry | None:
     return session.scalars(select(BlacklistEntry).where(
         BlacklistEntry.party_id == party_id, BlacklistEntry.ended_at.is_(None),
-        BlacklistEntry.listed_at <= at, BlacklistEntry.publicity_until > at)).first()
+        BlacklistEntry.listed_at <= at, BlacklistEntry.publicity_until > at)
+        .order_by(BlacklistEntry.publicity_until.desc(), BlacklistEntry.id)).first()
 
 
 def is_blacklisted(session: Session, party_id: uuid.UUID, at: datetime) -> bool:
@@ -245,10 +249,16 @@ def recompute_all(session: Session) -> list[dict[str, Any]]:
 
 def blacklist_query(*, q: str | None = None, credit_code: str | None = None,
                     at: datetime) -> Select:
-    """Parties on the blacklist now, with their party rows, newest listing first."""
-    stmt = (select(BlacklistEntry, Party).join(Party, Party.id == BlacklistEntry.party_id)
-            .where(BlacklistEntry.ended_at.is_(None), BlacklistEntry.listed_at <= at,
-                   BlacklistEntry.publicity_until > at))
+    """Parties on the blacklist now, one row each (the decision publicised longest), with
+    their party rows, newest listing first."""
+    ranked = (select(BlacklistEntry.id, func.row_number().over(
+        partition_by=BlacklistEntry.party_id,
+        order_by=(BlacklistEntry.publicity_until.desc(), BlacklistEntry.id)).label("rank"))
+        .where(BlacklistEntry.ended_at.is_(None), BlacklistEntry.listed_at <= at,
+               BlacklistEntry.publicity_until > at).subquery())
+    stmt = (select(BlacklistEntry, Party)
+            .join(ranked, and_(ranked.c.id == BlacklistEntry.id, ranked.c.rank == 1))
+            .join(Party, Party.id == BlacklistEntry.party_id))
     if q:
         stmt = stmt.where(Party.name.icontains(q, autoescape=True))
     if credit_code:
