@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := app
 
-.PHONY: install run test lint migrate seed clean bench-audit
+.PHONY: install run test lint migrate seed clean bench-audit bench-listings
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,8 @@ clean:
 
 bench-audit: install
 	$(BIN)/python -m benchmarks.audit_chain
+
+# 100,000 listings on a scratch SQLite file, or on the (scratch!) PostgreSQL database named by
+# BENCH_DATABASE_URL: its schema is dropped and rebuilt.
+bench-listings: install
+	$(BIN)/python -m benchmarks.listings_search $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}

@@ -15,6 +15,7 @@ from app.errors import DomainError
 from app.parties import services as parties
 from app.parties.models import SYSTEM, ApiKey, Party, PartyKind, Role
 from app.scheduler import JOBS, build_scheduler, run_job
+from listings.demo import CatalogSummary, DemoCast, seed_demo_catalog
 
 parties_cli = AppGroup("parties", help="Manage parties.")
 audit_cli = AppGroup("audit", help="The audit trail.")
@@ -59,8 +60,9 @@ def create_party(name: str, credit_code: str, roles: tuple[str, ...], kind: str)
     click.echo(issued.raw)
 
 
-def seed_demo_data() -> list[tuple[Party, str]]:
-    """Create the demo parties that are missing and give each a fresh key (old ones revoked)."""
+def seed_demo_data() -> tuple[list[tuple[Party, str]], CatalogSummary]:
+    """Create the demo parties that are missing and give each a fresh key (old ones revoked),
+    then the demo catalog's admission rules and listings that are missing."""
     seeded = []
     with unit_of_work() as session:
         for name, code, kind, roles in DEMO_PARTIES:
@@ -76,15 +78,25 @@ def seed_demo_data() -> list[tuple[Party, str]]:
                                            actor=SYSTEM)
                 issued = parties.issue_api_key(session, party=party, actor=SYSTEM)
             seeded.append((party, issued.raw))
-    return seeded
+        by_name = {name: party for (name, *_), (party, _) in zip(DEMO_PARTIES, seeded,
+                                                                 strict=True)}
+        catalog = seed_demo_catalog(session, DemoCast(
+            operator=by_name["Demo Exchange Operations"],
+            certifier=by_name["Demo Certification Centre"],
+            traffic=by_name["Demo Traffic Data Co."],
+            geo=by_name["Demo Geo Analytics Co."],
+            transport_bureau=by_name["Demo City Transport Bureau"]))
+    return seeded, catalog
 
 
 def seed_demo() -> None:
     """Seed the demo market (idempotent) and print each demo party's API key."""
     if current_app.config["ENV_NAME"] == "production":
         _fail("seed-demo refuses to run in production")
-    for party, raw in seed_demo_data():
+    seeded, catalog = seed_demo_data()
+    for party, raw in seeded:
         click.echo(f"{'/'.join(party.roles):<16} {party.name:<28} {raw}")
+    click.echo(catalog.line())
 
 
 @audit_cli.command("verify")

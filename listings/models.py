@@ -221,6 +221,8 @@ class Listing(Base):
         # The catalog search: listed products by category, then price.
         Index("ix_listings_status_category_price", "status", "category", "unit_price"),
         Index("ix_listings_merchant_status", "merchant_id", "status"),
+        # The catalog's default order (newest first) reads this backwards and stops early.
+        Index("ix_listings_created_at_id", "created_at", "id"),
     )
 
     @property

@@ -163,7 +163,7 @@ def submit_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor) -> 
                                   matched_rules=listing.admission["matched_rules"])
     needs_human = _reasons_for_review(session, listing, result)
     if needs_human:
-        listing.set_status(ListingStatus.PENDING_REVIEW, "; ".join(needs_human))
+        listing.set_status(ListingStatus.PENDING_REVIEW, "; ".join(needs_human) + ".")
     else:
         listing.set_status(ListingStatus.LISTED, "Fast track: " + result.explanation)
     session.flush()
@@ -175,15 +175,15 @@ def _reasons_for_review(session: Session, listing: Listing,
                         result: admission.AdmissionResult) -> list[str]:
     reasons = []
     if result.decision is not admission.Decision.ENCOURAGED:
-        reasons.append("No positive-list rule matches: operator review.")
+        reasons.append("No positive-list rule matches: operator review")
     merchant_level = credit.credit_level(session, listing.merchant_id)
     if merchant_level is not Level.A:
         reasons.append(f"Fast track is for credit level A; the merchant is at "
-                       f"{merchant_level.value}.")
+                       f"{merchant_level.value}")
     if listing.classification.needs_certification and not certification_satisfied(
             session, listing.id, clock.now()):
         reasons.append(f"{listing.classification.value.capitalize()} data needs a valid "
-                       "compliance certification rated A or better.")
+                       "compliance certification rated A or better")
     return reasons
 
 
@@ -246,9 +246,11 @@ def delist_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor,
 def search_listings(*, viewer: Actor, filters: dict[str, Any]) -> Select:
     """Listings matching the filters that the viewer may see, newest first."""
     stmt = select(Listing)
-    if not viewer.has_role(*_OVERSEERS):
+    if viewer.has_role(Role.MERCHANT) and not viewer.has_role(*_OVERSEERS):
         stmt = stmt.where(or_(Listing.status == ListingStatus.LISTED,
                               Listing.merchant_id == viewer.id))
+    elif not viewer.has_role(*_OVERSEERS):
+        stmt = stmt.where(Listing.status == ListingStatus.LISTED)
     equal = {"category": Listing.category, "classification": Listing.classification,
              "status": Listing.status, "merchant_id": Listing.merchant_id}
     for name, column in equal.items():

@@ -8,6 +8,15 @@ from app.audit import AuditEntry
 from app.cli import DEMO_PARTIES
 from app.extensions import db
 from app.parties.models import ApiKey, Party
+from listings import demo
+from listings.models import (
+    AdmissionList,
+    AdmissionRule,
+    Certification,
+    Classification,
+    Listing,
+    ListingStatus,
+)
 from tests.factories import bearer, new_credit_code
 
 ME = "/api/v1/parties/me"
@@ -86,11 +95,17 @@ def test_parties_create_refuses_an_unknown_role(app):
     assert count(Party) == 0
 
 
-def seed_keys(app) -> list[str]:
+def seed_demo(app) -> list[str]:
     result = app.test_cli_runner().invoke(args=["seed-demo"])
     assert result.exit_code == 0, result.output
-    lines = result.stdout.strip().splitlines()
-    return [line.split()[-1] for line in lines]
+    return result.stdout.strip().splitlines()
+
+
+def seed_keys(app) -> list[str]:
+    """The keys seed-demo prints, one line per demo party, before its catalog summary."""
+    lines = seed_demo(app)
+    assert lines[-1].startswith("catalog: ")
+    return [line.split()[-1] for line in lines[:-1]]
 
 
 def test_seed_demo_twice_leaves_the_seven_demo_parties_with_fresh_keys(app, client):
@@ -124,10 +139,52 @@ def test_the_seeded_demo_operator_and_regulator_pass_their_routes(app, client):
                       headers=bearer(keys["Demo Insurance Co."])).status_code == 403
 
 
+def test_seed_demo_twice_grows_the_demo_catalog_once_through_admission(app, client):
+    first = seed_demo(app)
+    listings, rules, audited = count(Listing), count(AdmissionRule), count(AuditEntry)
+    second = seed_demo(app)
+
+    assert (count(Listing), count(AdmissionRule)) == (listings, rules)
+    # The second run only rotated the keys: no listing, rule or certification event.
+    again = db.session.scalars(sa.select(AuditEntry.action).order_by(AuditEntry.seq)
+                               .offset(audited))
+    assert set(again) == {"api_key.revoked", "api_key.issued"}
+    assert listings >= 10
+    assert "created now: 0 listings, 0 rules" in second[-1]
+    assert first[-1].split("created now:")[0] == second[-1].split("created now:")[0]
+    lists = set(db.session.scalars(sa.select(AdmissionRule.admission_list)))
+    assert lists == {AdmissionList.POSITIVE, AdmissionList.NEGATIVE}
+    statuses = db.session.execute(sa.select(Listing.id, Listing.status)).all()
+    listed = {str(id_) for id_, status in statuses if status is ListingStatus.LISTED}
+    assert listed
+    assert any(status is ListingStatus.PENDING_REVIEW for _, status in statuses)
+    # The sensitive product was certified and then approved by the demo operator.
+    certified = db.session.scalars(sa.select(Listing).join(
+        Certification, Certification.listing_id == Listing.id)).all()
+    assert [listing.status for listing in certified] == [ListingStatus.LISTED]
+    assert certified[0].classification is Classification.SENSITIVE
+    # A buyer finds exactly the listed ones through the API, and nothing else.
+    keys = dict(zip((name for name, *_ in DEMO_PARTIES),
+                    (line.split()[-1] for line in second[:-1]), strict=True))
+    buyer = keys["Demo Insurance Co."]
+    found = client.get("/api/v1/listings", query_string={"page_size": 100},
+                       headers=bearer(buyer))
+    assert found.status_code == 200, found.json
+    assert {item["id"] for item in found.json} == listed
+    transport = client.get("/api/v1/listings", query_string={"category": "transport"},
+                           headers=bearer(buyer))
+    assert transport.json and all(item["category"] == "transport" for item in transport.json)
+
+
 def test_audit_verify_prints_valid_and_exits_zero(app):
     seed_keys(app)
     entries = count(AuditEntry)
-    assert entries == 14  # 7 registrations, 7 keys
+    actions = dict(db.session.execute(
+        sa.select(AuditEntry.action, sa.func.count()).group_by(AuditEntry.action)).all())
+    assert actions["party.registered"] == actions["api_key.issued"] == 7
+    # The demo catalog, submitted through admission, is audited too.
+    assert actions["listing.created"] == actions["listing.submitted"] == count(Listing)
+    assert actions["admission_rule.created"] == len(demo.RULES)
 
     result = app.test_cli_runner().invoke(args=["audit", "verify"])
 

@@ -1,0 +1,293 @@
+"""Listing search figures: p50/p99 latency of catalog searches and SQL statements per request.
+
+    python -m benchmarks.listings_search [--listings 100000] [--database-url URL]
+                                         [--explain]
+
+Uses a scratch SQLite file unless a database URL is given (its schema is dropped and rebuilt
+by the migrations). Listings are bulk-loaded with Core inserts (a realistic mix of categories,
+classifications, statuses, prices and 200 merchants), then searched through the Flask test
+client with a buyer's real API key. --explain prints the query plans of the searches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import random
+import re
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask_migrate import upgrade
+
+from app import clock, create_app
+from app.db import unit_of_work
+from app.extensions import db
+from app.parties import services as parties
+from app.parties.credit_code import check_character
+from app.parties.models import SYSTEM, Party, PartyKind, Role
+from config import TestingConfig
+from listings.models import Listing
+
+SEARCH = "/api/v1/listings"
+BATCH = 5_000
+
+# (category, weight, Chinese topic words, English topic words)
+CATEGORIES = [
+    ("transport", 16, ["道路交通流量", "公交客流", "停车场空位", "货运轨迹", "地铁进出站"],
+     ["road traffic flows", "bus ridership", "parking availability", "freight trajectories",
+      "metro gate counts"]),
+    ("weather", 9, ["逐小时气象观测", "降水预报", "台风路径"],
+     ["hourly weather observations", "precipitation forecasts", "typhoon tracks"]),
+    ("agriculture", 8, ["农作物产量估算", "土壤墒情", "农产品价格"],
+     ["crop yield estimates", "soil moisture", "farm produce prices"]),
+    ("energy", 8, ["用电负荷曲线", "光伏发电出力", "充电桩使用率"],
+     ["electricity load curves", "solar generation output", "EV charger utilisation"]),
+    ("credit", 10, ["企业信用评估摘要", "行政处罚记录", "纳税信用等级"],
+     ["enterprise credit summaries", "administrative penalty records", "tax credit grades"]),
+    ("finance", 9, ["供应链金融票据", "小微企业经营指数"],
+     ["supply-chain finance bills", "small business activity index"]),
+    ("logistics", 8, ["仓储周转率", "快递时效"], ["warehouse turnover", "parcel delivery times"]),
+    ("retail", 7, ["商圈客流热力", "门店销售指数"], ["footfall heatmaps", "store sales index"]),
+    ("healthcare", 5, ["医疗资源分布", "药品流通"],
+     ["healthcare facility coverage", "pharmaceutical distribution"]),
+    ("geospatial", 8, ["高精度地图要素", "建筑物轮廓"], ["HD map features", "building footprints"]),
+    ("manufacturing", 6, ["工业设备运行", "产能利用率"],
+     ["industrial equipment telemetry", "capacity utilisation"]),
+    ("telecom", 6, ["基站覆盖", "网络质量"], ["cell site coverage", "network quality"]),
+]
+REGIONS = [("上海", "Shanghai"), ("北京", "Beijing"), ("深圳", "Shenzhen"), ("杭州", "Hangzhou"),
+           ("成都", "Chengdu"), ("武汉", "Wuhan"), ("华东", "East China"), ("全国", "nationwide")]
+CLASSIFICATIONS = [("open", 30), ("general", 50), ("sensitive", 15), ("important", 5)]
+STATUSES = [("listed", 85), ("pending_review", 5), ("draft", 4), ("suspended", 3),
+            ("delisted", 2), ("rejected", 1)]
+
+
+def _weighted(pairs: list[tuple[Any, int]]) -> tuple[list[Any], list[int]]:
+    return [value for value, _ in pairs], [weight for _, weight in pairs]
+
+
+def credit_code(n: int) -> str:
+    first17 = f"91440300MA{n:07d}"
+    return first17 + check_character(first17)
+
+
+def load_merchants(count: int) -> list[uuid.UUID]:
+    """Merchant parties, inserted in one Core statement (no keys: they never call the API)."""
+    now = clock.now()
+    rows = [{"id": uuid.uuid4(), "name": f"Bench Merchant {n} Co.", "credit_code": credit_code(n),
+             "kind": PartyKind.ENTERPRISE.value, "roles": [Role.MERCHANT.value],
+             "created_at": now} for n in range(1, count + 1)]
+    with unit_of_work() as session:
+        session.execute(sa.insert(Party.__table__), rows)
+    return [row["id"] for row in rows]
+
+
+def listing_rows(count: int, merchants: list[uuid.UUID], rng: random.Random) -> Iterator[dict]:
+    """Listing rows as the table stores them: a realistic catalog of data products."""
+    categories = [c for c, *_ in CATEGORIES]
+    weights = [w for _, w, *_ in CATEGORIES]
+    topics = {c: (zh, en) for c, _, zh, en in CATEGORIES}
+    classes, class_weights = _weighted(CLASSIFICATIONS)
+    statuses, status_weights = _weighted(STATUSES)
+    now = clock.now()
+    for n in range(count):
+        category = rng.choices(categories, weights)[0]
+        zh_topics, en_topics = topics[category]
+        topic = rng.randrange(len(zh_topics))
+        region_zh, region_en = rng.choice(REGIONS)
+        classification = rng.choices(classes, class_weights)[0]
+        status = rng.choices(statuses, status_weights)[0]
+        merchant = rng.choice(merchants)
+        created = now - timedelta(seconds=rng.randrange(2 * 365 * 86400))
+        # Prices from 1 yuan to 100,000 yuan, log-uniform (in fen).
+        price = int(10 ** rng.uniform(2, 7))
+        personal = classification in ("sensitive", "important") and rng.random() < 0.5
+        yield {
+            "id": uuid.uuid4(), "merchant_id": merchant,
+            "title": f"{region_zh}{zh_topics[topic]} {region_en} {en_topics[topic]} #{n}",
+            "description": f"{region_zh}{zh_topics[topic]}数据产品, 按日更新。{en_topics[topic]} "
+                           f"for {region_en}, updated daily; product {n}.",
+            "category": category, "tags": [category, region_en.lower()],
+            "classification": classification, "contains_personal_info": personal,
+            "anonymized": personal, "consent_basis": None,
+            "source_origin": rng.choice(["collected", "public_authorized", "purchased",
+                                         "derived"]),
+            "source_description": "Benchmark data", "source_legal_basis": "Benchmark licence",
+            "rights_holder_id": merchant, "rights_processor_ids": [],
+            "rights_operator_id": merchant,
+            "usage_purposes": ["research"], "usage_term_days": 365,
+            "usage_territory": "domestic", "usage_resale": False, "usage_derivatives": True,
+            "delivery_mode": "sandbox" if classification == "important"
+                             else rng.choice(["download", "api", "sandbox"]),
+            "price_model": rng.choice(["one_time", "subscription", "per_call"]),
+            "unit_price": price, "currency": "CNY",
+            "licenses_available": rng.choice([None, None, 10, 100]),
+            "revenue_shares": [], "status": status, "status_reason": None, "admission": None,
+            "review_flag": None, "quality_reports_count": 0, "quality_score_total": 0,
+            "version": 1, "created_at": created, "updated_at": created,
+            "listed_at": created if status == "listed" else None,
+        }
+
+
+def load_listings(count: int, merchants: list[uuid.UUID], rng: random.Random) -> float:
+    """Bulk-insert the listings in batches; returns the seconds it took."""
+    started = time.perf_counter()
+    rows = listing_rows(count, merchants, rng)
+    with unit_of_work() as session:
+        while batch := list(itertools.islice(rows, BATCH)):
+            session.execute(sa.insert(Listing.__table__), batch)
+    elapsed = time.perf_counter() - started
+    # The steady state autovacuum reaches after a bulk load: statistics and visibility map.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        vacuum = "VACUUM ANALYZE" if connection.dialect.name == "postgresql" else "ANALYZE"
+        connection.exec_driver_sql(vacuum)
+    return elapsed
+
+
+@contextmanager
+def recorded_statements(app: Flask) -> Iterator[list[tuple[str, Any]]]:
+    """Every SQL statement the application sends, with its parameters."""
+    statements: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+               executemany: bool) -> None:
+        statements.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def timed(client: Any, headers: dict[str, str], queries: Callable[[int], dict[str, Any]],
+          requests: int) -> tuple[float, float, float]:
+    """p50 and p99 in milliseconds, and the mean number of listings per page."""
+    for n in range(10):  # warm-up: connections, caches
+        client.get(SEARCH, query_string=queries(n), headers=headers)
+    latencies, rows = [], []
+    for n in range(requests):
+        started = time.perf_counter()
+        response = client.get(SEARCH, query_string=queries(n), headers=headers)
+        latencies.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.json
+        rows.append(len(response.json))
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, math.ceil(0.99 * len(latencies)) - 1)]
+    return statistics.median(latencies), p99, statistics.mean(rows)
+
+
+_COLUMNS = re.compile(r"SELECT (?:listings\.\w+(?: AS \w+)?,\s*)*listings\.\w+(?: AS \w+)?\s")
+
+
+def explain(app: Flask, client: Any, headers: dict[str, str], query: dict[str, Any]) -> None:
+    """Print the plan of every listings statement one search request sends."""
+    with recorded_statements(app) as statements:
+        client.get(SEARCH, query_string=query, headers=headers)
+    with app.app_context(), db.engine.connect() as connection:
+        dialect = connection.dialect.name
+        prefix = "EXPLAIN ANALYZE " if dialect == "postgresql" else "EXPLAIN QUERY PLAN "
+        for statement, parameters in statements:
+            if "FROM listings" not in statement:
+                continue
+            print(f"\n-- {query}\n{_COLUMNS.sub('SELECT listings.* ', statement)}")
+            for row in connection.exec_driver_sql(prefix + statement, parameters):
+                print("   ", row[-1] if dialect == "sqlite" else row[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--listings", type=int, default=100_000)
+    parser.add_argument("--merchants", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--database-url")
+    parser.add_argument("--explain", action="store_true", help="print the query plans")
+    args = parser.parse_args()
+    url = sa.make_url(args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url.render_as_string(False),
+                     LOG_LEVEL="WARNING")
+    rng = random.Random(20251124)
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.begin() as connection:
+                connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+                connection.exec_driver_sql("CREATE SCHEMA public")
+        else:
+            db.drop_all()
+            db.session.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+            db.session.commit()
+        upgrade()
+        merchants = load_merchants(args.merchants)
+        loaded = load_listings(args.listings, merchants, rng)
+        with unit_of_work() as session:
+            _, issued = parties.register_party(
+                session, name="Bench Buyer Co.", credit_code=credit_code(9_999_999),
+                kind=PartyKind.ENTERPRISE, roles=[Role.BUYER], actor=SYSTEM)
+        listed = db.session.scalar(sa.select(sa.func.count()).select_from(Listing)
+                                   .where(Listing.status == "listed"))
+        dialect = db.engine.dialect.name
+        db.session.remove()
+
+    # Requests run outside any app context, each in its own, as in production.
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {issued.raw}"}
+    windows = [(10_000, 100_000), (50_000, 500_000), (100, 5_000), (1_000_000, 5_000_000)]
+    words = ["traffic", "交通流量", "credit", "光伏"]
+    categories = ["transport", "credit", "energy", "weather"]
+    searches = {
+        "category=transport & price range, page_size=20": lambda n: {
+            "category": "transport", "min_price": windows[n % 4][0],
+            "max_price": windows[n % 4][1], "page_size": 20},
+        "category (4 kinds), page 1..5, page_size=20": lambda n: {
+            "category": categories[n % 4], "page": 1 + n % 5, "page_size": 20},
+        "q=one word (EN/ZH), page_size=20": lambda n: {"q": words[n % 4], "page_size": 20},
+        "q=word & category=transport, page_size=20": lambda n: {
+            "q": "traffic" if n % 2 else "交通", "category": "transport", "page_size": 20},
+        "no filter (the catalog's first page)": lambda n: {"page_size": 20},
+    }
+    results = {name: timed(client, headers, query, args.requests)
+               for name, query in searches.items()}
+    counts = {}
+    for page_size in (10, 100):
+        with recorded_statements(app) as statements:
+            response = client.get(SEARCH, query_string={"category": "transport",
+                                                        "page_size": page_size},
+                                  headers=headers)
+        assert response.status_code == 200 and len(response.json) == page_size
+        counts[page_size] = len(statements)
+
+    print(f"database      {dialect}")
+    print(f"listings      {args.listings:,} ({listed:,} listed), {args.merchants} merchants; "
+          f"bulk load {loaded:.1f} s ({args.listings / loaded:,.0f} rows/s)")
+    print(f"viewer        a buyer with a real API key, Flask test client, {args.requests} "
+          "requests per search")
+    print()
+    print(f"{'search (GET /api/v1/listings)':<50} {'p50 ms':>8} {'p99 ms':>8} {'rows':>6}")
+    for name, (p50, p99, rows) in results.items():
+        print(f"{name:<50} {p50:>8.1f} {p99:>8.1f} {rows:>6.1f}")
+    equal = "equal" if counts[10] == counts[100] else "NOT EQUAL: N+1"
+    print(f"{'SQL statements per list request, page_size=10':<50} {counts[10]:>8}")
+    print(f"{'SQL statements per list request, page_size=100':<50} {counts[100]:>8}  ({equal})")
+    if args.explain:
+        for query in (searches["category=transport & price range, page_size=20"](0),
+                      searches["q=one word (EN/ZH), page_size=20"](0),
+                      searches["no filter (the catalog's first page)"](0)):
+            explain(app, client, headers, query)
+
+
+if __name__ == "__main__":
+    main()
