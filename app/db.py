@@ -7,9 +7,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from sqlalchemy import BigInteger, DateTime, Enum, MetaData, Uuid
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, registry
 from sqlalchemy.types import TypeDecorator
@@ -88,6 +90,12 @@ def unit_of_work(session: Session | None = None) -> Iterator[Session]:
         raise
     finally:
         session.info[_DEPTH] = depth
+
+
+def upsert_insert(session: Session, model: type[Base]) -> Any:
+    """An INSERT for the session's dialect that supports ON CONFLICT (PostgreSQL, SQLite)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return insert(model)
 
 
 def str_enum(enum_cls: type[enum.StrEnum], name: str) -> Enum:

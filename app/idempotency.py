@@ -16,15 +16,13 @@ from typing import Any, TypeVar
 
 from flask import Response, current_app, make_response, request
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, delete, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app import clock
 from app.api import document_errors
 from app.audit import canonical_json
-from app.db import Base, unit_of_work
+from app.db import Base, unit_of_work, upsert_insert
 from app.errors import Conflict, ValidationFailed
 from app.parties.auth import current_party
 
@@ -85,11 +83,10 @@ def request_fingerprint() -> str:
 
 
 def _insert_ignoring_conflict(session: Session, values: dict[str, Any]) -> bool:
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     # RETURNING, not rowcount: SQLAlchemy closes an INSERT's cursor at once and psycopg 3
     # resets rowcount to -1 on close, so rowcount said "not claimed" for every new key on
     # PostgreSQL, and the first request "replayed" an empty response without running.
-    stmt = (insert(IdempotencyKey).values(**values).on_conflict_do_nothing()
+    stmt = (upsert_insert(session, IdempotencyKey).values(**values).on_conflict_do_nothing()
             .returning(IdempotencyKey.key))
     return session.execute(stmt).first() is not None
 

@@ -22,12 +22,10 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 from sqlalchemy import String, or_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app import clock
-from app.db import Base, unit_of_work
+from app.db import Base, unit_of_work, upsert_insert
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +52,10 @@ def acquire_lease(session: Session, name: str, ttl: timedelta, holder: str = HOL
     ).rowcount
     if taken:
         return True
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     # RETURNING, not rowcount: SQLAlchemy closes an INSERT's cursor at once and psycopg 3
     # resets rowcount to -1 on close, so rowcount would say "not created" on PostgreSQL.
     created = session.execute(
-        insert(JobLease).values(name=name, holder=holder, leased_until=now + ttl)
+        upsert_insert(session, JobLease).values(name=name, holder=holder, leased_until=now + ttl)
         .on_conflict_do_nothing().returning(JobLease.name)
     ).first()
     return created is not None

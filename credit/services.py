@@ -11,11 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app import audit, clock
+from app.db import upsert_insert
 from app.errors import NotFound, ValidationFailed
 from app.parties.credit_code import normalize_credit_code
 from app.parties.models import SYSTEM, Actor, Party
@@ -58,8 +57,7 @@ def _check_severity(kind: EventKind, severity: Severity) -> None:
 
 def lock_profile(session: Session, party_id: uuid.UUID) -> CreditProfile:
     """The party's cached profile, created if missing and row-locked: one writer per party."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(CreditProfile).values(
+    session.execute(upsert_insert(session, CreditProfile).values(
         party_id=party_id, score=BASE_SCORE, level=level(BASE_SCORE).value,
         computed_at=clock.now()).on_conflict_do_nothing())
     return session.scalars(select(CreditProfile).where(CreditProfile.party_id == party_id)
