@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import http
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from copy import deepcopy
+from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -21,11 +22,43 @@ from app.errors import MalformedJson, http_exception_problem
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Dates outside these years are typos or probes; near year 1 or 9999 they overflow on
+# conversion to UTC, so they are refused at the edge.
+EARLIEST_YEAR, LATEST_YEAR = 1900, 9000
+# Past this row offset no page exists (and integers would overflow the databases' BIGINT).
+MAX_OFFSET = 2**53
+
+
 class Schema(ma.Schema):
-    """Base schema: unknown fields are refused, never silently dropped."""
+    """Base schema: unknown fields are refused, never silently dropped; text may not carry
+    NUL characters (PostgreSQL refuses them) and dates must be plausible."""
 
     class Meta:
         unknown = ma.RAISE
+
+    @ma.pre_load
+    def _refuse_nul_characters(self, data: Any, **kwargs: Any) -> Any:
+        if _contains_nul(data):
+            raise ma.ValidationError("Text may not contain NUL characters.")
+        return data
+
+    @ma.post_load
+    def _refuse_implausible_dates(self, data: Any, **kwargs: Any) -> Any:
+        for name, value in (data.items() if isinstance(data, dict) else ()):
+            if isinstance(value, datetime) and not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+                raise ma.ValidationError(
+                    f"Must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}.", name)
+        return data
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):  # JSON objects, and webargs' query MultiDictProxy
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_contains_nul(v) for v in value)
+    return False
 
 
 class ProblemSchema(Schema):
@@ -130,6 +163,8 @@ class SQLPage(Page):
     def items(self) -> list[Any]:
         from app.extensions import db
 
+        if self.page_params.first_item > MAX_OFFSET:
+            return []
         stmt = self.collection.limit(self.page_params.page_size).offset(
             self.page_params.first_item)
         return list(db.session.scalars(stmt))

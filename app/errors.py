@@ -96,6 +96,8 @@ def problem(
         "detail": detail,
         "code": code,
     }
+    if errors is None and status == 422:
+        errors = {"_schema": [detail]}  # every 422 names what to fix, field or whole body
     if errors is not None:
         body["errors"] = errors
     if extra:

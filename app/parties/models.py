@@ -87,10 +87,6 @@ class ApiKey(Base):
 
     party: Mapped[Party] = relationship(lazy="joined", innerjoin=True)
 
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
-
     def revoke(self, at: datetime) -> None:
         """Revoke the key; revoking twice keeps the first time."""
         if self.revoked_at is None:

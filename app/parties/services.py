@@ -86,11 +86,12 @@ def parties_query(*, q: str | None = None, kind: PartyKind | None = None) -> Sel
 
 def get_party(session: Session, *, party_id: uuid.UUID, viewer: Party) -> Party:
     """A party as seen by the viewer: itself, an operator or a regulator."""
+    # The viewer is checked first, so a 404 never tells an outsider that an id exists.
+    if party_id != viewer.id and not viewer.has_role(Role.OPERATOR, Role.REGULATOR):
+        raise Forbidden("Only the party itself, operators and regulators can see a party.")
     party = session.get(Party, party_id)
     if party is None:
         raise NotFound("No such party.")
-    if party.id != viewer.id and not viewer.has_role(Role.OPERATOR, Role.REGULATOR):
-        raise Forbidden("Only the party itself, operators and regulators can see a party.")
     return party
 
 
