@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := app
 
-.PHONY: install run test lint migrate seed clean bench-audit bench-listings
+.PHONY: install run test lint migrate seed clean bench-audit bench-listings bench-credit
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,6 @@ bench-audit: install
 # BENCH_DATABASE_URL: its schema is dropped and rebuilt.
 bench-listings: install
 	$(BIN)/python -m benchmarks.listings_search $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
+
+bench-credit: install
+	$(BIN)/python -m benchmarks.credit_blacklist $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}

@@ -110,13 +110,22 @@ def main() -> None:
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, LOG_LEVEL="WARNING")
     rng = random.Random(7)
     with app.app_context():
-        db.drop_all()
-        db.session.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
-        db.session.commit()
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.begin() as connection:  # triggers and functions go too
+                connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+                connection.exec_driver_sql("CREATE SCHEMA public")
+        else:
+            db.drop_all()
+            db.session.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+            db.session.commit()
         upgrade()
         started = time.perf_counter()
         names_and_codes = load(args.parties, args.events, rng)
         loaded = time.perf_counter() - started
+        # The statistics autovacuum would reach in production.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            postgres = connection.dialect.name == "postgresql"
+            connection.exec_driver_sql("VACUUM ANALYZE" if postgres else "ANALYZE")
         with unit_of_work() as session:
             _, key = parties.register_party(
                 session, name="Bench Regulator", credit_code=credit_code(10**9),
