@@ -45,6 +45,12 @@ class Config:
     # How long a second request with the same key waits for the first before answering 409.
     IDEMPOTENCY_LOCK_TIMEOUT_MS = _int("IDEMPOTENCY_LOCK_TIMEOUT_MS", 10_000)
 
+    ORDER_PAYMENT_TTL_MINUTES = _int("ORDER_PAYMENT_TTL_MINUTES", 30)
+    ORDER_AUTO_ACCEPT_DAYS = _int("ORDER_AUTO_ACCEPT_DAYS", 7)
+    ORDER_DELIVERY_DAYS = _int("ORDER_DELIVERY_DAYS", 3)
+    # "offline" (bank transfer, confirmed by an operator) until Stripe is configured.
+    PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "offline")
+
     # The single-machine default (make run) hosts the scheduler in the web process; with
     # several web hosts, run one dedicated `flask scheduler run` instead.
     SCHEDULER_IN_WEB = os.environ.get("SCHEDULER_IN_WEB", "false").lower() == "true"

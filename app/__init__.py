@@ -33,6 +33,8 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from listings import jobs as listing_jobs  # noqa: F401  (registers the domain's jobs)
     from listings.routes import blp as listings_blp
     from listings.routes import rules_blp
+    from orders import jobs as order_jobs  # noqa: F401  (registers the domain's jobs)
+    from orders.routes import blp as orders_blp
 
     config = config or config_from_env()
     if issubclass(config, ProductionConfig):
@@ -59,7 +61,8 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
         """Swagger UI's files, shipped in the swagger-ui-bundle package (works offline)."""
         return send_from_directory(swagger_ui_path, filename, max_age=86400)
 
-    for blueprint in (ops, parties_blp, audit_blp, listings_blp, rules_blp, credit_blp):
+    for blueprint in (ops, parties_blp, audit_blp, listings_blp, rules_blp, credit_blp,
+                      orders_blp):
         api.register_blueprint(blueprint)
 
     cli.register(app)

@@ -32,6 +32,8 @@ class Role(enum.StrEnum):
 
 # Roles anyone may take by registering; the others are granted by an operator.
 SELF_REGISTRATION_ROLES = frozenset({Role.MERCHANT, Role.BUYER, Role.BROKER})
+# Roles that see every party's objects (operators run the exchange, regulators oversee it).
+OVERSEERS = (Role.OPERATOR, Role.REGULATOR)
 
 
 class Actor(Protocol):

@@ -1,0 +1,1 @@
+"""Orders: purchase under a license frozen at purchase, payment, delivery, disputes, refunds."""

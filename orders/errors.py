@@ -1,0 +1,33 @@
+"""Errors of the orders domain."""
+
+from __future__ import annotations
+
+from app.errors import Conflict, DomainError, NotFound
+
+
+class OrderNotFound(NotFound):
+    code, title = "order_not_found", "No such order"
+
+
+class DisputeNotFound(NotFound):
+    code, title = "dispute_not_found", "No such dispute"
+
+
+class OutOfStock(Conflict):
+    code, title = "out_of_stock", "Not enough licenses left"
+
+
+class ListingNotAvailable(Conflict):
+    code, title = "listing_not_available", "The listing cannot be ordered now"
+
+
+class PurposeOutOfScope(DomainError):
+    status, code, title = 422, "purpose_out_of_scope", "Purpose outside the listing's usage scope"
+
+
+class InvalidBeneficiaries(DomainError):
+    status, code, title = 422, "invalid_beneficiaries", "Beneficiaries must be public agencies"
+
+
+class RefundExceedsPayment(Conflict):
+    code, title = "refund_exceeds_payment", "Refunds would exceed what was paid"

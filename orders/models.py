@@ -1,0 +1,181 @@
+"""Orders with their frozen license, payments, refunds and disputes."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, Money, created_at, str_enum, uuid_pk
+from app.errors import InvalidTransition
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING_PAYMENT = "pending_payment"
+    PAID = "paid"
+    DELIVERED = "delivered"
+    COMPLETED = "completed"
+    DISPUTED = "disputed"
+    REFUNDED = "refunded"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class PaymentStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class DisputeOutcome(enum.StrEnum):
+    REFUND_FULL = "refund_full"
+    REFUND_PARTIAL = "refund_partial"
+    REJECTED = "rejected"
+
+
+# Holding licenses: an order that may still be paid or is paid keeps its licenses taken.
+RELEASES_LICENSES = {OrderStatus.CANCELLED, OrderStatus.EXPIRED}
+
+
+class Order(Base):
+    """A purchase of licenses of one listing, priced and licensed as the listing was then."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[uuid_pk]
+    buyer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
+    listing_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("listings.id"), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    purpose: Mapped[str] = mapped_column(String(64))
+    beneficiaries: Mapped[list[str]] = mapped_column(JSON)
+    unit_price: Mapped[int] = mapped_column(Money)
+    total_amount: Mapped[int] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    license: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[OrderStatus] = mapped_column(str_enum(OrderStatus, "order_status"),
+                                                default=OrderStatus.PENDING_PAYMENT)
+    payment_provider: Mapped[str] = mapped_column(String(20))
+    payment_status: Mapped[PaymentStatus] = mapped_column(
+        str_enum(PaymentStatus, "order_payment_status"), default=PaymentStatus.PENDING)
+    paid_amount: Mapped[int] = mapped_column(Money, default=0)
+    refunded_amount: Mapped[int] = mapped_column(Money, default=0)
+    expires_at: Mapped[datetime]
+    paid_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    delivery_ref: Mapped[str | None] = mapped_column(String(500))
+    checksum: Mapped[str | None] = mapped_column(String(200))
+    completed_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[created_at]
+
+    # Not stored: what the buyer needs to pay (a Stripe client secret), set when placed.
+    payment_start = None
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        Index("ix_orders_buyer_created", "buyer_id", "created_at"),
+        Index("ix_orders_merchant_created", "merchant_id", "created_at"),
+        # The expiry and auto-accept jobs look orders up by status and time.
+        Index("ix_orders_status_expires", "status", "expires_at"),
+    )
+
+    def _require(self, *allowed: OrderStatus, doing: str) -> None:
+        if self.status not in allowed:
+            raise InvalidTransition(f"A {self.status.value} order cannot be {doing}.",
+                                    status=self.status.value)
+
+    def pay(self, amount: int, at: datetime) -> None:
+        self._require(OrderStatus.PENDING_PAYMENT, doing="paid")
+        self.status, self.payment_status = OrderStatus.PAID, PaymentStatus.SUCCEEDED
+        self.paid_amount, self.paid_at = amount, at
+
+    def cancel(self, at: datetime) -> None:
+        self._require(OrderStatus.PENDING_PAYMENT, doing="cancelled")
+        self.status, self.closed_at = OrderStatus.CANCELLED, at
+
+    def expire(self, at: datetime) -> None:
+        self._require(OrderStatus.PENDING_PAYMENT, doing="expired")
+        self.status, self.closed_at = OrderStatus.EXPIRED, at
+
+    def deliver(self, delivery_ref: str, checksum: str, at: datetime) -> None:
+        self._require(OrderStatus.PAID, doing="delivered")
+        self.status, self.delivered_at = OrderStatus.DELIVERED, at
+        self.delivery_ref, self.checksum = delivery_ref, checksum
+
+    def accept(self, at: datetime) -> None:
+        self._require(OrderStatus.DELIVERED, doing="accepted")
+        self.status, self.completed_at = OrderStatus.COMPLETED, at
+
+    def dispute(self) -> None:
+        self._require(OrderStatus.DELIVERED, doing="disputed")
+        self.status = OrderStatus.DISPUTED
+
+    def settle_dispute(self, outcome: DisputeOutcome, refund: int, at: datetime) -> None:
+        """Close a dispute: a full refund ends the order refunded; otherwise it completes at
+        the price less any partial refund."""
+        self._require(OrderStatus.DISPUTED, doing="resolved")
+        self.refunded_amount += refund
+        if outcome is DisputeOutcome.REFUND_FULL:
+            self.status, self.closed_at = OrderStatus.REFUNDED, at
+        else:
+            self.status, self.completed_at = OrderStatus.COMPLETED, at
+
+    @property
+    def refundable_amount(self) -> int:
+        return self.paid_amount - self.refunded_amount
+
+
+class Payment(Base):
+    """Money received for an order, as our own record (never assumed from the provider)."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[uuid_pk]
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), unique=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[int] = mapped_column(Money)
+    reference: Mapped[str] = mapped_column(String(200))
+    recorded_by: Mapped[uuid.UUID | None]
+    created_at: Mapped[created_at]
+
+
+class Refund(Base):
+    """Money returned to a buyer; the sum per order never exceeds what was paid."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[uuid_pk]
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), index=True)
+    dispute_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("disputes.id"))
+    provider: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[int] = mapped_column(Money)
+    reference: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[created_at]
+
+
+class Dispute(Base):
+    """A buyer's complaint about a delivered order, resolved by an operator."""
+
+    __tablename__ = "disputes"
+
+    id: Mapped[uuid_pk]
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), index=True)
+    buyer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[DisputeOutcome | None] = mapped_column(
+        str_enum(DisputeOutcome, "dispute_outcome"))
+    refund_amount: Mapped[int | None] = mapped_column(Money)
+    note: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[uuid.UUID | None]
+    resolved_at: Mapped[datetime | None]
+    created_at: Mapped[created_at]
+
+    @property
+    def status(self) -> str:
+        return "resolved" if self.outcome is not None else "open"

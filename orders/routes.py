@@ -1,0 +1,144 @@
+"""HTTP routes of orders and disputes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask.views import MethodView
+
+from app.api import Blueprint, SQLPage
+from app.db import unit_of_work
+from app.idempotency import idempotent
+from app.parties.auth import current_party, require_role
+from app.parties.models import Role
+from orders import disputes, services
+from orders.schemas import (
+    DeliverySchema,
+    DisputeCreateSchema,
+    DisputeResolutionSchema,
+    DisputeSchema,
+    OrderCreateSchema,
+    OrderQueryArgsSchema,
+    OrderSchema,
+    PaymentConfirmSchema,
+)
+
+blp = Blueprint("orders", __name__, url_prefix="/api/v1",
+                description="Orders: purchase, payment, delivery, acceptance, disputes")
+
+
+@blp.route("/orders")
+class Orders(MethodView):
+    @require_role(Role.BUYER)
+    @idempotent
+    @blp.arguments(OrderCreateSchema)
+    @blp.response(201, OrderSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def post(self, body: dict[str, Any]) -> Any:
+        """Buy licenses of a listed product (Idempotency-Key); the license is frozen now."""
+        with unit_of_work() as session:
+            return services.place_order(session, buyer=current_party(), **body)
+
+    @require_role()
+    @blp.arguments(OrderQueryArgsSchema, location="query")
+    @blp.response(200, OrderSchema(many=True))
+    @blp.paginate(SQLPage)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Your orders as buyer or merchant (all of them for operators and regulators)."""
+        return services.orders_query(viewer=current_party(), **args)
+
+
+@blp.route("/orders/<uuid:order_id>")
+class OrderDetail(MethodView):
+    @require_role()
+    @blp.response(200, OrderSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def get(self, order_id: uuid.UUID) -> Any:
+        """An order, for its buyer, its merchant, operators and regulators."""
+        with unit_of_work() as session:
+            return services.get_order(session, order_id=order_id, viewer=current_party())
+
+
+@blp.route("/orders/<uuid:order_id>/cancel")
+class CancelOrder(MethodView):
+    @require_role(Role.BUYER)
+    @blp.response(200, OrderSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, order_id: uuid.UUID) -> Any:
+        """Cancel an unpaid order (its buyer); the licenses go back."""
+        with unit_of_work() as session:
+            return services.cancel_order(session, order_id=order_id, actor=current_party())
+
+
+@blp.route("/orders/<uuid:order_id>/payments/confirm")
+class ConfirmPayment(MethodView):
+    @require_role(Role.OPERATOR)
+    @idempotent
+    @blp.arguments(PaymentConfirmSchema)
+    @blp.response(200, OrderSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, body: dict[str, Any], order_id: uuid.UUID) -> Any:
+        """Confirm a received bank transfer (offline provider; Idempotency-Key)."""
+        with unit_of_work() as session:
+            return services.confirm_offline_payment(session, order_id=order_id,
+                                                    actor=current_party(), **body)
+
+
+@blp.route("/orders/<uuid:order_id>/deliver")
+class DeliverOrder(MethodView):
+    @require_role(Role.MERCHANT)
+    @blp.arguments(DeliverySchema)
+    @blp.response(200, OrderSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, body: dict[str, Any], order_id: uuid.UUID) -> Any:
+        """Record delivery (the order's merchant): reference and checksum."""
+        with unit_of_work() as session:
+            return services.deliver_order(session, order_id=order_id, actor=current_party(),
+                                          **body)
+
+
+@blp.route("/orders/<uuid:order_id>/accept")
+class AcceptOrder(MethodView):
+    @require_role(Role.BUYER)
+    @blp.response(200, OrderSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, order_id: uuid.UUID) -> Any:
+        """Accept the delivery (the order's buyer): the order completes."""
+        with unit_of_work() as session:
+            return services.accept_order(session, order_id=order_id, actor=current_party())
+
+
+@blp.route("/orders/<uuid:order_id>/disputes")
+class OrderDisputes(MethodView):
+    @require_role(Role.BUYER)
+    @blp.arguments(DisputeCreateSchema)
+    @blp.response(201, DisputeSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, body: dict[str, Any], order_id: uuid.UUID) -> Any:
+        """Dispute a delivered order (its buyer)."""
+        with unit_of_work() as session:
+            return disputes.open_dispute(session, order_id=order_id, actor=current_party(),
+                                         **body)
+
+
+@blp.route("/disputes/<uuid:dispute_id>/resolve")
+class ResolveDispute(MethodView):
+    @require_role(Role.OPERATOR)
+    @idempotent
+    @blp.arguments(DisputeResolutionSchema)
+    @blp.response(200, DisputeSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, body: dict[str, Any], dispute_id: uuid.UUID) -> Any:
+        """Resolve a dispute: refund in full, in part, or reject (Idempotency-Key)."""
+        with unit_of_work() as session:
+            return disputes.resolve_dispute(session, dispute_id=dispute_id,
+                                            actor=current_party(), **body)

@@ -1,0 +1,100 @@
+"""Request and response shapes of orders and disputes."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from app.api import Schema
+from orders.models import DisputeOutcome, OrderStatus, PaymentStatus
+
+_ref = validate.Length(min=1, max=500)
+
+
+class OrderCreateSchema(Schema):
+    listing_id = fields.UUID(required=True)
+    quantity = fields.Integer(load_default=1, strict=True,
+                              validate=validate.Range(min=1, max=10_000))
+    purpose = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    beneficiaries = fields.List(fields.UUID(), load_default=list,
+                                validate=validate.Length(max=100), metadata={
+                                    "description": "Public agencies served (统采分用)"})
+
+
+class PaymentInfoSchema(Schema):
+    provider = fields.String()
+    status = fields.String()
+    client_secret = fields.String(allow_none=True)
+    instructions = fields.String(allow_none=True)
+
+
+class OrderSchema(Schema):
+    id = fields.UUID()
+    listing_id = fields.UUID()
+    buyer_id = fields.UUID()
+    merchant_id = fields.UUID()
+    quantity = fields.Integer()
+    purpose = fields.String()
+    beneficiaries = fields.List(fields.String())
+    status = fields.Enum(OrderStatus, by_value=True)
+    unit_price = fields.Integer()
+    total_amount = fields.Integer()
+    currency = fields.String()
+    license = fields.Dict(metadata={"description": "The usage scope frozen at purchase"})
+    payment = fields.Method("_payment")
+    paid_amount = fields.Integer()
+    refunded_amount = fields.Integer()
+    expires_at = fields.DateTime()
+    paid_at = fields.DateTime(allow_none=True)
+    delivered_at = fields.DateTime(allow_none=True)
+    delivery_ref = fields.String(allow_none=True)
+    checksum = fields.String(allow_none=True)
+    completed_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+
+    def _payment(self, order: object) -> dict[str, object]:
+        start = getattr(order, "payment_start", None)
+        if start is not None:
+            return PaymentInfoSchema().dump(start)
+        status = order.payment_status  # type: ignore[attr-defined]
+        return {"provider": order.payment_provider,  # type: ignore[attr-defined]
+                "status": status.value if isinstance(status, PaymentStatus) else status}
+
+
+class OrderQueryArgsSchema(Schema):
+    status = fields.Enum(OrderStatus, by_value=True)
+
+
+class PaymentConfirmSchema(Schema):
+    reference = fields.String(required=True, validate=_ref,
+                              metadata={"description": "The bank transfer's reference"})
+
+
+class DeliverySchema(Schema):
+    delivery_ref = fields.String(required=True, validate=_ref, metadata={
+        "description": "File reference, API credential id, or sandbox grant id"})
+    checksum = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class DisputeCreateSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class DisputeSchema(Schema):
+    id = fields.UUID()
+    order_id = fields.UUID()
+    buyer_id = fields.UUID()
+    reason = fields.String()
+    status = fields.String()
+    outcome = fields.Enum(DisputeOutcome, by_value=True, allow_none=True)
+    refund_amount = fields.Integer(allow_none=True)
+    note = fields.String(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class DisputeResolutionSchema(Schema):
+    outcome = fields.Enum(DisputeOutcome, by_value=True, required=True)
+    refund_amount = fields.Integer(load_default=None, allow_none=True, strict=True,
+                                   validate=validate.Range(min=1, max=10**13))
+    note = fields.String(load_default=None, allow_none=True,
+                         validate=validate.Length(max=2000))

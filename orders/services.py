@@ -1,0 +1,264 @@
+"""Use cases of orders: place, pay, cancel, deliver, accept, dispute, resolve, expire.
+
+Every action checks the credit domain's restrictions, and trading records credit events
+through `credit.services` (late delivery, lost dispute, payment default, on-time trade).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Select, or_, select, update
+from sqlalchemy.orm import Session
+
+from app import audit, clock
+from app.errors import Forbidden, ValidationFailed
+from app.parties.models import OVERSEERS, Actor, Party, PartyKind
+from credit import services as credit
+from listings.errors import ListingNotFound
+from listings.models import Listing, ListingStatus
+from orders.errors import (
+    InvalidBeneficiaries,
+    ListingNotAvailable,
+    OrderNotFound,
+    OutOfStock,
+    PurposeOutOfScope,
+)
+from orders.models import Order, OrderStatus, Payment
+from orders.payments import provider_named
+
+
+def _record(session: Session, actor: Actor, action: str, order: Order, **details: Any) -> None:
+    audit.record(session, actor_id=actor.id, action=action, subject=order,
+                 details={"status": order.status.value, **details})
+
+
+def _take_licenses(session: Session, listing: Listing, quantity: int) -> None:
+    """Atomically take licenses: the conditional UPDATE is the guard under any concurrency."""
+    if listing.licenses_available is None:
+        return  # unlimited
+    taken = session.execute(
+        update(Listing)
+        .where(Listing.id == listing.id, Listing.licenses_available >= quantity)
+        .values(licenses_available=Listing.licenses_available - quantity)
+        .execution_options(synchronize_session=False)).rowcount
+    if not taken:
+        raise OutOfStock(f"Fewer than {quantity} licenses are left.")
+
+
+def _release_licenses(session: Session, order: Order) -> None:
+    session.execute(
+        update(Listing)
+        .where(Listing.id == order.listing_id, Listing.licenses_available.is_not(None))
+        .values(licenses_available=Listing.licenses_available + order.quantity)
+        .execution_options(synchronize_session=False))
+
+
+def _check_beneficiaries(session: Session, beneficiaries: list[uuid.UUID]) -> None:
+    if not beneficiaries:
+        return
+    found = {party.id: party for party in session.scalars(
+        select(Party).where(Party.id.in_(beneficiaries)))}
+    wrong = [str(b) for b in beneficiaries
+             if b not in found or found[b].kind is not PartyKind.PUBLIC_AGENCY]
+    if wrong:
+        raise InvalidBeneficiaries(
+            f"Not public agencies: {', '.join(wrong)}.",
+            errors={"beneficiaries": ["Each beneficiary must be a public_agency party."]})
+
+
+def _frozen_license(listing: Listing, order_purpose: str,
+                    beneficiaries: list[uuid.UUID], at: datetime) -> dict[str, Any]:
+    """The usage scope as it stands now: later edits of the listing do not change it."""
+    scope = listing.usage_scope
+    return {
+        "listing_id": str(listing.id), "listing_version": listing.version,
+        "title": listing.title, "purpose": order_purpose, "purposes": list(scope.purposes),
+        "term_days": scope.term_days,
+        "valid_until": (at + timedelta(days=scope.term_days)).isoformat()
+        if scope.term_days else None,
+        "territory": scope.territory.value, "resale": scope.resale,
+        "derivatives": scope.derivatives, "delivery_mode": listing.delivery_mode.value,
+        "price_model": listing.price_model.value,
+        "licensees": [str(b) for b in beneficiaries],
+    }
+
+
+def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quantity: int,
+                purpose: str, beneficiaries: list[uuid.UUID]) -> Order:
+    """Buy licenses of a listed product at its current price, under its current scope."""
+    credit.ensure_may_trade(session, buyer.id)
+    listing = session.get(Listing, listing_id)
+    if listing is None:
+        raise ListingNotFound()
+    if listing.status is not ListingStatus.LISTED:
+        raise ListingNotAvailable(f"The listing is {listing.status.value}, not listed.")
+    if listing.merchant_id == buyer.id:
+        raise ListingNotAvailable("A merchant cannot buy its own listing.")
+    try:
+        credit.ensure_may_trade(session, listing.merchant_id)
+    except Forbidden:
+        raise ListingNotAvailable("The merchant is restricted from trading.") from None
+    if purpose not in listing.usage_scope.purposes:
+        raise PurposeOutOfScope(
+            f"{purpose!r} is not among the listing's purposes: "
+            f"{', '.join(listing.usage_scope.purposes)}.",
+            errors={"purpose": ["Outside the listing's usage scope."]})
+    beneficiaries = list(dict.fromkeys(beneficiaries))
+    _check_beneficiaries(session, beneficiaries)
+    _take_licenses(session, listing, quantity)
+    now = clock.now()
+    provider = provider_named(current_app.config["PAYMENT_PROVIDER"])
+    order = Order(
+        buyer_id=buyer.id, merchant_id=listing.merchant_id, listing_id=listing.id,
+        quantity=quantity, purpose=purpose, beneficiaries=[str(b) for b in beneficiaries],
+        unit_price=listing.unit_price, total_amount=listing.unit_price * quantity,
+        currency=listing.currency, license=_frozen_license(listing, purpose, beneficiaries, now),
+        payment_provider=provider.name,
+        expires_at=now + timedelta(minutes=current_app.config["ORDER_PAYMENT_TTL_MINUTES"]))
+    session.add(order)
+    session.flush()
+    order.payment_start = provider.start(order)
+    _record(session, buyer, "order.placed", order, listing_id=str(listing.id),
+            quantity=quantity, total_amount=order.total_amount)
+    return order
+
+
+def can_see(order: Order, viewer: Actor) -> bool:
+    return viewer.id in (order.buyer_id, order.merchant_id) or viewer.has_role(*OVERSEERS)
+
+
+def get_order(session: Session, *, order_id: uuid.UUID, viewer: Actor,
+              for_update: bool = False) -> Order:
+    """An order its buyer, its merchant or an overseer may see (everyone else: 404)."""
+    order = session.get(Order, order_id, with_for_update=for_update,
+                        populate_existing=for_update)
+    if order is None or not can_see(order, viewer):
+        raise OrderNotFound()
+    return order
+
+
+def orders_query(*, viewer: Actor, status: OrderStatus | None = None) -> Select:
+    stmt = select(Order)
+    if not viewer.has_role(*OVERSEERS):
+        stmt = stmt.where(or_(Order.buyer_id == viewer.id, Order.merchant_id == viewer.id))
+    if status is not None:
+        stmt = stmt.where(Order.status == status)
+    return stmt.order_by(Order.created_at.desc(), Order.id.desc())
+
+
+def _as(order: Order, actor: Actor, party_field: str) -> None:
+    if getattr(order, party_field) != actor.id:
+        role = "buyer" if party_field == "buyer_id" else "merchant"
+        raise Forbidden(f"Only the order's {role} can do this.")
+
+
+def confirm_offline_payment(session: Session, *, order_id: uuid.UUID, actor: Actor,
+                            reference: str) -> Order:
+    """An operator confirms a received bank transfer: the order is paid."""
+    order = get_order(session, order_id=order_id, viewer=actor, for_update=True)
+    if order.payment_provider != "offline":
+        raise ValidationFailed("This order is paid through Stripe, not by bank transfer.")
+    now = clock.now()
+    order.pay(order.total_amount, now)
+    session.add(Payment(order_id=order.id, provider="offline", amount=order.total_amount,
+                        reference=reference, recorded_by=actor.id))
+    session.flush()
+    _record(session, actor, "order.paid", order, provider="offline", reference=reference,
+            amount=order.total_amount)
+    return order
+
+
+def cancel_order(session: Session, *, order_id: uuid.UUID, actor: Actor) -> Order:
+    """The buyer cancels before paying; the licenses go back."""
+    order = get_order(session, order_id=order_id, viewer=actor, for_update=True)
+    _as(order, actor, "buyer_id")
+    order.cancel(clock.now())
+    _release_licenses(session, order)
+    session.flush()
+    _record(session, actor, "order.cancelled", order)
+    return order
+
+
+def deliver_order(session: Session, *, order_id: uuid.UUID, actor: Actor, delivery_ref: str,
+                  checksum: str) -> Order:
+    """The merchant delivers (a file reference, an API credential, or a sandbox grant id)."""
+    order = get_order(session, order_id=order_id, viewer=actor, for_update=True)
+    _as(order, actor, "merchant_id")
+    credit.ensure_may_trade(session, actor.id)
+    now = clock.now()
+    order.deliver(delivery_ref, checksum, now)
+    session.flush()
+    _record(session, actor, "order.delivered", order, delivery_ref=delivery_ref,
+            checksum=checksum)
+    if _late(order):
+        credit.record_system_event(session, party_id=order.merchant_id, kind="late_delivery",
+                                   description=f"Order {order.id} delivered late.",
+                                   evidence_ref=f"order:{order.id}")
+    return order
+
+
+def _late(order: Order) -> bool:
+    allowed = timedelta(days=current_app.config["ORDER_DELIVERY_DAYS"])
+    return bool(order.paid_at and order.delivered_at
+                and order.delivered_at - order.paid_at > allowed)
+
+
+def complete(session: Session, order: Order, actor: Actor, *, automatic: bool) -> None:
+    """Completion, by the buyer or the scheduler; an on-time trade earns both sides credit."""
+    order.accept(clock.now())
+    session.flush()
+    _record(session, actor, "order.completed", order, automatic=automatic)
+    if not _late(order):
+        for party_id in (order.merchant_id, order.buyer_id):
+            credit.record_system_event(session, party_id=party_id, kind="on_time_trade",
+                                       description=f"Order {order.id} completed on time.",
+                                       evidence_ref=f"order:{order.id}")
+
+
+def accept_order(session: Session, *, order_id: uuid.UUID, actor: Actor) -> Order:
+    """The buyer accepts the delivery: the order completes."""
+    order = get_order(session, order_id=order_id, viewer=actor, for_update=True)
+    _as(order, actor, "buyer_id")
+    complete(session, order, actor, automatic=False)
+    return order
+
+
+def expire_unpaid_orders(session: Session, *, at: datetime, actor: Actor) -> int:
+    """Unpaid orders past their payment deadline expire and release their licenses; the
+    buyer's default is a (minor) credit finding. Running twice changes nothing more."""
+    due = list(session.scalars(select(Order).where(
+        Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= at)
+        .with_for_update(skip_locked=True)))
+    for order in due:
+        order.expire(at)
+        _release_licenses(session, order)
+        session.flush()
+        _record(session, actor, "order.expired", order)
+        credit.record_system_event(session, party_id=order.buyer_id, kind="payment_default",
+                                   description=f"Order {order.id} left unpaid until expiry.",
+                                   evidence_ref=f"order:{order.id}")
+    return len(due)
+
+
+def auto_accept_delivered_orders(session: Session, *, at: datetime, actor: Actor) -> int:
+    """Delivered orders the buyer neither accepted nor disputed in time complete by themselves."""
+    cutoff = at - timedelta(days=current_app.config["ORDER_AUTO_ACCEPT_DAYS"])
+    due = list(session.scalars(select(Order).where(
+        Order.status == OrderStatus.DELIVERED, Order.delivered_at <= cutoff)
+        .with_for_update(skip_locked=True)))
+    for order in due:
+        complete(session, order, actor, automatic=True)
+    return len(due)
+
+
+def buyer_has_completed_order(session: Session, *, buyer_id: uuid.UUID,
+                              listing_id: uuid.UUID) -> bool:
+    return session.scalar(select(Order.id).where(
+        Order.buyer_id == buyer_id, Order.listing_id == listing_id,
+        Order.status == OrderStatus.COMPLETED).limit(1)) is not None
+
+
