@@ -67,8 +67,11 @@ def _warning() -> tuple[PenaltySpec, ...]:
     return (PenaltySpec(PenaltyKind.WARNING, timedelta(days=365)),)
 
 
-_SEVERE_PENALTIES = (PenaltySpec(PenaltyKind.TRADE_RESTRICTION, None),
-                     PenaltySpec(PenaltyKind.LISTING_BAN, None))
+# What a listing on the blacklist brings for its whole publicity, whether a severe finding or
+# a drop to level D put the party there: it may neither trade nor list.
+BLACKLIST_PENALTIES = (PenaltySpec(PenaltyKind.TRADE_RESTRICTION, None),
+                       PenaltySpec(PenaltyKind.LISTING_BAN, None))
+_SEVERE_PENALTIES = BLACKLIST_PENALTIES
 _STANDARD = {Severity.GENERAL: _warning(), Severity.SERIOUS: _warning(),
              Severity.SEVERE: _SEVERE_PENALTIES}
 
@@ -118,4 +121,12 @@ def penalties_for(kind: EventKind, severity: Severity) -> tuple[PenaltySpec, ...
 
 
 def minimum_publicity(kind: EventKind) -> timedelta:
+    """The shortest publicity of a finding of this kind: 1 year for the serious categories."""
     return SERIOUS_CATEGORY_MIN_PUBLICITY if kind.serious_category else MIN_PUBLICITY
+
+
+def decision_minimum_publicity(kind: EventKind, severity: Severity) -> timedelta:
+    """The minimum publicity of a blacklisting decided on a finding: where one decision
+    carries several penalties, the longest period applies."""
+    fixed = [spec.duration for spec in penalties_for(kind, severity) if spec.duration is not None]
+    return max([minimum_publicity(kind), *fixed])

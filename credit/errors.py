@@ -31,7 +31,3 @@ class RepairPending(Conflict):
 
 class RepairNotEligible(DomainError):
     status, code, title = 422, "repair_not_eligible", "Not eligible for credit repair"
-
-
-class NotFoundInCredit(NotFound):
-    code, title = "not_found", "Not found"

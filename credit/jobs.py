@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from datetime import timedelta
 
 from app import clock
 from app.db import unit_of_work
 from app.scheduler import scheduled_job
-from credit import services
+from credit import blacklisting, recompute
 
 log = logging.getLogger(__name__)
 
@@ -16,17 +18,31 @@ log = logging.getLogger(__name__)
 def end_expired_publicity_job() -> None:
     """Blacklist publicity ends by itself at its maximum (3 years)."""
     with unit_of_work() as session:
-        ended = services.end_expired_publicity(session, at=clock.now())
+        ended = blacklisting.end_expired_publicity(session, at=clock.now())
     log.info("blacklist publicity ended", extra={"ended": ended})
 
 
-@scheduled_job("recompute_credit_scores", "cron", hour=3, minute=0)
+# A pass over every party's chain outlasts the default lease on a large exchange; a second
+# runner after expiry would still be harmless (each batch locks its profiles).
+@scheduled_job("recompute_credit_scores", "cron", hour=3, minute=0, lease_ttl=timedelta(hours=1))
 def recompute_credit_scores_job() -> None:
-    """Recompute every cached score from the chain and report any difference."""
-    with unit_of_work() as session:
-        differences = services.recompute_all(session)
+    """Check every cached score against the chain, then refresh it at the present."""
+    differences: list[dict] = []
+    refreshed = 0
+    after: uuid.UUID | None = None
+    while True:
+        # One transaction per batch: its profiles stay locked only while it runs.
+        with unit_of_work() as session:
+            batch = recompute.recompute_and_refresh_batch(
+                session, after=after, batch_size=recompute.BATCH_SIZE)
+        differences += batch.differences
+        refreshed += batch.refreshed
+        if batch.last_party_id is None:
+            break
+        after = batch.last_party_id
     if differences:
         log.error("cached credit scores differ from the chain",
                   extra={"differences": differences})
     else:
         log.info("cached credit scores agree with the chain")
+    log.info("credit profiles refreshed", extra={"refreshed": refreshed})

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from app import audit, clock
 from app.errors import InvalidTransition, NotFound, ValidationFailed
 from app.parties.models import Actor, Party
-from credit import ledger, services
-from credit.catalog import PenaltyKind, Severity, points_for
+from credit import blacklisting, ledger, services
+from credit.catalog import minimum_publicity, points_for
 from credit.errors import (
     CreditEventNotFound,
     ObjectionPending,
@@ -27,11 +27,9 @@ from credit.models import (
     DecisionStatus,
     EntryAction,
     Objection,
-    Penalty,
     Repair,
     RepairEvent,
 )
-from credit.scoring import Level
 
 
 def _own_finding(session: Session, event_id: uuid.UUID, party: Party) -> ledger.Finding:
@@ -79,23 +77,23 @@ def decide_objection(session: Session, *, objection_id: uuid.UUID, regulator: Ac
     if decision is DecisionStatus.CORRECTED and not correction:
         raise ValidationFailed("A correction names what changes: kind, severity or description.",
                                errors={"correction": ["Required when the decision is corrected."]})
-    now = clock.now()
     profile = services.lock_profile(session, objection.party_id)
+    now = clock.now()  # read under the lock: no later change to the party's record exists yet
     old = session.scalar(select(CreditEntry).where(CreditEntry.id == objection.event_id))
     assert old is not None
     if decision is DecisionStatus.REVOKED:
         ledger.append(session, CreditEntry(
             party_id=old.party_id, action=EntryAction.REVOKED, kind=old.kind,
             severity=old.severity, points=0, description=f"Revoked on objection: {note}",
-            evidence_ref=objection.evidence_ref, refers_to=old.id, recorded_by=regulator.id))
-        services.end_findings_effects(session, party_id=old.party_id, event_ids={old.id},
-                                      reason="revoked", at=now)
-        services.refresh_profile(session, profile, now)
+            evidence_ref=objection.evidence_ref, refers_to=old.id, recorded_by=regulator.id,
+            occurred_at=now))
+        blacklisting.end_findings_effects(session, party_id=old.party_id, event_ids={old.id},
+                                          reason="revoked", at=now)
     elif decision is DecisionStatus.CORRECTED:
         objection.correction_id = _correct(session, old, regulator, note, correction or {},
-                                           now, profile)
-    if decision is not DecisionStatus.UPHELD:
-        _end_blacklisting_for_level_d_no_longer_held(session, profile, now)
+                                           now)
+    # Whatever the outcome, the level (and a level-D listing) follows the revised record.
+    services.refresh_standing(session, profile, now)
     objection.status, objection.note = decision, note
     objection.decided_by, objection.decided_at = regulator.id, now
     audit.record(session, actor_id=regulator.id, action="credit.objection_decided",
@@ -104,53 +102,64 @@ def decide_objection(session: Session, *, objection_id: uuid.UUID, regulator: Ac
     return objection
 
 
-def _end_blacklisting_for_level_d_no_longer_held(session: Session, profile: Any,
-                                                 at: datetime) -> None:
-    # A blacklisting for level D (its finding is not severe) rests on the whole record: once
-    # an objection has changed the record so that the level is above D, it no longer holds.
-    if profile.level is Level.D:
-        return
-    for listing in session.scalars(select(BlacklistEntry).join(
-            CreditEntry, CreditEntry.id == BlacklistEntry.event_id).where(
-            BlacklistEntry.party_id == profile.party_id, BlacklistEntry.ended_at.is_(None),
-            CreditEntry.severity != Severity.SEVERE)):
-        listing.end(at, "level_restored")
-
-
 def _correct(session: Session, old: CreditEntry, regulator: Actor, note: str,
-             correction: dict[str, Any], now: datetime, profile: Any) -> uuid.UUID:
+             correction: dict[str, Any], now: datetime) -> uuid.UUID:
     kind = services.event_kind(correction.get("kind") or old.kind)
     severity = correction.get("severity") or old.severity
-    if severity is Severity.POSITIVE:
+    # An objection can only soften or restate a finding, never turn it into a reward: a
+    # positive kind would add incentive points and no longer be disputable or repairable.
+    if kind.positive:
         raise ValidationFailed("A correction keeps the finding negative.",
-                               errors={"severity": ["Must be minor, general, serious or severe."]})
-    services.end_findings_effects(session, party_id=old.party_id, event_ids={old.id},
-                                  reason="corrected", at=now)
+                               errors={"kind": ["Must be a kind of negative finding."]})
+    services.check_severity(kind, severity)  # the rule record_event applies
+    blacklisting.end_findings_effects(session, party_id=old.party_id, event_ids={old.id},
+                                      reason="corrected", at=now)
     corrected = ledger.append(session, CreditEntry(
         party_id=old.party_id, action=EntryAction.CORRECTED, kind=kind.code, severity=severity,
         points=points_for(kind, severity),
         description=correction.get("description") or f"{old.description} (corrected: {note})",
-        evidence_ref=old.evidence_ref, refers_to=old.id, recorded_by=regulator.id))
-    services.apply_consequences(session, profile, corrected, kind)
+        evidence_ref=old.evidence_ref, refers_to=old.id, recorded_by=regulator.id,
+        occurred_at=now))
+    services.apply_consequences(session, corrected, kind)
     return corrected.id
 
 
-def _ineligibility(session: Session, finding: ledger.Finding, now: datetime) -> str | None:
+def _ineligibility(session: Session, finding: ledger.Finding,
+                   now: datetime) -> tuple[str, dict[str, Any]] | None:
+    """Why the finding cannot be repaired now (with details for the problem), or None."""
     kind = services.event_kind(finding.entry.kind)
     if not kind.repairable:
-        return f"{kind.code} findings cannot be repaired."
-    unpaid = session.scalar(select(Penalty).where(
-        Penalty.event_id == finding.entry.id,
-        Penalty.kind.in_([PenaltyKind.FINE, PenaltyKind.DEPOSIT]),
-        Penalty.paid_at.is_(None), Penalty.lifted_at.is_(None)))
-    if unpaid is not None:
-        return f"The {unpaid.kind.value} of {unpaid.amount} fen for this finding is unpaid."
-    listing = session.scalar(select(BlacklistEntry).where(
-        BlacklistEntry.event_id == finding.entry.id, BlacklistEntry.ended_at.is_(None)))
-    if listing is not None and now < listing.publicity_min_until:
-        return ("The minimum publicity period is not over until "
-                f"{listing.publicity_min_until.isoformat()}.")
+        return f"{kind.code} findings cannot be repaired.", {}
+    # Repair follows fulfilling one's obligations (NDRC Order No. 58): every fine or deposit
+    # the party still owes blocks it, whichever finding it was imposed for.
+    unpaid = services.unpaid_penalties(session, finding.entry.party_id)
+    if unpaid:
+        owed = unpaid[0]
+        return (f"The {owed.kind.value} of {owed.amount} fen imposed on "
+                f"{owed.starts_at.date().isoformat()} is unpaid.",
+                {"penalty_id": str(owed.id)})
+    until = _publicity_minimum_until(session, finding)
+    if now < until:
+        return (f"The minimum publicity period is not over until {until.isoformat()}.",
+                {"eligible_from": until.isoformat()})
     return None
+
+
+def _publicity_minimum_until(session: Session, finding: ledger.Finding) -> datetime:
+    # Every finding is publicised for its kind's minimum from when it was found (a correction
+    # keeps that date), blacklisted or not; a blacklisting decided on it may carry a longer
+    # minimum (its longest penalty), which then applies too.
+    until = finding.since + minimum_publicity(services.event_kind(finding.entry.kind))
+    listings = session.scalars(select(BlacklistEntry.publicity_min_until).where(
+        BlacklistEntry.event_id == finding.entry.id, BlacklistEntry.ended_at.is_(None)))
+    return max([until, *listings])
+
+
+def _refuse_if_ineligible(session: Session, finding: ledger.Finding, now: datetime) -> None:
+    refusal = _ineligibility(session, finding, now)
+    if refusal is not None:
+        reason, details = refusal
+        raise RepairNotEligible(reason, event_id=str(finding.entry.id), **details)
 
 
 def apply_for_repair(session: Session, *, party: Party, event_ids: list[uuid.UUID],
@@ -161,9 +170,7 @@ def apply_for_repair(session: Session, *, party: Party, event_ids: list[uuid.UUI
                                errors={"commitment": ["Must be true."]})
     now = clock.now()
     for event_id in dict.fromkeys(event_ids):
-        reason = _ineligibility(session, _own_finding(session, event_id, party), now)
-        if reason:
-            raise RepairNotEligible(reason, event_id=str(event_id))
+        _refuse_if_ineligible(session, _own_finding(session, event_id, party), now)
     repair = Repair(party_id=party.id, measures=measures, commitment=commitment,
                     evidence_ref=evidence_ref,
                     events=[RepairEvent(event_id=e, pending=True)
@@ -189,15 +196,14 @@ def decide_repair(session: Session, *, repair_id: uuid.UUID, regulator: Actor,
         raise NotFound("No such repair application.")
     if repair.status is not DecisionStatus.PENDING:
         raise InvalidTransition("The repair application was already decided.")
-    now = clock.now()
     profile = services.lock_profile(session, repair.party_id)
+    now = clock.now()  # read under the lock: no later change to the party's record exists yet
     if decision is DecisionStatus.APPROVED:
         findings = ledger.party_findings(session, repair.party_id)
         # Eligibility may have lapsed since the application (a new fine, say): check again.
         for event_id in repair.event_ids:
-            if findings[event_id].effective and (
-                    reason := _ineligibility(session, findings[event_id], now)):
-                raise RepairNotEligible(reason, event_id=str(event_id))
+            if findings[event_id].effective:
+                _refuse_if_ineligible(session, findings[event_id], now)
         for event_id in repair.event_ids:
             finding = findings[event_id]
             if finding.effective:
@@ -205,10 +211,11 @@ def decide_repair(session: Session, *, repair_id: uuid.UUID, regulator: Actor,
                     party_id=repair.party_id, action=EntryAction.REPAIRED,
                     kind=finding.entry.kind, severity=finding.entry.severity, points=0,
                     description=f"Credit repaired: {note}", evidence_ref=repair.evidence_ref,
-                    refers_to=event_id, recorded_by=regulator.id))
-        services.end_findings_effects(session, party_id=repair.party_id,
-                                      event_ids=set(repair.event_ids), reason="repaired", at=now)
-        services.refresh_profile(session, profile, now)
+                    refers_to=event_id, recorded_by=regulator.id, occurred_at=now))
+        blacklisting.end_findings_effects(session, party_id=repair.party_id,
+                                          event_ids=set(repair.event_ids), reason="repaired",
+                                          at=now)
+    services.refresh_standing(session, profile, now)
     repair.status, repair.note = decision, note
     repair.decided_by, repair.decided_at = regulator.id, now
     for link in repair.events:

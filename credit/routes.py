@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from typing import Any
 
@@ -36,10 +34,6 @@ from credit.schemas import (
 blp = Blueprint("credit", __name__, url_prefix="/api/v1/credit",
                 description="Trading credit (交易信用): findings, penalties, blacklist, repair")
 
-CSV_COLUMNS = ["party_id", "name", "credit_code", "reason", "listed_at", "publicity_min_until",
-               "publicity_until", "disputed", "event_id", "blacklist_id", "party_kind"]
-
-
 @blp.route("/events")
 class CreditEvents(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
@@ -50,8 +44,7 @@ class CreditEvents(MethodView):
         """Record a credit event (a finding or a positive event) about a party."""
         with unit_of_work() as session:
             entry = services.record_event(session, actor=current_party(), **body)
-            finding = ledger.party_findings(session, entry.party_id)[entry.id]
-            return {**views._event(finding, False), "party_id": entry.party_id}
+            return views.event_view(session, entry)
 
 
 @blp.route("/parties/<uuid:party_id>")
@@ -71,7 +64,8 @@ class Blacklist(MethodView):
     @optional_auth
     @blp.arguments(BlacklistQueryArgsSchema, location="query")
     @blp.response(200, BlacklistedPartySchema(many=True),
-                  description="JSON, or CSV for regulators (Accept: text/csv)")
+                  description="JSON (paginated), or for regulators the whole result set as CSV "
+                              "(Accept: text/csv; page and page_size do not apply)")
     @blp.paginate()
     def get(self, args: dict[str, Any], pagination_parameters: Any) -> Any:
         """The blacklist: public disclosure fields for anyone, the full record for regulators."""
@@ -81,22 +75,20 @@ class Blacklist(MethodView):
             ["application/json", "text/csv"]) == "text/csv"
         if wants_csv and not full:
             raise Forbidden("The CSV export is for regulators.")
+        search = {"q": args.get("q"), "credit_code": args.get("credit_code"), "at": clock.now()}
         with unit_of_work() as session:
-            rows, total = views.blacklist_page(
-                session, q=args.get("q"), credit_code=args.get("credit_code"), at=clock.now(),
-                first=pagination_parameters.first_item, size=pagination_parameters.page_size,
-                full=full)
+            if wants_csv:
+                # Regulators export the list to file it: the whole result set, not a page.
+                text, total = views.blacklist_csv(session, **search)
+            else:
+                rows, total = views.blacklist_page(
+                    session, **search, first=pagination_parameters.first_item,
+                    size=pagination_parameters.page_size, full=full)
         pagination_parameters.item_count = total
-        return _csv(rows) if wants_csv else rows
-
-
-def _csv(rows: list[dict[str, Any]]) -> Response:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return Response(out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": "attachment; filename=blacklist.csv"})
+        if wants_csv:
+            return Response(text, mimetype="text/csv",
+                            headers={"Content-Disposition": "attachment; filename=blacklist.csv"})
+        return rows
 
 
 @blp.route("/events/<uuid:event_id>/objections")
@@ -165,7 +157,7 @@ class Penalties(MethodView):
         """Impose a penalty: warning, trade restriction, listing ban, deposit or fine."""
         with unit_of_work() as session:
             penalty = services.impose_penalty(session, actor=current_party(), **body)
-            return views._penalty(penalty, clock.now())
+            return views.penalty_view(penalty, clock.now())
 
 
 @blp.route("/penalties/<uuid:penalty_id>/payment")
@@ -177,7 +169,7 @@ class PenaltyPayment(MethodView):
         """Record that a fine or deposit was paid."""
         with unit_of_work() as session:
             penalty = services.pay_fine(session, penalty_id=penalty_id, actor=current_party())
-            return views._penalty(penalty, clock.now())
+            return views.penalty_view(penalty, clock.now())
 
 
 @blp.route("/ledger/verify")

@@ -1,42 +1,33 @@
-"""Use cases of trading credit: findings, scores, penalties, blacklisting, enforcement.
+"""Use cases of trading credit: findings, scores, penalties, enforcement.
 
 Other domains call `record_system_event` (the service's own findings), `ensure_may_list`,
-`ensure_may_trade` and `credit_level`; nothing here knows about listings or orders.
+`ensure_may_trade` and `credit_level`; nothing here knows about listings or orders. The
+blacklist lives in `credit.blacklisting`, objections and repairs in `credit.remedies`.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import audit, clock
 from app.db import upsert_insert
 from app.errors import NotFound, ValidationFailed
-from app.parties.credit_code import normalize_credit_code
 from app.parties.models import SYSTEM, Actor, Party
-from credit import ledger
+from credit import blacklisting, ledger
 from credit.catalog import (
     CATALOG,
-    MAX_PUBLICITY,
     EventKind,
     PenaltyKind,
     Severity,
-    minimum_publicity,
     penalties_for,
     points_for,
 )
 from credit.errors import PartyRestricted, UnknownEventKind
-from credit.models import (
-    BlacklistEntry,
-    CreditEntry,
-    CreditProfile,
-    EntryAction,
-    Penalty,
-)
+from credit.models import CreditEntry, CreditProfile, EntryAction, Penalty
 from credit.scoring import BASE_SCORE, Level, level, score
 
 
@@ -48,7 +39,8 @@ def event_kind(code: str) -> EventKind:
                                errors={"kind": [f"One of: {', '.join(CATALOG)}."]}) from None
 
 
-def _check_severity(kind: EventKind, severity: Severity) -> None:
+def check_severity(kind: EventKind, severity: Severity) -> None:
+    """422 unless the severity fits the kind: positive kinds take `positive`, others not."""
     if kind.positive != (severity is Severity.POSITIVE):
         expected = "positive" if kind.positive else "minor, general, serious or severe"
         raise ValidationFailed(f"A {kind.code} event takes severity {expected}.",
@@ -64,10 +56,24 @@ def lock_profile(session: Session, party_id: uuid.UUID) -> CreditProfile:
                            .with_for_update().execution_options(populate_existing=True)).one()
 
 
-def refresh_profile(session: Session, profile: CreditProfile, at: datetime) -> CreditProfile:
-    """Recompute the cached score and level from the party's findings at `at`."""
-    value = score(ledger.scored(ledger.party_findings(session, profile.party_id).values()), at)
+def refresh_profile(session: Session, profile: CreditProfile, at: datetime, *,
+                    findings: dict[uuid.UUID, ledger.Finding] | None = None) -> CreditProfile:
+    """Recompute the cached score and level from the party's findings at `at` (read from
+    the ledger unless the caller already folded them)."""
+    if findings is None:
+        findings = ledger.party_findings(session, profile.party_id)
+    value = score(ledger.scored(findings.values()), at)
     profile.score, profile.level, profile.computed_at = value, level(value), at
+    return profile
+
+
+def refresh_standing(session: Session, profile: CreditProfile, at: datetime, *,
+                     may_list: bool = True) -> CreditProfile:
+    """Refresh the cached score and level at `at`, then bring the level-D blacklisting in
+    line with the level. Every change to a party's record ends here (the profile locked)."""
+    refresh_profile(session, profile, at)
+    blacklisting.reconcile_blacklisting(session, profile, at, may_list=may_list)
+    session.flush()
     return profile
 
 
@@ -76,7 +82,7 @@ def record_event(session: Session, *, party_id: uuid.UUID, kind: str, severity: 
     """Record a finding (or a positive event) and apply what follows from it: the score,
     the catalog's penalties and, for severe findings or level D, the blacklist."""
     catalog_kind = event_kind(kind)
-    _check_severity(catalog_kind, severity)
+    check_severity(catalog_kind, severity)
     if session.get(Party, party_id) is None:
         raise NotFound("No such party.")
     profile = lock_profile(session, party_id)
@@ -84,7 +90,9 @@ def record_event(session: Session, *, party_id: uuid.UUID, kind: str, severity: 
         party_id=party_id, action=EntryAction.RECORDED, kind=kind, severity=severity,
         points=points_for(catalog_kind, severity), description=description,
         evidence_ref=evidence_ref, recorded_by=actor.id))
-    apply_consequences(session, profile, entry, catalog_kind)
+    apply_consequences(session, entry, catalog_kind)
+    # Good conduct may lift a party out of level D, never put it on the blacklist.
+    refresh_standing(session, profile, entry.occurred_at, may_list=not catalog_kind.positive)
     audit.record(session, actor_id=actor.id, action="credit.event_recorded", subject=entry.id,
                  subject_type="credit_entries",
                  details={"party_id": str(party_id), "kind": kind, "severity": severity.value,
@@ -101,32 +109,25 @@ def record_system_event(session: Session, *, party_id: uuid.UUID, kind: str, des
                         description=description, evidence_ref=evidence_ref, actor=SYSTEM)
 
 
-def apply_consequences(session: Session, profile: CreditProfile, entry: CreditEntry,
-                        kind: EventKind) -> None:
+def apply_consequences(session: Session, entry: CreditEntry, kind: EventKind) -> None:
+    """The catalog's penalties for a finding and, for a severe one, its blacklisting.
+
+    A severe finding is a decision of its own with its own publicity (a later fraud must not
+    end with an earlier listing). What the level brings (a level-D listing) is left to
+    `refresh_standing`, which the caller runs once the record is complete.
+    """
     now = entry.occurred_at
-    refresh_profile(session, profile, now)
     specs = penalties_for(kind, entry.severity)
-    blacklisting = entry.severity is Severity.SEVERE or profile.level is Level.D
-    publicity_until = now + MAX_PUBLICITY
-    fixed = [spec.duration for spec in specs if spec.duration is not None]
     for spec in specs:
-        if spec.duration is None and not blacklisting:
-            continue  # penalties for the publicity period come only with a blacklisting
-        ends = now + spec.duration if spec.duration is not None else publicity_until
-        session.add(Penalty(party_id=entry.party_id, event_id=entry.id, kind=spec.kind,
-                            starts_at=now, ends_at=ends))
-    # A severe finding is a decision of its own with its own publicity (a later fraud must not
-    # end with an earlier listing); a drop to D lists a party only once.
-    if blacklisting and (entry.severity is Severity.SEVERE
-                         or not is_blacklisted(session, entry.party_id, now)):
-        # Where one decision carries several penalties, the longest period applies.
-        minimum = max([minimum_publicity(kind), *fixed])
-        reason = (f"{kind.description} ({entry.severity.value})" if entry.severity is
-                  Severity.SEVERE else f"Credit level D after: {kind.description}")
-        session.add(BlacklistEntry(
-            party_id=entry.party_id, event_id=entry.id, reason=reason, listed_at=now,
-            publicity_min_until=min(now + minimum, publicity_until),
-            publicity_until=publicity_until))
+        if spec.duration is not None:
+            session.add(Penalty(party_id=entry.party_id, event_id=entry.id, kind=spec.kind,
+                                starts_at=now, ends_at=now + spec.duration))
+    if entry.severity is Severity.SEVERE:
+        # Penalties without a duration of their own last the publicity period.
+        blacklisting.list_party(
+            session, party_id=entry.party_id, basis=entry, at=now,
+            reason=f"{kind.description} ({entry.severity.value})",
+            penalties=[spec.kind for spec in specs if spec.duration is None])
     session.flush()
 
 
@@ -138,6 +139,8 @@ def impose_penalty(session: Session, *, party_id: uuid.UUID, kind: PenaltyKind, 
                                errors={"amount": ["Required for fines and deposits."]})
     if session.get(Party, party_id) is None:
         raise NotFound("No such party.")
+    if event_id is not None:
+        _check_penalised_finding(session, party_id=party_id, event_id=event_id)
     now = clock.now()
     penalty = Penalty(party_id=party_id, event_id=event_id, kind=kind, starts_at=now,
                       ends_at=now + timedelta(days=days), amount=amount)
@@ -147,6 +150,19 @@ def impose_penalty(session: Session, *, party_id: uuid.UUID, kind: PenaltyKind, 
                  details={"party_id": str(party_id), "kind": kind.value, "days": days,
                           "amount": amount})
     return penalty
+
+
+def _check_penalised_finding(session: Session, *, party_id: uuid.UUID,
+                             event_id: uuid.UUID) -> None:
+    # A penalty names the finding it punishes: a fine tied to a missing event, to another
+    # party's, or to a positive event or a ledger note (revocation, repair) would say
+    # something false in the party's file and escape the rules that follow its finding.
+    entry = session.scalar(select(CreditEntry).where(CreditEntry.id == event_id))
+    if (entry is None or entry.party_id != party_id
+            or entry.action not in (EntryAction.RECORDED, EntryAction.CORRECTED)
+            or entry.points >= 0):
+        raise ValidationFailed("The event is not a finding about this party.",
+                               errors={"event_id": ["Must be a finding about the party."]})
 
 
 def pay_fine(session: Session, *, penalty_id: uuid.UUID, actor: Actor) -> Penalty:
@@ -162,6 +178,7 @@ def pay_fine(session: Session, *, penalty_id: uuid.UUID, actor: Actor) -> Penalt
 
 
 def active_penalties(session: Session, party_id: uuid.UUID, at: datetime) -> list[Penalty]:
+    """The party's penalties in force at `at`, oldest first."""
     stmt = select(Penalty).where(Penalty.party_id == party_id, Penalty.lifted_at.is_(None),
                                  Penalty.starts_at <= at, Penalty.ends_at > at)
     return list(session.scalars(stmt.order_by(Penalty.starts_at)))
@@ -197,69 +214,13 @@ def credit_level(session: Session, party_id: uuid.UUID) -> Level:
 RANKING_BOOST = {Level.A: 10, Level.B: 5, Level.C: 0, Level.D: 0}
 
 
-def active_blacklisting(session: Session, party_id: uuid.UUID,
-                        at: datetime) -> BlacklistEntry | None:
-    return session.scalars(select(BlacklistEntry).where(
-        BlacklistEntry.party_id == party_id, BlacklistEntry.ended_at.is_(None),
-        BlacklistEntry.listed_at <= at, BlacklistEntry.publicity_until > at)
-        .order_by(BlacklistEntry.publicity_until.desc(), BlacklistEntry.id)).first()
+def unpaid_penalties(session: Session, party_id: uuid.UUID) -> list[Penalty]:
+    """The party's fines and deposits still owed (not paid, not lifted), oldest first.
 
-
-def is_blacklisted(session: Session, party_id: uuid.UUID, at: datetime) -> bool:
-    return active_blacklisting(session, party_id, at) is not None
-
-
-def end_findings_effects(session: Session, *, party_id: uuid.UUID,
-                         event_ids: set[uuid.UUID], reason: str, at: datetime) -> None:
-    """Lift the penalties and end the blacklistings that came from these findings."""
-    for penalty in session.scalars(select(Penalty).where(
-            Penalty.party_id == party_id, Penalty.event_id.in_(event_ids),
-            Penalty.lifted_at.is_(None))):
-        penalty.lifted_at, penalty.lift_reason = at, reason
-    for entry in session.scalars(select(BlacklistEntry).where(
-            BlacklistEntry.party_id == party_id, BlacklistEntry.event_id.in_(event_ids),
-            BlacklistEntry.ended_at.is_(None))):
-        entry.end(at, reason)
-
-
-def end_expired_publicity(session: Session, *, at: datetime) -> int:
-    """End every blacklisting whose maximum publicity has passed (idempotent)."""
-    expired = list(session.scalars(select(BlacklistEntry).where(
-        BlacklistEntry.ended_at.is_(None), BlacklistEntry.publicity_until <= at)))
-    for entry in expired:
-        entry.end(at, "expired")
-        audit.record(session, actor_id=None, action="credit.publicity_ended", subject=entry,
-                     details={"party_id": str(entry.party_id), "reason": "expired"})
-    return len(expired)
-
-
-def recompute_all(session: Session) -> list[dict[str, Any]]:
-    """Recompute every cached profile from the chain at its own computed_at; the differences."""
-    differences = []
-    for profile in session.scalars(select(CreditProfile).order_by(CreditProfile.party_id)):
-        findings = ledger.party_findings(session, profile.party_id)
-        value = score(ledger.scored(findings.values()), profile.computed_at)
-        if (value, level(value)) != (profile.score, profile.level):
-            differences.append({"party_id": str(profile.party_id), "cached": profile.score,
-                                "recomputed": value})
-    return differences
-
-
-def blacklist_query(*, q: str | None = None, credit_code: str | None = None,
-                    at: datetime) -> Select:
-    """Parties on the blacklist now, one row each (the decision publicised longest), with
-    their party rows, newest listing first."""
-    ranked = (select(BlacklistEntry.id, func.row_number().over(
-        partition_by=BlacklistEntry.party_id,
-        order_by=(BlacklistEntry.publicity_until.desc(), BlacklistEntry.id)).label("rank"))
-        .where(BlacklistEntry.ended_at.is_(None), BlacklistEntry.listed_at <= at,
-               BlacklistEntry.publicity_until > at).subquery())
-    stmt = (select(BlacklistEntry, Party)
-            .join(ranked, and_(ranked.c.id == BlacklistEntry.id, ranked.c.rank == 1))
-            .join(Party, Party.id == BlacklistEntry.party_id))
-    if q:
-        stmt = stmt.where(Party.name.icontains(q, autoescape=True))
-    if credit_code:
-        stmt = stmt.where(Party.credit_code == normalize_credit_code(credit_code))
-    return stmt.order_by(BlacklistEntry.listed_at.desc(), BlacklistEntry.id)
-
+    Whatever finding they were imposed for, and whether or not their period has run: a
+    debt to the exchange is settled by paying it, not by waiting.
+    """
+    return list(session.scalars(select(Penalty).where(
+        Penalty.party_id == party_id,
+        Penalty.kind.in_([PenaltyKind.FINE, PenaltyKind.DEPOSIT]),
+        Penalty.paid_at.is_(None), Penalty.lifted_at.is_(None)).order_by(Penalty.starts_at)))

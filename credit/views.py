@@ -1,21 +1,39 @@
-"""Read models of credit: a party's credit file and the blacklist, as the API shows them."""
+"""Read models of credit: events, penalties, a party's credit file and the blacklist, as the
+API shows them. Routes serialize what these return and run no queries of their own."""
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from app.parties.models import Actor, Party, Role
-from credit import ledger, services
+from credit import blacklisting, ledger, services
 from credit.errors import CreditFileNotFound
-from credit.models import BlacklistEntry, DecisionStatus, Objection, Repair
+from credit.models import (
+    BlacklistEntry,
+    CreditEntry,
+    CreditProfile,
+    DecisionStatus,
+    Objection,
+    Penalty,
+    Repair,
+)
 from credit.scoring import BASE_SCORE, level
 
 _OVERSEERS = (Role.OPERATOR, Role.REGULATOR)
+
+BLACKLIST_CSV_COLUMNS = ["party_id", "name", "credit_code", "reason", "listed_at",
+                         "publicity_min_until", "publicity_until", "disputed", "event_id",
+                         "blacklist_id", "party_kind"]
+# Rows fetched per round trip while writing the CSV export, which holds the whole list.
+_CSV_CHUNK = 1000
 
 
 def _disputed(session: Session, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
@@ -25,6 +43,21 @@ def _disputed(session: Session, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         Objection.event_id.in_(event_ids), Objection.status == DecisionStatus.PENDING)))
 
 
+def event_view(session: Session, entry: CreditEntry) -> dict[str, Any]:
+    """One credit event as the API shows it, with its party, status and dispute flag."""
+    finding = ledger.party_findings(session, entry.party_id)[entry.id]
+    disputed = entry.id in _disputed(session, [entry.id])
+    return {**_event(finding, disputed), "party_id": entry.party_id}
+
+
+def penalty_view(penalty: Penalty, at: datetime) -> dict[str, Any]:
+    """One penalty as the API shows it, with its state at `at`."""
+    return {"id": penalty.id, "kind": penalty.kind, "event_id": penalty.event_id,
+            "starts_at": penalty.starts_at, "ends_at": penalty.ends_at,
+            "amount": penalty.amount, "paid": penalty.paid_at is not None,
+            "state": penalty.state(at)}
+
+
 def credit_file(session: Session, *, party_id: uuid.UUID, viewer: Actor,
                 at: datetime) -> dict[str, Any]:
     """Score, level, blacklisting, active penalties, events and repairs of one party."""
@@ -32,10 +65,10 @@ def credit_file(session: Session, *, party_id: uuid.UUID, viewer: Actor,
         raise CreditFileNotFound()
     if session.get(Party, party_id) is None:
         raise CreditFileNotFound()
-    profile = session.get(services.CreditProfile, party_id)
+    profile = session.get(CreditProfile, party_id)
     findings = ledger.party_findings(session, party_id)
     disputed = _disputed(session, list(findings))
-    blacklisting = services.active_blacklisting(session, party_id, at)
+    listing = blacklisting.active_blacklisting(session, party_id, at)
     repairs = session.scalars(select(Repair).where(Repair.party_id == party_id)
                               .order_by(Repair.created_at))
     return {
@@ -43,20 +76,13 @@ def credit_file(session: Session, *, party_id: uuid.UUID, viewer: Actor,
         "score": profile.score if profile else BASE_SCORE,
         "level": profile.level if profile else level(BASE_SCORE),
         "computed_at": profile.computed_at if profile else at,
-        "blacklisted": blacklisting is not None,
-        "blacklisting": blacklisting,
-        "penalties": [{**_penalty(p, at)} for p in services.active_penalties(
+        "blacklisted": listing is not None,
+        "blacklisting": listing,
+        "penalties": [penalty_view(p, at) for p in services.active_penalties(
             session, party_id, at)],
         "events": [_event(f, f.entry.id in disputed) for f in findings.values()],
         "repairs": list(repairs),
     }
-
-
-def _penalty(penalty: Any, at: datetime) -> dict[str, Any]:
-    return {"id": penalty.id, "kind": penalty.kind, "event_id": penalty.event_id,
-            "starts_at": penalty.starts_at, "ends_at": penalty.ends_at,
-            "amount": penalty.amount, "paid": penalty.paid_at is not None,
-            "state": penalty.state(at)}
 
 
 def _event(finding: ledger.Finding, disputed: bool) -> dict[str, Any]:
@@ -70,13 +96,37 @@ def _event(finding: ledger.Finding, disputed: bool) -> dict[str, Any]:
 
 def blacklist_page(session: Session, *, q: str | None, credit_code: str | None, at: datetime,
                    first: int, size: int, full: bool) -> tuple[list[dict[str, Any]], int]:
-    """One page of the blacklist; regulators (`full`) see the decision's details too."""
-    stmt = services.blacklist_query(q=q, credit_code=credit_code, at=at)
+    """One page of the blacklist and the total; regulators (`full`) see the decision's
+    details too."""
+    stmt = blacklisting.blacklist_query(q=q, credit_code=credit_code, at=at)
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
     rows = session.execute(stmt.limit(size).offset(first)).all()
+    return _blacklisted_rows(session, rows, full), total or 0
+
+
+def blacklist_csv(session: Session, *, q: str | None, credit_code: str | None,
+                  at: datetime) -> tuple[str, int]:
+    """The regulators' export: every row of the search (not one page), in full, as CSV
+    text, and how many rows it holds."""
+    stmt = blacklisting.blacklist_query(q=q, credit_code=credit_code, at=at)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=BLACKLIST_CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    count = 0
+    # Fetched in chunks, each with one query for its disputed flags, so memory holds the
+    # text being written rather than every ORM row at once.
+    for chunk in session.execute(stmt.execution_options(yield_per=_CSV_CHUNK)).partitions():
+        rows = _blacklisted_rows(session, chunk, full=True)
+        writer.writerows(rows)
+        count += len(rows)
+    return out.getvalue(), count
+
+
+def _blacklisted_rows(session: Session, rows: Sequence[Row[tuple[BlacklistEntry, Party]]],
+                      full: bool) -> list[dict[str, Any]]:
     disputed = _disputed(session, [entry.event_id for entry, _ in rows if entry.event_id])
     return [_blacklisted(entry, party, entry.event_id in disputed, full)
-            for entry, party in rows], total or 0
+            for entry, party in rows]
 
 
 def _blacklisted(entry: BlacklistEntry, party: Party, disputed: bool,

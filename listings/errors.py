@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.errors import DomainError, NotFound
+from app.errors import Conflict, DomainError, Forbidden, NotFound
 
 
 class ListingNotFound(NotFound):
@@ -14,6 +14,17 @@ class AdmissionProhibited(DomainError):
 
     status, code, title = 422, "admission_prohibited", "Prohibited by the admission lists"
     keeps_changes = True
+
+
+class AdmissionProhibitedNow(AdmissionProhibited):
+    """An approval or relisting refused by the rules now in force: nothing changes.
+
+    Unlike a submission, the merchant attempted nothing here (a rule added since, or an
+    operator's decision, is refused), so there is no rejection or finding to keep: the listing
+    stays as it was and the operator rejects, suspends or delists it with a reason.
+    """
+
+    keeps_changes = False
 
 
 class OperationRightRequired(DomainError):
@@ -29,8 +40,30 @@ class CertificationRequired(DomainError):
     status, code, title = 422, "certification_required", "A valid certification is required"
 
 
+class ExpiredCertification(DomainError):
+    status, code, title = 422, "validation_error", "valid_until must be in the future"
+
+
+class OwnListing(Forbidden):
+    """A party acting on its own listing where an independent party is required."""
+
+    code, title = "own_listing", "Not allowed on your own listing"
+
+
+class QualityAlreadyReported(Conflict):
+    code, title = "quality_already_reported", "You have already reported on this listing"
+
+
+class NotFlagged(Conflict):
+    code, title = "not_flagged", "The listing is not flagged for review"
+
+
 class PreconditionFailed(DomainError):
     status, code, title = 412, "precondition_failed", "If-Match does not match the current version"
+
+
+class MalformedIfMatch(DomainError):
+    status, code, title = 400, "bad_request", "If-Match must be an ETag such as \"3\""
 
 
 class RuleNotFound(NotFound):

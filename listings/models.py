@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, composite, mapped_column, relationship
 from app import clock
 from app.db import Base, created_at, str_enum, uuid_pk
 from app.errors import InvalidTransition
+from listings.errors import NotFlagged
 
 
 class Classification(enum.StrEnum):
@@ -156,7 +157,9 @@ _TRANSITIONS: dict[str, tuple[set[ListingStatus], ListingStatus | None]] = {
     "suspend": ({ListingStatus.LISTED}, ListingStatus.SUSPENDED),
     "delist": ({ListingStatus.LISTED, ListingStatus.SUSPENDED, ListingStatus.PENDING_REVIEW},
                ListingStatus.DELISTED),
-    "relist": ({ListingStatus.SUSPENDED, ListingStatus.DELISTED}, ListingStatus.LISTED),
+    # Only a suspension is undone: a delisting is the product's exit (a merchant's withdrawal
+    # or an operator's removal), final for everyone; the product comes back as a new listing.
+    "relist": ({ListingStatus.SUSPENDED}, ListingStatus.LISTED),
 }
 
 
@@ -206,6 +209,12 @@ class Listing(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     admission: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     review_flag: Mapped[str | None] = mapped_column(String(200))
+    # quality_reports_count when an operator last cleared the flag: the evaluation flags the
+    # listing again only on reports that came after that decision.
+    flag_cleared_at_count: Mapped[int | None] = mapped_column(Integer)
+    # When a certification first earned the merchant its credit event: once per listing, so
+    # repeated certifications of one product cannot inflate the merchant's score.
+    certification_credited_at: Mapped[datetime | None]
     quality_reports_count: Mapped[int] = mapped_column(Integer, default=0)
     quality_score_total: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer)
@@ -263,6 +272,21 @@ class Listing(Base):
         self.quality_reports_count += 1
         self.quality_score_total += score
 
+    def flag_for_review(self, flag: str) -> None:
+        """Mark the listing for an operator's look (it stays on the market meanwhile)."""
+        self.review_flag = flag
+
+    def clear_review_flag(self) -> str:
+        """An operator's decision that the flag needs no action; returns the flag cleared.
+
+        The reports seen so far are remembered, so only newer reports can flag it again.
+        """
+        if self.review_flag is None:
+            raise NotFlagged("The listing is not flagged for review.")
+        cleared, self.review_flag = self.review_flag, None
+        self.flag_cleared_at_count = self.quality_reports_count
+        return cleared
+
 
 _PAST = {"edit": "edited", "submit": "submitted", "approve": "approved", "reject": "rejected",
          "suspend": "suspended", "delist": "delisted", "relist": "relisted"}
@@ -290,16 +314,21 @@ class Certification(Base):
 
 
 class QualityReport(Base):
-    """A buyer's quality feedback on a listing."""
+    """A buyer's quality feedback on a listing: one per buyer and listing."""
 
     __tablename__ = "quality_reports"
 
     id: Mapped[uuid_pk]
-    listing_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("listings.id"), index=True)
+    # No index of its own: the unique constraint's index leads with listing_id.
+    listing_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("listings.id"))
     buyer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
     score: Mapped[int] = mapped_column(Integer)
     issue: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[created_at]
+
+    # One voice per buyer: repeated reports would let one party drag an average down (or up)
+    # and get a competitor's product flagged. The database holds it against concurrent posts.
+    __table_args__ = (UniqueConstraint("listing_id", "buyer_id"),)
 
 
 class AdmissionRule(Base):

@@ -11,10 +11,10 @@ from flask.views import MethodView
 
 from app.api import Blueprint, SQLPage
 from app.db import unit_of_work
-from app.errors import DomainError
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
 from listings import certification, rules, services
+from listings.errors import MalformedIfMatch
 from listings.models import Listing
 from listings.schemas import (
     AdmissionResultSchema,
@@ -38,10 +38,6 @@ rules_blp = Blueprint("admission", __name__, url_prefix="/api/v1",
                       description="Admission lists (正面引导清单 / 负面禁止清单)")
 
 _ETAG = re.compile(r'^(?:W/)?"(\d+)"$')
-
-
-class MalformedIfMatch(DomainError):
-    status, code, title = 400, "bad_request", "If-Match must be an ETag such as \"3\""
 
 
 def _if_match() -> int | None:
@@ -146,6 +142,7 @@ def _lifecycle_route(path: str, step: str, roles: tuple[Role, ...], summary: str
         @blp.response(200, ListingSchema)
         @blp.alt_response(404, response="NOT_FOUND")
         @blp.alt_response(409, response="CONFLICT")
+        @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
         def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
             with unit_of_work() as session:
                 listing = operation(session, listing_id=listing_id, actor=current_party(),
@@ -157,7 +154,8 @@ def _lifecycle_route(path: str, step: str, roles: tuple[Role, ...], summary: str
 
 _lifecycle_route("suspend", "suspend", (Role.OPERATOR,), "Suspend a listed product (operator).")
 _lifecycle_route("relist", "relist", (Role.OPERATOR,),
-                 "Put a suspended or delisted product back on the market (operator).")
+                 "Put a suspended product back on the market (operator); a delisted one stays "
+                 "delisted.")
 _lifecycle_route("delist", "delist", (Role.MERCHANT, Role.OPERATOR),
                  "Withdraw a product (its merchant or an operator).")
 
@@ -169,7 +167,12 @@ class Certifications(MethodView):
     @blp.response(201, CertificationSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
-        """Certify a listing: rating, scopes, expiry and report reference (certifiers)."""
+        """Certify a listing: rating, scopes, expiry and report reference (certifiers).
+
+        Not one's own listing (403 `own_listing`). The first certification rated A or better
+        of a listing pending review or listed earns its merchant a `certification_obtained`
+        credit event; later ones do not.
+        """
         with unit_of_work() as session:
             return certification.certify_listing(session, listing_id=listing_id,
                                                  certifier=current_party(), body=body)
@@ -181,11 +184,39 @@ class QualityReports(MethodView):
     @blp.arguments(QualityReportSchema)
     @blp.response(201, QualityReportSchema)
     @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
     def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
-        """Report on a listed product's quality (buyers), score 1-5."""
+        """Report on a listed product's quality (buyers), score 1-5.
+
+        One report per buyer and listing (a second → 409 `quality_already_reported`); a
+        merchant cannot report on its own listing (403 `own_listing`).
+        """
         with unit_of_work() as session:
             return certification.report_quality(session, listing_id=listing_id,
                                                 buyer=current_party(), **body)
+
+
+@blp.route("/<uuid:listing_id>/clear-flag")
+class ClearFlag(MethodView):
+    @require_role(Role.OPERATOR)
+    @blp.arguments(ReasonSchema)
+    @blp.response(200, ListingSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
+        """Clear a listing's quality flag after review, with a reason (operator).
+
+        The evaluation job flags a listed product whose buyers' reports average below 2.5
+        (`review_flag`, shown to its merchant, operators and regulators only). Clearing it
+        records the operator's decision in the trace (`listing.flag_cleared`, with the flag
+        and the reason); the job flags the listing again only if reports arriving after the
+        clearance still leave it rated poorly. A listing without a flag → 409 `not_flagged`.
+        """
+        with unit_of_work() as session:
+            listing = certification.clear_review_flag(session, listing_id=listing_id,
+                                                      actor=current_party(),
+                                                      reason=body["reason"])
+        return _with_etag(listing)
 
 
 @blp.route("/<uuid:listing_id>/trace")

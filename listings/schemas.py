@@ -6,9 +6,12 @@ import copy
 from typing import Any
 
 import marshmallow as ma
-from marshmallow import fields, validate, validates_schema
+from flask import has_request_context
+from marshmallow import fields, post_dump, validate, validates_schema
 
 from app.api import Schema
+from app.parties.auth import authenticated_party
+from listings import services
 from listings.models import (
     AdmissionList,
     CertificationScope,
@@ -163,12 +166,23 @@ class ListingSchema(ListingBodySchema):
     status = _enum(ListingStatus, dump_only=True)
     status_reason = fields.String(dump_only=True, allow_none=True)
     admission = fields.Nested(AdmissionResultSchema, dump_only=True, allow_none=True)
-    review_flag = fields.String(dump_only=True, allow_none=True)
+    review_flag = fields.String(dump_only=True, allow_none=True, metadata={
+        "description": "Why the evaluation flagged it for review; null for others than its "
+                       "merchant, operators and regulators"})
     quality = fields.Nested(QualitySummarySchema, dump_only=True)
     version = fields.Integer(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
     listed_at = fields.DateTime(dump_only=True, allow_none=True)
+
+    @post_dump(pass_original=True)
+    def _hide_review_flag(self, data: dict[str, Any], listing: Any,
+                          **kwargs: object) -> dict[str, Any]:
+        # Whoever a listing is shown to, by whichever endpoint: the rule is the service's.
+        viewer = authenticated_party() if has_request_context() else None
+        if not services.may_see_review_flag(listing, viewer):
+            data["review_flag"] = None
+        return data
 
 
 class ListingDetailSchema(ListingSchema):
@@ -186,7 +200,9 @@ class ListingQueryArgsSchema(Schema):
     merchant_id = fields.UUID()
     min_price = fields.Integer(validate=validate.Range(min=0))
     max_price = fields.Integer(validate=validate.Range(min=0))
-    flagged = fields.Boolean(metadata={"description": "Only listings flagged for review"})
+    flagged = fields.Boolean(metadata={
+        "description": "Only listings flagged for review (true) or not (false); for others "
+                       "than operators and regulators, among their own listings"})
 
     @validates_schema
     def _price_range(self, data: dict, **kwargs: object) -> None:

@@ -12,13 +12,14 @@ from sqlalchemy.orm import Session, selectinload
 from app import audit, clock
 from app.audit import AuditEntry
 from app.errors import VersionConflict
-from app.parties.models import Actor, Party, Role
+from app.parties.models import OVERSEERS, Actor, Party, Role
 from credit import services as credit
 from credit.scoring import Level
 from listings import admission
 from listings.certification import certification_satisfied
 from listings.errors import (
     AdmissionProhibited,
+    AdmissionProhibitedNow,
     CertificationRequired,
     ListingNotFound,
     OperationRightRequired,
@@ -26,8 +27,6 @@ from listings.errors import (
     UnknownParties,
 )
 from listings.models import Listing, ListingStatus, Rights, Source, UsageScope
-
-_OVERSEERS = (Role.OPERATOR, Role.REGULATOR)
 
 
 def _composites(body: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +93,14 @@ def _lookup(session: Session, listing_id: uuid.UUID) -> Listing:
 def can_see(listing: Listing, viewer: Actor) -> bool:
     """Listed products are public to every party; the rest to their merchant and overseers."""
     return (listing.status is ListingStatus.LISTED or listing.merchant_id == viewer.id
-            or viewer.has_role(*_OVERSEERS))
+            or viewer.has_role(*OVERSEERS))
+
+
+def may_see_review_flag(listing: Listing, viewer: Actor | None) -> bool:
+    """A quality flag awaits an operator's look: shown to the merchant and the overseers, not
+    to the market, where an unreviewed flag would brand the product (others see null)."""
+    return viewer is not None and (listing.merchant_id == viewer.id
+                                   or viewer.has_role(*OVERSEERS))
 
 
 def get_listing(session: Session, *, listing_id: uuid.UUID, viewer: Actor) -> Listing:
@@ -180,33 +186,58 @@ def _reasons_for_review(session: Session, listing: Listing,
     if merchant_level is not Level.A:
         reasons.append(f"Fast track is for credit level A; the merchant is at "
                        f"{merchant_level.value}")
-    if listing.classification.needs_certification and not certification_satisfied(
-            session, listing.id, clock.now()):
-        reasons.append(f"{listing.classification.value.capitalize()} data needs a valid "
-                       "compliance certification rated A or better")
+    missing = _missing_certification(session, listing)
+    if missing:
+        reasons.append(missing)
     return reasons
 
 
-def _require_certification(session: Session, listing: Listing) -> None:
-    if listing.classification.needs_certification and not certification_satisfied(
+def _missing_certification(session: Session, listing: Listing) -> str | None:
+    """Why the listing cannot be listed for want of a certification, or None."""
+    if not listing.classification.needs_certification or certification_satisfied(
             session, listing.id, clock.now()):
-        raise CertificationRequired(
-            f"A {listing.classification.value} listing needs a valid certification rated A or "
-            "better in the compliance scope before it can be listed.")
+        return None
+    return (f"{listing.classification.value.capitalize()} data needs a valid compliance "
+            "certification rated A or better")
+
+
+def _ensure_listable_now(session: Session, listing: Listing) -> admission.AdmissionResult:
+    """What an operator's approval or relisting must check again, as of now.
+
+    The submission's decision is not enough: since then the merchant may have come under a
+    listing ban, or the lists may have changed (a negative rule added for this very kind of
+    product), and nothing may reach the market that admission would refuse today.
+    """
+    credit.ensure_may_list(session, listing.merchant_id)
+    result = admission.evaluate(admission.facts_of_listing(listing),
+                                admission.rules_in_force(session, clock.now()))
+    if result.decision is admission.Decision.PROHIBITED:
+        # Rolled back (keeps_changes is False): the listing stays as it was, for the
+        # operator to reject, suspend or delist with a reason of their own.
+        raise AdmissionProhibitedNow(result.explanation,
+                                     matched_rules=result.as_record()["matched_rules"])
+    missing = _missing_certification(session, listing)
+    if missing:
+        raise CertificationRequired(f"{missing} before it can be listed.")
+    return result
 
 
 def review_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor, decision: str,
                    reason: str) -> Listing:
-    """An operator approves (→ listed, certification permitting) or rejects a pending listing."""
+    """An operator approves a pending listing (→ listed, if admission, the merchant's credit
+    and certification still allow it) or rejects it, with a reason."""
     listing = _lookup(session, listing_id)
+    details: dict[str, Any] = {}
     if decision == "approve":
         listing.ensure_can("approve")
-        _require_certification(session, listing)
+        listing.admission = _ensure_listable_now(session, listing).as_record()
+        details["admission"] = listing.admission
         listing.move("approve", reason=reason)
     else:
         listing.move("reject", reason=reason)
     session.flush()
-    _record(session, actor, "listing.reviewed", listing, decision=decision, reason=reason)
+    _record(session, actor, "listing.reviewed", listing, decision=decision, reason=reason,
+            **details)
     return listing
 
 
@@ -222,13 +253,15 @@ def suspend_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor,
 
 def relist_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor,
                    reason: str) -> Listing:
-    """An operator puts a suspended or delisted product back (certification permitting)."""
+    """An operator puts a suspended product back on the market (admission, the merchant's
+    credit and certification permitting); a delisted product stays delisted."""
     listing = _lookup(session, listing_id)
     listing.ensure_can("relist")
-    _require_certification(session, listing)
+    listing.admission = _ensure_listable_now(session, listing).as_record()
     listing.move("relist", reason=reason)
     session.flush()
-    _record(session, actor, "listing.relisted", listing, reason=reason)
+    _record(session, actor, "listing.relisted", listing, reason=reason,
+            admission=listing.admission)
     return listing
 
 
@@ -246,10 +279,10 @@ def delist_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor,
 def search_listings(*, viewer: Actor, filters: dict[str, Any]) -> Select:
     """Listings matching the filters that the viewer may see, newest first."""
     stmt = select(Listing)
-    if viewer.has_role(Role.MERCHANT) and not viewer.has_role(*_OVERSEERS):
+    if viewer.has_role(Role.MERCHANT) and not viewer.has_role(*OVERSEERS):
         stmt = stmt.where(or_(Listing.status == ListingStatus.LISTED,
                               Listing.merchant_id == viewer.id))
-    elif not viewer.has_role(*_OVERSEERS):
+    elif not viewer.has_role(*OVERSEERS):
         stmt = stmt.where(Listing.status == ListingStatus.LISTED)
     equal = {"category": Listing.category, "classification": Listing.classification,
              "status": Listing.status, "merchant_id": Listing.merchant_id}
@@ -263,6 +296,10 @@ def search_listings(*, viewer: Actor, filters: dict[str, Any]) -> Select:
     if filters.get("flagged") is not None:
         flagged = Listing.review_flag.is_not(None)
         stmt = stmt.where(flagged if filters["flagged"] else ~flagged)
+        if not viewer.has_role(*OVERSEERS):
+            # Flags are not the market's to see (may_see_review_flag): filtering on them
+            # reaches only the viewer's own listings, or it would reveal them anyway.
+            stmt = stmt.where(Listing.merchant_id == viewer.id)
     if filters.get("q"):
         stmt = stmt.where(_text_matches(filters["q"]))
     return stmt.order_by(Listing.created_at.desc(), Listing.id.desc())
@@ -279,7 +316,7 @@ def listing_trace(session: Session, *, listing_id: uuid.UUID,
                   viewer: Actor) -> Iterable[AuditEntry]:
     """Every audited event of the product's life, in order."""
     listing = _lookup(session, listing_id)
-    if listing.merchant_id != viewer.id and not viewer.has_role(*_OVERSEERS):
+    if listing.merchant_id != viewer.id and not viewer.has_role(*OVERSEERS):
         raise ListingNotFound()
     stmt = (select(AuditEntry)
             .where(AuditEntry.subject_type == Listing.__tablename__,

@@ -27,7 +27,7 @@ from app.extensions import db
 from app.parties import services as party_services
 from app.parties.models import SYSTEM, PartyKind, Role
 from app.scheduler import run_job
-from credit import ledger, services
+from credit import ledger, recompute, services
 from credit.catalog import CATALOG, Severity
 from credit.errors import PartyRestricted
 from credit.models import BlacklistEntry, CreditEntry, CreditProfile
@@ -403,9 +403,12 @@ def test_the_longest_penalty_of_the_decision_sets_the_minimum_publicity(
     file = _file(client, regulator, merchant.id)
     assert (file["level"], file["blacklisted"]) == ("D", True)
     _assert_publicity(file["blacklisting"], decision["recorded_at"], timedelta(days=365))
-    [warning] = [p for p in file["penalties"] if p["event_id"] == decision["id"]]
-    assert warning["kind"] == "warning"
-    assert warning["ends_at"] == file["blacklisting"]["publicity_min_until"]
+    penalties = {p["kind"]: p for p in file["penalties"] if p["event_id"] == decision["id"]}
+    assert set(penalties) == {"warning", "trade_restriction", "listing_ban"}
+    assert penalties["warning"]["ends_at"] == file["blacklisting"]["publicity_min_until"]
+    # The listing brings the blacklist's own penalties for its whole publicity.
+    for kind in ("trade_restriction", "listing_ban"):
+        assert penalties[kind]["ends_at"] == file["blacklisting"]["publicity_until"]
 
 
 def test_further_findings_at_level_d_do_not_list_a_blacklisted_party_again(
@@ -801,11 +804,11 @@ def test_a_deleted_credit_entry_breaks_the_chain_where_it_was(client, operator, 
 def test_recompute_reports_a_cached_score_that_no_longer_matches_a_tampered_chain(
         app, client, merchant, three_events):
     with unit_of_work() as session:
-        assert services.recompute_all(session) == []
+        assert recompute.recompute_all(session) == []
     table = CreditEntry.__table__
     _behind_the_service(sa.update(table).where(table.c.seq == 3).values(points=-10))
     with unit_of_work() as session:
-        differences = services.recompute_all(session)
+        differences = recompute.recompute_all(session)
     # 800 - 10 + 2 - 80 was cached; the forged chain says 800 - 10 + 2 - 10.
     assert differences == [{"party_id": merchant.id, "cached": 712, "recomputed": 782}]
 
@@ -871,7 +874,7 @@ def test_recomputing_from_the_chain_gives_the_cached_scores_after_any_sequence_o
             recorded[parties[index]].append(ScoredEvent(entry.points, entry.occurred_at))
 
     with unit_of_work() as session:
-        assert services.recompute_all(session) == []
+        assert recompute.recompute_all(session) == []
         profiles = {p.party_id: p for p in session.scalars(sa.select(CreditProfile))}
         assert set(profiles) == {party_id for party_id, events in recorded.items() if events}
         for party_id, profile in profiles.items():
@@ -921,5 +924,5 @@ def test_ten_concurrent_findings_about_one_party_land_on_one_chain_and_one_score
     assert (file["score"], file["level"]) == (800 - 10 * count, "B")
     assert len(file["events"]) == count
     with unit_of_work() as session:
-        assert services.recompute_all(session) == []
+        assert recompute.recompute_all(session) == []
         assert session.get(CreditProfile, merchant.party.id).score == 700

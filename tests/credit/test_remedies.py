@@ -25,7 +25,7 @@ from app.audit import AuditEntry
 from app.errors import DomainError
 from app.extensions import db
 from app.parties.models import Role
-from credit import services
+from credit import recompute, services
 from credit.models import CreditEntry
 from tests.factories import Member, make_member
 
@@ -108,6 +108,12 @@ def move_past_minimum_publicity(client: FlaskClient, regulator: Member, party: M
     until = datetime.fromisoformat(credit_file(client, regulator, party)
                                    ["blacklisting"]["publicity_min_until"])
     clock.advance(until - clock.now() + timedelta(minutes=1))
+
+
+def past_the_minimum_publicity() -> None:
+    """Move past the three-month minimum every finding outside the serious categories is
+    publicised for before it may be repaired."""
+    clock.advance(timedelta(days=91, minutes=1))
 
 
 def assert_chain_valid(client: FlaskClient, regulator: Member, entries: int) -> None:
@@ -409,6 +415,28 @@ def test_a_correction_to_a_positive_severity_is_refused(client, regulator, merch
     assert_chain_valid(client, regulator, entries=1)
 
 
+@pytest.mark.parametrize("correction", [
+    {"kind": "clean_year", "severity": "positive"},
+    {"kind": "on_time_trade"},
+    {"kind": "certification_obtained", "severity": "general"},
+])
+def test_a_correction_to_a_positive_kind_is_refused(client, regulator, merchant, correction):
+    event = record(client, regulator, merchant, kind="data_tampering")
+    objection = object_to(client, merchant, event["id"]).json
+
+    refused = decide_objection(client, regulator, objection["id"], "corrected",
+                               correction=correction)
+
+    assert refused.status_code == 422, refused.json
+    assert problem_code(refused) == "validation_error"
+    assert "kind" in refused.json["errors"]
+    file = credit_file(client, merchant, merchant)
+    assert (file["score"], file["blacklisted"]) == (600, True)
+    assert event_in(file, event["id"]) == {**event_in(file, event["id"]),
+                                           "status": "effective", "disputed": True}
+    assert_chain_valid(client, regulator, entries=1)
+
+
 @pytest.mark.parametrize("first", ["upheld", "revoked", "corrected"])
 def test_deciding_an_objection_twice_conflicts(client, regulator, merchant, first):
     event = record(client, regulator, merchant, kind="data_tampering")
@@ -500,10 +528,77 @@ def test_a_serious_category_finding_is_publicised_for_a_year_before_repair(clien
     assert apply_for_repair(client, merchant, [event["id"]]).status_code == 201
 
 
+def test_a_finding_that_is_not_blacklisted_still_waits_its_minimum_publicity_before_repair(
+        client, regulator, merchant):
+    event = record(client, regulator, merchant, kind="late_delivery", severity="general")
+    assert credit_file(client, merchant, merchant)["blacklisted"] is False
+    until = datetime.fromisoformat(event["occurred_at"]) + timedelta(days=91)
+
+    refused = apply_for_repair(client, merchant, [event["id"]])
+
+    assert refused.status_code == 422
+    assert problem_code(refused) == "repair_not_eligible"
+    assert refused.json["detail"] == (
+        f"The minimum publicity period is not over until {until.isoformat()}.")
+    assert refused.json["eligible_from"] == until.isoformat()
+    clock.advance(until - clock.now() - timedelta(minutes=1))
+    assert apply_for_repair(client, merchant, [event["id"]]).status_code == 422
+    clock.advance(timedelta(minutes=2))
+    assert apply_for_repair(client, merchant, [event["id"]]).status_code == 201
+
+
+def test_a_serious_category_finding_waits_a_year_before_repair_even_unlisted(
+        client, regulator, merchant):
+    event = record(client, regulator, merchant, kind="resale_beyond_scope", severity="serious")
+    assert credit_file(client, merchant, merchant)["blacklisted"] is False
+    clock.advance(timedelta(days=200))
+
+    refused = apply_for_repair(client, merchant, [event["id"]])
+
+    assert refused.status_code == 422
+    assert "minimum publicity" in refused.json["detail"]
+    clock.advance(timedelta(days=166))
+    assert apply_for_repair(client, merchant, [event["id"]]).status_code == 201
+
+
+def test_a_corrected_finding_waits_its_minimum_from_when_the_act_was_found(
+        client, regulator, merchant):
+    event = record(client, regulator, merchant, kind="non_delivery", severity="serious")
+    clock.advance(timedelta(days=60))
+    objection = object_to(client, merchant, event["id"]).json
+    corrected = decide_objection(client, regulator, objection["id"], "corrected",
+                                 correction={"severity": "minor"}).json["correction_id"]
+    clock.advance(timedelta(days=30))
+    assert apply_for_repair(client, merchant, [corrected]).status_code == 422
+
+    clock.advance(timedelta(days=2))  # 92 days after the finding, 32 after the correction
+
+    assert apply_for_repair(client, merchant, [corrected]).status_code == 201
+
+
+def test_a_fine_imposed_after_the_application_blocks_its_approval(client, regulator,
+                                                                 merchant):
+    event = record(client, regulator, merchant, kind="late_delivery", severity="general")
+    other = record(client, regulator, merchant, kind="payment_default", severity="minor")
+    past_the_minimum_publicity()
+    repair = apply_for_repair(client, merchant, [event["id"]]).json
+    impose_fine(client, regulator, merchant, other["id"])
+
+    refused = decide_repair(client, regulator, repair["id"], "approved")
+
+    assert refused.status_code == 422
+    assert problem_code(refused) == "repair_not_eligible"
+    assert "unpaid" in refused.json["detail"]
+    file = credit_file(client, merchant, merchant)
+    assert event_in(file, event["id"])["status"] == "effective"
+    assert file["repairs"][0]["status"] == "pending"
+
+
 def test_repair_is_refused_while_a_fine_for_the_finding_is_unpaid(client, regulator,
                                                                  merchant):
     event = record(client, regulator, merchant, kind="late_delivery", severity="general")
     fine = impose_fine(client, regulator, merchant, event["id"])
+    past_the_minimum_publicity()
 
     refused = apply_for_repair(client, merchant, [event["id"]])
 
@@ -515,13 +610,20 @@ def test_repair_is_refused_while_a_fine_for_the_finding_is_unpaid(client, regula
     assert apply_for_repair(client, merchant, [event["id"]]).status_code == 201
 
 
-def test_a_fine_tied_to_another_finding_does_not_block_repair(client, regulator, merchant):
+def test_an_unpaid_fine_for_another_finding_also_blocks_repair(client, regulator, merchant):
     event = record(client, regulator, merchant, kind="late_delivery", severity="general")
     other = record(client, regulator, merchant, kind="payment_default", severity="general")
-    impose_fine(client, regulator, merchant, other["id"])
+    fine = impose_fine(client, regulator, merchant, other["id"])
+    past_the_minimum_publicity()
 
+    for event_id in (event["id"], other["id"]):
+        refused = apply_for_repair(client, merchant, [event_id])
+        assert refused.status_code == 422, refused.json
+        assert problem_code(refused) == "repair_not_eligible"
+        assert "unpaid" in refused.json["detail"]
+        assert refused.json["penalty_id"] == fine["id"]
+    client.post(f"{CREDIT}/penalties/{fine['id']}/payment", headers=regulator.headers)
     assert apply_for_repair(client, merchant, [event["id"]]).status_code == 201
-    assert apply_for_repair(client, merchant, [other["id"]]).status_code == 422
 
 
 def test_an_unpaid_fine_still_blocks_repair_after_the_publicity_minimum(client, regulator,
@@ -552,6 +654,7 @@ def test_fraud_can_never_be_repaired(client, regulator, merchant):
 def test_one_ineligible_finding_refuses_the_whole_application(client, regulator, merchant):
     repairable = record(client, regulator, merchant, kind="late_delivery", severity="general")
     fraud = record(client, regulator, merchant, kind="fraud")
+    past_the_minimum_publicity()
 
     refused = apply_for_repair(client, merchant, [repairable["id"], fraud["id"]])
 
@@ -603,6 +706,7 @@ def test_an_anonymous_repair_application_is_unauthorized(client, regulator, merc
 def test_a_second_pending_repair_of_the_same_finding_conflicts(client, regulator, merchant):
     event = record(client, regulator, merchant, kind="late_delivery", severity="general")
     other = record(client, regulator, merchant, kind="payment_default", severity="general")
+    past_the_minimum_publicity()
     assert apply_for_repair(client, merchant, [event["id"]]).status_code == 201
 
     second = apply_for_repair(client, merchant, [other["id"], event["id"]])
@@ -677,6 +781,7 @@ def test_an_approved_repair_restores_only_the_repaired_findings_points(client, r
                                                                        merchant):
     kept = record(client, regulator, merchant, kind="late_delivery", severity="serious")
     repaired = record(client, regulator, merchant, kind="payment_default", severity="general")
+    past_the_minimum_publicity()
     applied = apply_for_repair(client, merchant, [repaired["id"]]).json
 
     assert decide_repair(client, regulator, applied["id"], "approved").status_code == 200
@@ -691,6 +796,7 @@ def test_an_approved_repair_restores_only_the_repaired_findings_points(client, r
 def test_one_repair_may_cover_several_findings(client, regulator, merchant):
     first = record(client, regulator, merchant, kind="late_delivery", severity="general")
     second = record(client, regulator, merchant, kind="payment_default", severity="serious")
+    past_the_minimum_publicity()
     applied = apply_for_repair(client, merchant, [first["id"], second["id"]]).json
     assert sorted(applied["event_ids"]) == sorted([first["id"], second["id"]])
 
@@ -777,6 +883,7 @@ def test_objections_and_repairs_keep_the_chain_valid_and_the_audit_complete(clie
     assert decide_objection(client, regulator, first["id"], "revoked").status_code == 200
     assert decide_objection(client, regulator, second["id"], "corrected",
                             correction={"severity": "minor"}).status_code == 200
+    past_the_minimum_publicity()
     repair = apply_for_repair(client, merchant, [repaired["id"]]).json
     assert decide_repair(client, regulator, repair["id"], "approved").status_code == 200
 
@@ -791,7 +898,7 @@ def test_objections_and_repairs_keep_the_chain_valid_and_the_audit_complete(clie
     assert {"credit.objection_filed", "credit.objection_decided", "credit.repair_applied",
             "credit.repair_decided"} <= set(actions)
     assert actions.count("credit.objection_decided") == 2
-    recomputed = services.recompute_all(db.session)
+    recomputed = recompute.recompute_all(db.session)
     db.session.rollback()
     assert recomputed == []
 
@@ -816,6 +923,7 @@ def race(app: Flask, send: Any, threads: int) -> list[TestResponse]:
 def test_concurrent_repair_applications_for_one_finding_create_exactly_one(app, client,
                                                                           regulator, merchant):
     event = record(client, regulator, merchant, kind="late_delivery", severity="general")
+    past_the_minimum_publicity()
 
     responses = race(app, lambda c: apply_for_repair(c, merchant, [event["id"]]), threads=8)
 

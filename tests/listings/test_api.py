@@ -657,8 +657,13 @@ def test_an_operator_approves_a_pending_listing_with_a_reason(client, merchant, 
     reviewed = _audit_rows(listing["id"])[-1]
     assert reviewed.action == "listing.reviewed"
     assert reviewed.actor_id == operator.party.id
+    # The approval re-ran admission under the rules in force, and says what it decided.
     assert reviewed.details == {"status": "listed", "decision": "approve",
-                                "reason": "Rights chain verified"}
+                                "reason": "Rights chain verified",
+                                "admission": {"decision": "standard",
+                                              "explanation": response.json["admission"][
+                                                  "explanation"],
+                                              "matched_rules": []}}
 
 
 def test_an_operator_rejects_a_pending_listing_with_a_reason(client, merchant, operator):

@@ -12,10 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import clock
-from app.db import unit_of_work
 from app.parties.models import SYSTEM, Role
 from app.scheduler import run_job
-from listings.certification import evaluate_listings
+from listings.jobs import evaluate_listings
 from tests.factories import Member, make_member
 from tests.listings.factories import listing_body
 
@@ -324,9 +323,8 @@ def test_running_the_evaluation_again_changes_nothing_more(app, client, cast):
     _evaluate(app)
     after_first = (_detail(client, cast, listing_id), _trace(client, cast, listing_id))
     _evaluate(app)
-    with unit_of_work() as session:
-        assert evaluate_listings(session, actor=SYSTEM, at=clock.now()) == {
-            "suspended": 0, "flagged": 0}
+    assert evaluate_listings(actor=SYSTEM, at=clock.now()) == {
+        "suspended": 0, "flagged": 0, "skipped": 0, "failed": 0}
     assert (_detail(client, cast, listing_id), _trace(client, cast, listing_id)) == after_first
     assert _actions(client, cast, listing_id).count("listing.suspended") == 1
 
@@ -380,9 +378,8 @@ def test_evaluation_through_the_service_reports_what_it_suspended(app, client, c
     lasting = _listed_sensitive(client, cast, valid_days=50)
     general = _listed_general(client, cast)
     clock.advance(timedelta(days=6))
-    with unit_of_work() as session:
-        outcome = evaluate_listings(session, actor=SYSTEM, at=clock.now())
-    assert outcome == {"suspended": 1, "flagged": 0}
+    outcome = evaluate_listings(actor=SYSTEM, at=clock.now())
+    assert outcome == {"suspended": 1, "flagged": 0, "skipped": 0, "failed": 0}
     assert [_detail(client, cast, i)["status"] for i in (expiring, lasting, general)] == [
         "suspended", "listed", "listed"]
 
@@ -504,8 +501,8 @@ def test_poor_quality_reports_get_a_listing_flagged_once_by_the_evaluation(app, 
     assert "Poor quality" in detail["review_flag"]
     assert "2.0" in detail["review_flag"]
     assert _detail(client, cast, healthy)["review_flag"] is None
-    assert _flagged_ids(client, cast.buyer, True) == [listing_id]
-    assert _flagged_ids(client, cast.buyer, False) == [healthy]
+    assert _flagged_ids(client, cast.operator, True) == [listing_id]
+    assert _flagged_ids(client, cast.operator, False) == [healthy]
     last = _trace(client, cast, listing_id)[-1]
     assert last["action"] == "listing.flagged"
     assert last["details"]["flag"] == detail["review_flag"]
@@ -529,7 +526,7 @@ def test_evaluation_does_not_flag_a_listing_without_enough_poor_reports(app, cli
     _evaluate(app)
     assert _detail(client, cast, listing_id)["review_flag"] is None
     assert "listing.flagged" not in _actions(client, cast, listing_id)
-    assert _flagged_ids(client, cast.buyer, True) == []
+    assert _flagged_ids(client, cast.operator, True) == []
 
 
 # --- trace ------------------------------------------------------------------------------

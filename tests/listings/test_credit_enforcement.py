@@ -3,9 +3,11 @@ earns the fast track, certifications earn credit."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 
 from app import clock
@@ -118,3 +120,116 @@ def test_a_certification_earns_the_merchant_a_positive_credit_event(client):
     [event] = _credit_file(client, merchant)["events"]
     assert (event["kind"], event["severity"], event["points"]) == (
         "certification_obtained", "positive", 10)
+
+
+# --- certifications earn credit once, for a listing on its way to the market -------------
+
+def _certification(rating: str = "A") -> dict[str, Any]:
+    return {"rating": rating, "scopes": ["compliance"], "report_ref": "CERT-2026-002",
+            "valid_until": (clock.now() + timedelta(days=365)).isoformat()}
+
+
+def _certify(client: FlaskClient, certifier: Member, listing_id: str,
+             rating: str = "A") -> Any:
+    return client.post(f"{LISTINGS}/{listing_id}/certifications", headers=certifier.headers,
+                       json=_certification(rating))
+
+
+def _pending(client: FlaskClient, merchant: Member) -> str:
+    draft = _create(client, merchant, classification="sensitive")
+    submitted = client.post(f"{LISTINGS}/{draft.json['id']}/submit", headers=merchant.headers)
+    assert submitted.json["status"] == "pending_review", submitted.json
+    return draft.json["id"]
+
+
+def _kinds(client: FlaskClient, party: Member) -> list[str]:
+    return [event["kind"] for event in _credit_file(client, party)["events"]]
+
+
+@pytest.mark.parametrize("rating", ["B", "C"])
+def test_a_certification_rated_below_a_earns_no_credit(client, rating):
+    merchant, certifier = make_member(Role.MERCHANT), make_member(Role.CERTIFIER)
+    listing_id = _pending(client, merchant)
+
+    assert _certify(client, certifier, listing_id, rating).status_code == 201
+
+    assert _kinds(client, merchant) == []
+
+
+def test_only_the_first_good_certification_of_a_listing_earns_credit(client):
+    merchant, certifier = make_member(Role.MERCHANT), make_member(Role.CERTIFIER)
+    listing_id = _pending(client, merchant)
+    other_id = _pending(client, merchant)
+
+    for rating in ("A", "AAA", "AA"):
+        assert _certify(client, certifier, listing_id, rating).status_code == 201
+    assert _certify(client, make_member(Role.CERTIFIER), listing_id).status_code == 201
+    assert _kinds(client, merchant) == ["certification_obtained"]
+    # Another product of the merchant's earns its own.
+    assert _certify(client, certifier, other_id, "AA").status_code == 201
+    assert _kinds(client, merchant) == ["certification_obtained"] * 2
+
+
+@pytest.mark.parametrize(("status", "steps"), [
+    ("rejected", [("review", "reject")]),
+    ("suspended", [("review", "approve"), ("suspend", None)]),
+    ("delisted", [("review", "approve"), ("delist", None)]),
+])
+def test_certifying_a_listing_off_the_market_earns_no_credit(client, status, steps):
+    merchant, certifier = make_member(Role.MERCHANT), make_member(Role.CERTIFIER)
+    operator = make_member(Role.OPERATOR)
+    listing_id = _create(client, merchant).json["id"]  # general: approved uncertified
+    client.post(f"{LISTINGS}/{listing_id}/submit", headers=merchant.headers)
+    for step, decision in steps:
+        body = {"reason": "Checked"} | ({"decision": decision} if decision else {})
+        moved = client.post(f"{LISTINGS}/{listing_id}/{step}", headers=operator.headers,
+                            json=body)
+        assert moved.status_code == 200, moved.json
+    assert moved.json["status"] == status
+
+    certified = _certify(client, certifier, listing_id, "AAA")
+
+    assert certified.status_code == 201, certified.json
+    assert _kinds(client, merchant) == []
+
+
+def test_a_certifier_cannot_certify_its_own_listing(client):
+    merchant_certifier = make_member(Role.MERCHANT, Role.CERTIFIER)
+    listing_id = _pending(client, merchant_certifier)
+
+    refused = _certify(client, merchant_certifier, listing_id, "AAA")
+
+    assert refused.status_code == 403, refused.json
+    assert refused.json["code"] == "own_listing"
+    assert _kinds(client, merchant_certifier) == []
+    trace = client.get(f"{LISTINGS}/{listing_id}/trace", headers=merchant_certifier.headers)
+    assert "listing.certified" not in [entry["action"] for entry in trace.json]
+    detail = client.get(f"{LISTINGS}/{listing_id}", headers=merchant_certifier.headers)
+    assert detail.json["certifications"] == []
+
+
+@pytest.mark.postgres_only
+def test_concurrent_certifications_of_one_listing_earn_credit_once(app, client):
+    merchant = make_member(Role.MERCHANT)
+    certifiers = [make_member(Role.CERTIFIER) for _ in range(6)]
+    listing_id = _pending(client, merchant)
+    start = threading.Barrier(len(certifiers))
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+
+    def certify(certifier: Member) -> None:
+        try:
+            own_client = app.test_client()
+            start.wait()
+            statuses.append(_certify(own_client, certifier, listing_id, "AA").status_code)
+        except BaseException as error:  # surfaced in the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=certify, args=(c,)) for c in certifiers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert statuses == [201] * len(certifiers)
+    assert _kinds(client, merchant) == ["certification_obtained"]
