@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
+from app.api import MAX_OFFSET
 from app.parties.models import Actor, Party, Role
 from credit import blacklisting, ledger, services
 from credit.errors import CreditFileNotFound
@@ -100,6 +101,8 @@ def blacklist_page(session: Session, *, q: str | None, credit_code: str | None, 
     details too."""
     stmt = blacklisting.blacklist_query(q=q, credit_code=credit_code, at=at)
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    if first > MAX_OFFSET:
+        return [], total or 0
     rows = session.execute(stmt.limit(size).offset(first)).all()
     return _blacklisted_rows(session, rows, full), total or 0
 

@@ -198,8 +198,8 @@ class ListingQueryArgsSchema(Schema):
     classification = _enum(Classification)
     status = _enum(ListingStatus)
     merchant_id = fields.UUID()
-    min_price = fields.Integer(validate=validate.Range(min=0))
-    max_price = fields.Integer(validate=validate.Range(min=0))
+    min_price = fields.Integer(validate=validate.Range(min=0, max=10**13))
+    max_price = fields.Integer(validate=validate.Range(min=0, max=10**13))
     flagged = fields.Boolean(metadata={
         "description": "Only listings flagged for review (true) or not (false); for others "
                        "than operators and regulators, among their own listings"})

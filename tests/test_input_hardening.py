@@ -56,3 +56,12 @@ def test_an_outsider_cannot_tell_which_party_ids_exist(client):
     missing = client.get(f"/api/v1/parties/{uuid.uuid4()}", headers=buyer.headers)
     existing = client.get(f"/api/v1/parties/{other.id}", headers=buyer.headers)
     assert missing.status_code == existing.status_code == 403
+
+
+def test_absurd_prices_and_pages_on_the_catalog_and_blacklist_are_not_errors(client):
+    buyer = make_member(Role.BUYER)
+    too_big = client.get(f"/api/v1/listings?max_price={10**23}", headers=buyer.headers)
+    assert too_big.status_code == 422
+    far_page = client.get(f"/api/v1/credit/blacklist?page={10**23}")
+    assert far_page.status_code == 200
+    assert far_page.json == []
