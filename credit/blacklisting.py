@@ -12,9 +12,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from app import audit
 from app.parties.credit_code import normalize_credit_code
@@ -128,14 +129,19 @@ def blacklist_query(*, q: str | None = None, credit_code: str | None = None,
                     at: datetime) -> Select:
     """Parties on the blacklist now, one row each (the decision publicised longest), with
     their party rows, newest listing first."""
-    ranked = (select(BlacklistEntry.id, func.row_number().over(
-        partition_by=BlacklistEntry.party_id,
-        order_by=(BlacklistEntry.publicity_until.desc(), BlacklistEntry.id)).label("rank"))
-        .where(BlacklistEntry.ended_at.is_(None), BlacklistEntry.listed_at <= at,
-               BlacklistEntry.publicity_until > at).subquery())
-    stmt = (select(BlacklistEntry, Party)
-            .join(ranked, and_(ranked.c.id == BlacklistEntry.id, ranked.c.rank == 1))
-            .join(Party, Party.id == BlacklistEntry.party_id))
+    def active(entry: Any) -> Any:
+        return and_(entry.ended_at.is_(None), entry.listed_at <= at, entry.publicity_until > at)
+
+    # A correlated NOT EXISTS (not a window over every listing) keeps a lookup by credit code
+    # on indexes: no other active listing of the party is publicised longer.
+    other = aliased(BlacklistEntry)
+    outranked = exists().where(
+        other.party_id == BlacklistEntry.party_id, active(other),
+        or_(other.publicity_until > BlacklistEntry.publicity_until,
+            and_(other.publicity_until == BlacklistEntry.publicity_until,
+                 other.id < BlacklistEntry.id)))
+    stmt = (select(BlacklistEntry, Party).join(Party, Party.id == BlacklistEntry.party_id)
+            .where(active(BlacklistEntry), ~outranked))
     if q:
         stmt = stmt.where(Party.name.icontains(q, autoescape=True))
     if credit_code:
