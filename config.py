@@ -48,8 +48,15 @@ class Config:
     ORDER_PAYMENT_TTL_MINUTES = _int("ORDER_PAYMENT_TTL_MINUTES", 30)
     ORDER_AUTO_ACCEPT_DAYS = _int("ORDER_AUTO_ACCEPT_DAYS", 7)
     ORDER_DELIVERY_DAYS = _int("ORDER_DELIVERY_DAYS", 3)
-    # "offline" (bank transfer, confirmed by an operator) until Stripe is configured.
-    PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "offline")
+    # Stripe: a secret key turns it on; STRIPE_API_BASE points the SDK elsewhere (localstripe).
+    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY")
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET")
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE")
+    STRIPE_MAX_NETWORK_RETRIES = _int("STRIPE_MAX_NETWORK_RETRIES", 2)
+    # "stripe" once a Stripe key is configured, else "offline" (bank transfer, confirmed by
+    # an operator).
+    PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER",
+                                      "stripe" if STRIPE_SECRET_KEY else "offline")
 
     # The single-machine default (make run) hosts the scheduler in the web process; with
     # several web hosts, run one dedicated `flask scheduler run` instead.
@@ -71,6 +78,7 @@ class TestingConfig(Config):
     SCHEDULER_IN_WEB = False
     LOG_JSON = False
     IDEMPOTENCY_LOCK_TIMEOUT_MS = 5_000
+    STRIPE_MAX_NETWORK_RETRIES = 0
 
 
 class ProductionConfig(Config):

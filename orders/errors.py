@@ -31,3 +31,11 @@ class InvalidBeneficiaries(DomainError):
 
 class RefundExceedsPayment(Conflict):
     code, title = "refund_exceeds_payment", "Refunds would exceed what was paid"
+
+
+class InvalidSignature(DomainError):
+    status, code, title = 400, "invalid_signature", "The webhook signature does not verify"
+
+
+class InvalidPayload(DomainError):
+    status, code, title = 400, "invalid_payload", "The webhook payload is not a Stripe event"

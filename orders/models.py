@@ -62,6 +62,8 @@ class Order(Base):
     payment_provider: Mapped[str] = mapped_column(String(20))
     payment_status: Mapped[PaymentStatus] = mapped_column(
         str_enum(PaymentStatus, "order_payment_status"), default=PaymentStatus.PENDING)
+    # The Stripe PaymentIntent paying this order (stripe provider only).
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     paid_amount: Mapped[int] = mapped_column(Money, default=0)
     refunded_amount: Mapped[int] = mapped_column(Money, default=0)
     expires_at: Mapped[datetime]
@@ -94,6 +96,11 @@ class Order(Base):
         self._require(OrderStatus.PENDING_PAYMENT, doing="paid")
         self.status, self.payment_status = OrderStatus.PAID, PaymentStatus.SUCCEEDED
         self.paid_amount, self.paid_at = amount, at
+
+    def payment_failed(self) -> None:
+        """A payment attempt failed: the order stays payable until it expires."""
+        self._require(OrderStatus.PENDING_PAYMENT, doing="marked as failed")
+        self.payment_status = PaymentStatus.FAILED
 
     def cancel(self, at: datetime) -> None:
         self._require(OrderStatus.PENDING_PAYMENT, doing="cancelled")
@@ -179,3 +186,13 @@ class Dispute(Base):
     @property
     def status(self) -> str:
         return "resolved" if self.outcome is not None else "open"
+
+
+class StripeEvent(Base):
+    """A Stripe webhook event already processed, recorded in the transaction of its effect."""
+
+    __tablename__ = "stripe_events"
+
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[created_at]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flask import request
 from flask.views import MethodView
 
 from app.api import Blueprint, SQLPage
@@ -12,7 +13,7 @@ from app.db import unit_of_work
 from app.idempotency import idempotent
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
-from orders import disputes, services
+from orders import disputes, services, webhooks
 from orders.schemas import (
     DeliverySchema,
     DisputeCreateSchema,
@@ -22,6 +23,7 @@ from orders.schemas import (
     OrderQueryArgsSchema,
     OrderSchema,
     PaymentConfirmSchema,
+    WebhookAckSchema,
 )
 
 blp = Blueprint("orders", __name__, url_prefix="/api/v1",
@@ -142,3 +144,27 @@ class ResolveDispute(MethodView):
         with unit_of_work() as session:
             return disputes.resolve_dispute(session, dispute_id=dispute_id,
                                             actor=current_party(), **body)
+
+
+@blp.route("/webhooks/stripe")
+class StripeWebhook(MethodView):
+    @blp.doc(security=[], parameters=[{
+        "in": "header", "name": "Stripe-Signature", "required": True,
+        "schema": {"type": "string"},
+        "description": "Stripe's `t=...,v1=...` HMAC-SHA256 signature of the raw body"}],
+        requestBody={"required": True, "description": "A Stripe event, as Stripe sends it",
+                     "content": {"application/json": {"schema": {"type": "object"}}}})
+    @blp.response(200, WebhookAckSchema)
+    @blp.alt_response(400, response="BAD_REQUEST")
+    def post(self) -> Any:
+        """Stripe events (no API key: the signature is verified); each is processed once.
+
+        `payment_intent.succeeded` pays the order when the intent's amount matches;
+        `payment_intent.payment_failed` marks its payment failed (still payable until it
+        expires); other events and repeated deliveries are acknowledged and ignored.
+        """
+        event = webhooks.verified_event(request.get_data(cache=True),
+                                        request.headers.get("Stripe-Signature"))
+        with unit_of_work() as session:
+            outcome = webhooks.handle_event(session, event)
+        return {"received": True, "event_id": event.id, "outcome": outcome}

@@ -27,6 +27,12 @@ class PaymentInfoSchema(Schema):
     instructions = fields.String(allow_none=True)
 
 
+class WebhookAckSchema(Schema):
+    received = fields.Boolean()
+    event_id = fields.String()
+    outcome = fields.String(metadata={"description": "paid, duplicate, ignored, ..."})
+
+
 class OrderSchema(Schema):
     id = fields.UUID()
     listing_id = fields.UUID()

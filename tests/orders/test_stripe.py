@@ -1,0 +1,336 @@
+"""The Stripe provider end to end: the real stripe SDK against localstripe on 127.0.0.1.
+
+localstripe runs in a subprocess for the whole session (its aiohttp app bound to loopback, its
+store cleared at start and between tests). Webhooks are signed here with the app's secret
+exactly as Stripe signs them (HMAC-SHA256 over "{t}.{raw body}"), around the PaymentIntent
+as localstripe really returns it, and posted to the application.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stripe
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from werkzeug.test import TestResponse
+
+from app import clock
+from app.extensions import db
+from app.parties.models import Role
+from orders.models import Order, Payment, Refund, StripeEvent
+from tests.conftest import empty_tables, make_app
+from tests.factories import Member, make_member
+from tests.orders.factories import listed_product, order_body
+
+ORDERS = "/api/v1/orders"
+WEBHOOK = "/api/v1/webhooks/stripe"
+SECRET_KEY = "sk_test_localstripe"
+WEBHOOK_SECRET = "whsec_test_secret"
+
+LOCALSTRIPE = """
+import aiohttp.web
+from localstripe.resources import store
+from localstripe.server import app
+store.clear()
+aiohttp.web.run_app(app, host="127.0.0.1", port={port}, print=None)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(f"{url}/v1/payment_intents", timeout=1)
+    except urllib.error.HTTPError:
+        return True  # it answers (401 without a key)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """localstripe on a free loopback port, started for the session and stopped after it."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = Path(tmp_path_factory.mktemp("localstripe")) / "localstripe.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-c", LOCALSTRIPE.format(port=port)],
+                                   stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while not _answers(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"localstripe did not start: {log_path.read_text()}")
+                time.sleep(0.1)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def stripe_app(migrated_app: Flask, backend: str, localstripe_url: str) -> Iterator[Flask]:
+    """The application configured for Stripe, on the backend's migrated database."""
+    app = make_app(backend, PAYMENT_PROVIDER="stripe", STRIPE_SECRET_KEY=SECRET_KEY,
+                   STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET, STRIPE_API_BASE=localstripe_url,
+                   STRIPE_MAX_NETWORK_RETRIES=0)
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def sdk(localstripe_url: str) -> stripe.StripeClient:
+    return stripe.StripeClient(SECRET_KEY, base_addresses={"api": localstripe_url},
+                               max_network_retries=0)
+
+
+@dataclass
+class StripeMarket:
+    client: FlaskClient
+    sdk: stripe.StripeClient
+    merchant: Member
+    buyer: Member
+    operator: Member
+    listing: dict[str, Any]
+
+    def place(self) -> dict[str, Any]:
+        placed = self.client.post(ORDERS, json=order_body(self.listing),
+                                  headers={**self.buyer.headers,
+                                           "Idempotency-Key": str(uuid.uuid4())})
+        assert placed.status_code == 201, placed.json
+        return placed.json
+
+    def intent_of(self, order_id: str) -> Any:
+        order = db.session.get(Order, uuid.UUID(order_id))
+        assert order is not None and order.payment_intent_id
+        db.session.rollback()
+        return self.sdk.v1.payment_intents.retrieve(order.payment_intent_id)
+
+    def pay_with(self, order_id: str, payment_method: str) -> Any:
+        """The buyer's client: a card on the intent, then confirm (localstripe rejects a
+        payment_method passed to confirm itself)."""
+        intent = self.intent_of(order_id)
+        self.sdk.v1.payment_intents.update(intent.id, params={"payment_method": payment_method})
+        return self.sdk.v1.payment_intents.confirm(intent.id)
+
+
+@pytest.fixture
+def market(stripe_app: Flask, sdk: stripe.StripeClient,
+           localstripe_url: str) -> Iterator[StripeMarket]:
+    with stripe_app.app_context():
+        client = stripe_app.test_client()
+        merchant = make_member(Role.MERCHANT)
+        yield StripeMarket(client, sdk, merchant, make_member(Role.BUYER),
+                           make_member(Role.OPERATOR),
+                           listed_product(client, merchant, licenses_available=10))
+        db.session.remove()
+    empty_tables(stripe_app)
+    clock.reset()
+    urllib.request.urlopen(urllib.request.Request(f"{localstripe_url}/_config/data",
+                                                  method="DELETE"))
+
+
+def event_for(intent: Any, kind: str, event_id: str | None = None) -> dict[str, Any]:
+    return {"id": event_id or f"evt_{uuid.uuid4().hex[:24]}", "object": "event", "type": kind,
+            "api_version": "2020-08-27", "created": int(time.time()), "livemode": False,
+            "data": {"object": intent.to_dict()}}
+
+
+def signature(payload: bytes, secret: str = WEBHOOK_SECRET, at: int | None = None) -> str:
+    """Stripe's scheme: v1 = HMAC-SHA256(secret, "{t}.{payload}")."""
+    at = int(time.time()) if at is None else at
+    mac = hmac.new(secret.encode(), f"{at}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={at},v1={mac}"
+
+
+def deliver_event(client: FlaskClient, event: dict[str, Any], *,
+                  header: str | None = None) -> TestResponse:
+    payload = json.dumps(event).encode()
+    headers = {"Content-Type": "application/json",
+               "Stripe-Signature": header if header is not None else signature(payload)}
+    return client.post(WEBHOOK, data=payload, headers=headers)
+
+
+def count(model: type) -> int:
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+def test_an_order_opens_a_payment_intent_and_returns_its_client_secret(market):
+    order = market.place()
+    assert order["payment"]["provider"] == "stripe"
+    assert order["payment"]["status"] == "pending"
+    intent = market.intent_of(order["id"])
+    assert order["payment"]["client_secret"] == intent.client_secret
+    assert intent.amount == order["total_amount"]
+    assert intent.currency == "cny"
+    assert intent.metadata.to_dict() == {"order_id": order["id"],
+                                         "buyer_id": market.buyer.id}
+    assert intent.status == "requires_payment_method"
+
+
+def test_a_confirmed_card_payment_and_its_signed_webhook_pay_the_order(market):
+    order = market.place()
+    intent = market.pay_with(order["id"], "pm_card_visa")
+    assert intent.status == "succeeded"
+
+    answer = deliver_event(market.client, event_for(intent, "payment_intent.succeeded"))
+    assert answer.status_code == 200, answer.json
+    assert answer.json["outcome"] == "paid"
+    paid = market.client.get(f"{ORDERS}/{order['id']}", headers=market.buyer.headers).json
+    assert paid["status"] == "paid"
+    assert paid["paid_amount"] == order["total_amount"]
+    payment = db.session.scalars(select(Payment)).one()
+    assert (payment.provider, payment.reference, payment.amount) == (
+        "stripe", intent.id, order["total_amount"])
+
+
+def test_a_declined_card_leaves_the_order_unpaid_and_payable(market):
+    order = market.place()
+    with pytest.raises(stripe.CardError):
+        market.pay_with(order["id"], "pm_card_chargeCustomerFail")
+    intent = market.intent_of(order["id"])
+    assert intent.status == "requires_payment_method"
+
+    failed = deliver_event(market.client, event_for(intent, "payment_intent.payment_failed"))
+    assert failed.json["outcome"] == "payment_failed"
+    # A forged or stale "succeeded" is checked against Stripe's own state: nothing is paid.
+    forged = deliver_event(market.client, event_for(intent, "payment_intent.succeeded"))
+    assert forged.status_code == 200
+    assert forged.json["outcome"] == "not_succeeded"
+    unpaid = market.client.get(f"{ORDERS}/{order['id']}", headers=market.buyer.headers).json
+    assert unpaid["status"] == "pending_payment"
+    assert unpaid["payment"]["status"] == "failed"
+    assert count(Payment) == 0
+
+
+@pytest.mark.parametrize("header", ["", "t=1,v1=00", "wrong-secret", "stale"])
+def test_a_bad_signature_is_refused_and_changes_nothing(market, header):
+    order = market.place()
+    intent = market.pay_with(order["id"], "pm_card_visa")
+    event = event_for(intent, "payment_intent.succeeded")
+    payload = json.dumps(event).encode()
+    if header == "wrong-secret":
+        header = signature(payload, secret="whsec_someone_else")
+    elif header == "stale":
+        header = signature(payload, at=int(time.time()) - 3600)
+    answer = deliver_event(market.client, event, header=header)
+    assert answer.status_code == 400
+    assert answer.mimetype == "application/problem+json"
+    assert answer.json["code"] == "invalid_signature"
+    assert count(StripeEvent) == 0
+    assert count(Payment) == 0
+
+
+def test_a_signature_over_another_body_is_refused(market):
+    order = market.place()
+    intent = market.pay_with(order["id"], "pm_card_visa")
+    event = event_for(intent, "payment_intent.succeeded")
+    header = signature(json.dumps({**event, "id": "evt_other"}).encode())
+    answer = deliver_event(market.client, event, header=header)
+    assert answer.status_code == 400
+    assert answer.json["code"] == "invalid_signature"
+
+
+def test_the_same_event_delivered_twice_has_one_effect(market):
+    order = market.place()
+    intent = market.pay_with(order["id"], "pm_card_visa")
+    event = event_for(intent, "payment_intent.succeeded")
+    first = deliver_event(market.client, event)
+    second = deliver_event(market.client, event)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert (first.json["outcome"], second.json["outcome"]) == ("paid", "duplicate")
+    assert count(Payment) == 1
+    assert count(StripeEvent) == 1
+    # Another event about the same payment (Stripe retries with new ids too) pays nothing more.
+    again = deliver_event(market.client, event_for(intent, "payment_intent.succeeded"))
+    assert again.json["outcome"] == "order_not_payable"
+    assert count(Payment) == 1
+
+
+@pytest.mark.postgres_only
+def test_concurrent_deliveries_of_one_event_have_one_effect(market, stripe_app):
+    order = market.place()
+    intent = market.pay_with(order["id"], "pm_card_visa")
+    event = event_for(intent, "payment_intent.succeeded")
+
+    def deliver(_: int) -> tuple[int, str]:
+        with stripe_app.app_context():
+            answer = deliver_event(stripe_app.test_client(), event)
+            db.session.remove()
+            return answer.status_code, answer.json.get("outcome")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(deliver, range(8)))
+    assert all(status == 200 for status, _ in results), results
+    assert sorted(outcome for _, outcome in results) == ["duplicate"] * 7 + ["paid"]
+    assert count(Payment) == 1
+
+
+def test_unknown_events_are_acknowledged_and_ignored(market):
+    order = market.place()
+    intent = market.intent_of(order["id"])
+    answer = deliver_event(market.client, event_for(intent, "payment_intent.created"))
+    assert answer.status_code == 200
+    assert answer.json["outcome"] == "ignored"
+    assert market.client.get(f"{ORDERS}/{order['id']}",
+                             headers=market.buyer.headers).json["status"] == "pending_payment"
+
+
+def test_a_full_refund_through_a_dispute_creates_a_stripe_refund(market):
+    order = market.place()
+    intent = market.pay_with(order["id"], "pm_card_visa")
+    assert deliver_event(market.client, event_for(
+        intent, "payment_intent.succeeded")).json["outcome"] == "paid"
+    delivered = market.client.post(f"{ORDERS}/{order['id']}/deliver",
+                                   headers=market.merchant.headers,
+                                   json={"delivery_ref": "s3://exchange/d/1.parquet",
+                                         "checksum": "sha256:0f1e"})
+    assert delivered.json["status"] == "delivered", delivered.json
+    dispute = market.client.post(f"{ORDERS}/{order['id']}/disputes",
+                                 headers=market.buyer.headers, json={"reason": "Wrong data"})
+    assert dispute.status_code == 201, dispute.json
+    resolved = market.client.post(f"/api/v1/disputes/{dispute.json['id']}/resolve",
+                                  json={"outcome": "refund_full"},
+                                  headers={**market.operator.headers,
+                                           "Idempotency-Key": "resolve-1"})
+    assert resolved.status_code == 200, resolved.json
+
+    refund = db.session.scalars(select(Refund)).one()
+    assert refund.provider == "stripe"
+    assert refund.amount == order["total_amount"]
+    remote = market.sdk.v1.refunds.retrieve(refund.reference)
+    assert remote.amount == order["total_amount"]
+    assert remote.payment_intent == intent.id
+    refunded = market.client.get(f"{ORDERS}/{order['id']}", headers=market.buyer.headers).json
+    assert (refunded["status"], refunded["refunded_amount"]) == (
+        "refunded", order["total_amount"])
