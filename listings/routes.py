@@ -1,4 +1,4 @@
-"""HTTP routes of listings, certifications, quality reports and the admission lists."""
+"""HTTP routes of listings, certifications and the admission lists."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from listings.schemas import (
     ListingPatchSchema,
     ListingQueryArgsSchema,
     ListingSchema,
-    QualityReportSchema,
     ReasonSchema,
     ReviewSchema,
     TraceEntrySchema,
@@ -176,24 +175,6 @@ class Certifications(MethodView):
         with unit_of_work() as session:
             return certification.certify_listing(session, listing_id=listing_id,
                                                  certifier=current_party(), body=body)
-
-
-@blp.route("/<uuid:listing_id>/quality-reports")
-class QualityReports(MethodView):
-    @require_role(Role.BUYER)
-    @blp.arguments(QualityReportSchema)
-    @blp.response(201, QualityReportSchema)
-    @blp.alt_response(404, response="NOT_FOUND")
-    @blp.alt_response(409, response="CONFLICT")
-    def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
-        """Report on a listed product's quality (buyers), score 1-5.
-
-        One report per buyer and listing (a second → 409 `quality_already_reported`); a
-        merchant cannot report on its own listing (403 `own_listing`).
-        """
-        with unit_of_work() as session:
-            return certification.report_quality(session, listing_id=listing_id,
-                                                buyer=current_party(), **body)
 
 
 @blp.route("/<uuid:listing_id>/clear-flag")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.errors import Conflict, DomainError, NotFound
+from app.errors import Conflict, DomainError, Forbidden, NotFound
 
 
 class OrderNotFound(NotFound):
@@ -39,3 +39,7 @@ class InvalidSignature(DomainError):
 
 class InvalidPayload(DomainError):
     status, code, title = 400, "invalid_payload", "The webhook payload is not a Stripe event"
+
+
+class NoCompletedOrder(Forbidden):
+    code, title = "no_completed_order", "Only buyers who completed an order may do this"

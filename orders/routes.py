@@ -13,6 +13,7 @@ from app.db import unit_of_work
 from app.idempotency import idempotent
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
+from listings.schemas import QualityReportSchema
 from orders import disputes, services, webhooks
 from orders.schemas import (
     DeliverySchema,
@@ -168,3 +169,21 @@ class StripeWebhook(MethodView):
         with unit_of_work() as session:
             outcome = webhooks.handle_event(session, event)
         return {"received": True, "event_id": event.id, "outcome": outcome}
+
+
+@blp.route("/listings/<uuid:listing_id>/quality-reports")
+class QualityReports(MethodView):
+    @require_role(Role.BUYER)
+    @blp.arguments(QualityReportSchema)
+    @blp.response(201, QualityReportSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
+        """Report on a product's quality, score 1-5 (buyers with a completed order of it).
+
+        No completed order → 403 `no_completed_order`; one report per buyer and listing
+        (a second → 409 `quality_already_reported`); never on one's own listing.
+        """
+        with unit_of_work() as session:
+            return services.report_quality(session, listing_id=listing_id,
+                                           buyer=current_party(), **body)

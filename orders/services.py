@@ -18,11 +18,13 @@ from app import audit, clock
 from app.errors import Forbidden, ValidationFailed
 from app.parties.models import OVERSEERS, Actor, Party, PartyKind
 from credit import services as credit
+from listings import certification
 from listings.errors import ListingNotFound
-from listings.models import Listing, ListingStatus
+from listings.models import Listing, ListingStatus, QualityReport
 from orders.errors import (
     InvalidBeneficiaries,
     ListingNotAvailable,
+    NoCompletedOrder,
     OrderNotFound,
     OutOfStock,
     PurposeOutOfScope,
@@ -255,10 +257,18 @@ def auto_accept_delivered_orders(session: Session, *, at: datetime, actor: Actor
     return len(due)
 
 
-def buyer_has_completed_order(session: Session, *, buyer_id: uuid.UUID,
-                              listing_id: uuid.UUID) -> bool:
-    return session.scalar(select(Order.id).where(
-        Order.buyer_id == buyer_id, Order.listing_id == listing_id,
-        Order.status == OrderStatus.COMPLETED).limit(1)) is not None
+def report_quality(session: Session, *, listing_id: uuid.UUID, buyer: Party, score: int,
+                   issue: str | None) -> QualityReport:
+    """Quality feedback from a buyer who completed an order of the listing."""
+    if session.get(Listing, listing_id) is None:
+        raise ListingNotFound()
+    completed = session.scalar(select(Order.id).where(
+        Order.buyer_id == buyer.id, Order.listing_id == listing_id,
+        Order.status == OrderStatus.COMPLETED).limit(1))
+    if completed is None:
+        raise NoCompletedOrder("Only a buyer with a completed order of this listing may "
+                               "report on its quality.")
+    return certification.report_quality(session, listing_id=listing_id, buyer=buyer,
+                                        score=score, issue=issue)
 
 

@@ -17,6 +17,7 @@ from app.scheduler import run_job
 from listings.jobs import evaluate_listings
 from tests.factories import Member, make_member
 from tests.listings.factories import listing_body
+from tests.orders.factories import give_completed_order
 
 API = "/api/v1/listings"
 EVALUATE = "evaluate_listings"
@@ -113,6 +114,7 @@ def _listed_sensitive(client: FlaskClient, cast: Cast, *, valid_days: float = 30
 
 def _report(client: FlaskClient, buyer: Member, listing_id: str, score: Any,
             issue: str | None = None) -> Any:
+    give_completed_order(client, buyer.id, listing_id)
     return client.post(f"{API}/{listing_id}/quality-reports", headers=buyer.headers,
                        json={"score": score, "issue": issue})
 

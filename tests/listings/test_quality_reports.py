@@ -15,6 +15,7 @@ from app.parties.models import Role
 from app.scheduler import run_job
 from tests.factories import Member, make_member
 from tests.listings.factories import listing_body
+from tests.orders.factories import give_completed_order
 
 LISTINGS = "/api/v1/listings"
 
@@ -45,6 +46,7 @@ def _listed(client: FlaskClient, cast: Cast, merchant: Member | None = None) -> 
 
 
 def _report(client: FlaskClient, buyer: Member, listing_id: str, score: int = 1) -> Any:
+    give_completed_order(client, buyer.id, listing_id)
     return client.post(f"{LISTINGS}/{listing_id}/quality-reports", headers=buyer.headers,
                        json={"score": score, "issue": "Missing hours"})
 

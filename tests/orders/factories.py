@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask.testing import FlaskClient
 
+from app import clock
+from app.db import unit_of_work
 from app.parties.models import Role
+from listings.models import Listing
+from orders.models import Order, OrderStatus
 from tests.factories import Member, make_member
 from tests.listings.factories import listing_body
 
@@ -30,3 +35,20 @@ def listed_product(client: FlaskClient, merchant: Member, **overrides: Any) -> d
 
 def order_body(listing: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     return {"listing_id": listing["id"], "quantity": 1, "purpose": "research", **overrides}
+
+
+def give_completed_order(client: FlaskClient, buyer_id: str, listing_id: str) -> None:
+    """Record a completed order of the listing for the buyer, straight in the database: the
+    precondition of a quality report, for tests about something else (safe in threads)."""
+    with client.application.app_context(), unit_of_work() as session:
+        listing = session.get(Listing, uuid.UUID(listing_id))
+        if listing is None:
+            return  # the report itself answers 404
+        now = clock.now()
+        session.add(Order(
+            buyer_id=uuid.UUID(buyer_id), merchant_id=listing.merchant_id, listing_id=listing.id,
+            quantity=1, purpose="research", beneficiaries=[], unit_price=listing.unit_price,
+            total_amount=listing.unit_price, currency=listing.currency, license={},
+            status=OrderStatus.COMPLETED, payment_provider="offline",
+            paid_amount=listing.unit_price, expires_at=now, paid_at=now, delivered_at=now,
+            completed_at=now))
