@@ -14,7 +14,7 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from app.api import MAX_OFFSET
-from app.parties.models import Actor, Party, Role
+from app.parties.models import OVERSEERS, Actor, Party
 from credit import blacklisting, ledger, services
 from credit.errors import CreditFileNotFound
 from credit.models import (
@@ -27,8 +27,6 @@ from credit.models import (
     Repair,
 )
 from credit.scoring import BASE_SCORE, level
-
-_OVERSEERS = (Role.OPERATOR, Role.REGULATOR)
 
 BLACKLIST_CSV_COLUMNS = ["party_id", "name", "credit_code", "reason", "listed_at",
                          "publicity_min_until", "publicity_until", "disputed", "event_id",
@@ -62,7 +60,7 @@ def penalty_view(penalty: Penalty, at: datetime) -> dict[str, Any]:
 def credit_file(session: Session, *, party_id: uuid.UUID, viewer: Actor,
                 at: datetime) -> dict[str, Any]:
     """Score, level, blacklisting, active penalties, events and repairs of one party."""
-    if party_id != viewer.id and not viewer.has_role(*_OVERSEERS):
+    if party_id != viewer.id and not viewer.has_role(*OVERSEERS):
         raise CreditFileNotFound()
     if session.get(Party, party_id) is None:
         raise CreditFileNotFound()

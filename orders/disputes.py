@@ -13,14 +13,14 @@ from credit import services as credit
 from orders.errors import DisputeNotFound, RefundExceedsPayment
 from orders.models import Dispute, DisputeOutcome, Order, Refund
 from orders.payments import provider_named
-from orders.services import _as, get_order
+from orders.services import ensure_party_of, get_order
 
 
 def open_dispute(session: Session, *, order_id: uuid.UUID, actor: Actor,
                  reason: str) -> Dispute:
     """The buyer disputes a delivered order."""
     order = get_order(session, order_id=order_id, viewer=actor, for_update=True)
-    _as(order, actor, "buyer_id")
+    ensure_party_of(order, actor, "buyer_id")
     order.dispute()
     dispute = Dispute(order_id=order.id, buyer_id=actor.id, reason=reason)
     session.add(dispute)

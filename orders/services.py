@@ -152,7 +152,8 @@ def orders_query(*, viewer: Actor, status: OrderStatus | None = None) -> Select:
     return stmt.order_by(Order.created_at.desc(), Order.id.desc())
 
 
-def _as(order: Order, actor: Actor, party_field: str) -> None:
+def ensure_party_of(order: Order, actor: Actor, party_field: str) -> None:
+    """403 unless the actor is the order's buyer (`buyer_id`) or merchant (`merchant_id`)."""
     if getattr(order, party_field) != actor.id:
         role = "buyer" if party_field == "buyer_id" else "merchant"
         raise Forbidden(f"Only the order's {role} can do this.")
@@ -177,7 +178,7 @@ def confirm_offline_payment(session: Session, *, order_id: uuid.UUID, actor: Act
 def cancel_order(session: Session, *, order_id: uuid.UUID, actor: Actor) -> Order:
     """The buyer cancels before paying; the licenses go back."""
     order = get_order(session, order_id=order_id, viewer=actor, for_update=True)
-    _as(order, actor, "buyer_id")
+    ensure_party_of(order, actor, "buyer_id")
     order.cancel(clock.now())
     _release_licenses(session, order)
     session.flush()
@@ -189,7 +190,7 @@ def deliver_order(session: Session, *, order_id: uuid.UUID, actor: Actor, delive
                   checksum: str) -> Order:
     """The merchant delivers (a file reference, an API credential, or a sandbox grant id)."""
     order = get_order(session, order_id=order_id, viewer=actor, for_update=True)
-    _as(order, actor, "merchant_id")
+    ensure_party_of(order, actor, "merchant_id")
     # No restriction check: a restricted merchant must still fulfil orders already paid.
     now = clock.now()
     order.deliver(delivery_ref, checksum, now)
@@ -224,7 +225,7 @@ def complete(session: Session, order: Order, actor: Actor, *, automatic: bool) -
 def accept_order(session: Session, *, order_id: uuid.UUID, actor: Actor) -> Order:
     """The buyer accepts the delivery: the order completes."""
     order = get_order(session, order_id=order_id, viewer=actor, for_update=True)
-    _as(order, actor, "buyer_id")
+    ensure_party_of(order, actor, "buyer_id")
     complete(session, order, actor, automatic=False)
     return order
 
