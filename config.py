@@ -48,6 +48,11 @@ class Config:
     ORDER_PAYMENT_TTL_MINUTES = _int("ORDER_PAYMENT_TTL_MINUTES", 30)
     ORDER_AUTO_ACCEPT_DAYS = _int("ORDER_AUTO_ACCEPT_DAYS", 7)
     ORDER_DELIVERY_DAYS = _int("ORDER_DELIVERY_DAYS", 3)
+    # A demand posted without expires_at stays open this long.
+    DEMAND_TTL_DAYS = _int("DEMAND_TTL_DAYS", 30)
+    # Matching scores at most this many candidates per demand (the cheapest that pass every
+    # hard constraint), so its cost does not grow with the catalog.
+    MATCH_CANDIDATES = _int("MATCH_CANDIDATES", 200)
     # Stripe: a secret key turns it on; STRIPE_API_BASE points the SDK elsewhere (localstripe).
     STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY")
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET")

@@ -34,6 +34,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from listings.routes import blp as listings_blp
     from listings.routes import rules_blp
     from orders import jobs as order_jobs  # noqa: F401  (registers the domain's jobs)
+    from orders.demand_routes import blp as demands_blp
     from orders.routes import blp as orders_blp
 
     config = config or config_from_env()
@@ -62,7 +63,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
         return send_from_directory(swagger_ui_path, filename, max_age=86400)
 
     for blueprint in (ops, parties_blp, audit_blp, listings_blp, rules_blp, credit_blp,
-                      orders_blp):
+                      orders_blp, demands_blp):
         api.register_blueprint(blueprint)
 
     cli.register(app)

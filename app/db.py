@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import enum
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from sqlalchemy import BigInteger, DateTime, Enum, MetaData, Uuid
+from sqlalchemy import BigInteger, Boolean, DateTime, Enum, MetaData, Uuid
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, registry
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ColumnElement, literal
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
 from app import clock
@@ -109,3 +114,29 @@ def str_enum(enum_cls: type[enum.StrEnum], name: str) -> Enum:
         values_callable=lambda members: [m.value for m in members],
         validate_strings=True,
     )
+
+
+class JsonArrayContains(ColumnElement[bool]):
+    """SQL: the JSON array in `column` holds `value` (a string), on either database."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
+                           ("value", InternalTraversal.dp_string)]
+
+    def __init__(self, column: Any, value: str) -> None:
+        self.column = column
+        self.value = value
+
+
+@compiles(JsonArrayContains, "postgresql")
+def _contains_postgresql(element: JsonArrayContains, compiler: SQLCompiler, **kw: Any) -> str:
+    needle = literal(json.dumps([element.value]))
+    return (f"(CAST({compiler.process(element.column, **kw)} AS JSONB) "
+            f"@> CAST({compiler.process(needle, **kw)} AS JSONB))")
+
+
+@compiles(JsonArrayContains, "sqlite")
+def _contains_sqlite(element: JsonArrayContains, compiler: SQLCompiler, **kw: Any) -> str:
+    return (f"EXISTS (SELECT 1 FROM json_each({compiler.process(element.column, **kw)}) "
+            f"WHERE json_each.value = {compiler.process(literal(element.value), **kw)})")

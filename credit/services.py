@@ -1,7 +1,8 @@
 """Use cases of trading credit: findings, scores, penalties, enforcement.
 
 Other domains call `record_system_event` (the service's own findings), `ensure_may_list`,
-`ensure_may_trade` and `credit_level`; nothing here knows about listings or orders. The
+`ensure_may_trade`, `trade_restricted` (the same rule as SQL, for queries), `credit_levels`
+and `credit_level`; nothing here knows about listings or orders. The
 blacklist lives in `credit.blacklisting`, objections and repairs in `credit.remedies`.
 """
 
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import Session
 
 from app import audit, clock
@@ -204,10 +206,27 @@ def ensure_may_trade(session: Session, party_id: uuid.UUID) -> None:
     _ensure_free_of(session, party_id, PenaltyKind.TRADE_RESTRICTION, "trade")
 
 
+def trade_restricted(party_id: Any, at: datetime) -> ColumnElement[bool]:
+    """SQL: the party in `party_id` (a column) is under a trade restriction at `at` — the
+    rule of `ensure_may_trade`, for filtering many parties in one query."""
+    return exists().where(Penalty.party_id == party_id,
+                          Penalty.kind == PenaltyKind.TRADE_RESTRICTION,
+                          Penalty.lifted_at.is_(None), Penalty.starts_at <= at,
+                          Penalty.ends_at > at)
+
+
 def credit_level(session: Session, party_id: uuid.UUID) -> Level:
     """The party's cached level (A for a party with no record yet)."""
     cached = session.get(CreditProfile, party_id)
     return cached.level if cached is not None else level(BASE_SCORE)
+
+
+def credit_levels(session: Session, party_ids: set[uuid.UUID]) -> dict[uuid.UUID, Level]:
+    """`credit_level` of many parties in one query."""
+    cached = {party_id: cached_level for party_id, cached_level in session.execute(
+        select(CreditProfile.party_id, CreditProfile.level)
+        .where(CreditProfile.party_id.in_(party_ids)))}
+    return {party_id: cached.get(party_id, level(BASE_SCORE)) for party_id in party_ids}
 
 
 # The matching engine ranks better-rated merchants higher by this many points out of 100.

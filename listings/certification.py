@@ -58,6 +58,19 @@ def certification_satisfied(session: Session, listing_id: uuid.UUID, at: datetim
         select(Certification).where(Certification.listing_id == listing_id)), at)
 
 
+def best_ratings(session: Session, listing_ids: Iterable[uuid.UUID],
+                 at: datetime) -> dict[uuid.UUID, Rating]:
+    """The best valid rating (any scope) of each listing that holds one, in one query."""
+    best: dict[uuid.UUID, Rating] = {}
+    for listing_id, rating in session.execute(
+            select(Certification.listing_id, Certification.rating).where(
+                Certification.listing_id.in_(list(listing_ids)),
+                Certification.valid_until > at)).tuples():
+        if listing_id not in best or rating.at_least(best[listing_id]):
+            best[listing_id] = rating
+    return best
+
+
 def certify_listing(session: Session, *, listing_id: uuid.UUID, certifier: Party,
                     body: dict[str, Any]) -> Certification:
     """A certification body rates a listing for some scopes until a date."""

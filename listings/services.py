@@ -27,6 +27,7 @@ from listings.errors import (
     UnknownParties,
 )
 from listings.models import Listing, ListingStatus, Rights, Source, UsageScope
+from listings.signals import listing_listed
 
 
 def _composites(body: dict[str, Any]) -> dict[str, Any]:
@@ -174,6 +175,8 @@ def submit_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor) -> 
         listing.set_status(ListingStatus.LISTED, "Fast track: " + result.explanation)
     session.flush()
     _record(session, actor, "listing.submitted", listing, **listing.admission)
+    if listing.status is ListingStatus.LISTED:
+        listing_listed.send(session, listing=listing)
     return listing
 
 
@@ -238,6 +241,8 @@ def review_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor, dec
     session.flush()
     _record(session, actor, "listing.reviewed", listing, decision=decision, reason=reason,
             **details)
+    if listing.status is ListingStatus.LISTED:
+        listing_listed.send(session, listing=listing)
     return listing
 
 
@@ -262,6 +267,7 @@ def relist_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor,
     session.flush()
     _record(session, actor, "listing.relisted", listing, reason=reason,
             admission=listing.admission)
+    listing_listed.send(session, listing=listing)
     return listing
 
 

@@ -9,6 +9,10 @@ class OrderNotFound(NotFound):
     code, title = "order_not_found", "No such order"
 
 
+class DemandNotFound(NotFound):
+    code, title = "demand_not_found", "No such demand"
+
+
 class DisputeNotFound(NotFound):
     code, title = "dispute_not_found", "No such dispute"
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, Money, created_at, str_enum, uuid_pk
 from app.errors import InvalidTransition
+from listings.models import Classification, Territory
 
 
 class OrderStatus(enum.StrEnum):
@@ -35,6 +36,13 @@ class DisputeOutcome(enum.StrEnum):
     REFUND_FULL = "refund_full"
     REFUND_PARTIAL = "refund_partial"
     REJECTED = "rejected"
+
+
+class DemandStatus(enum.StrEnum):
+    OPEN = "open"
+    MATCHED = "matched"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 # Holding licenses: an order that may still be paid or is paid keeps its licenses taken.
@@ -196,3 +204,58 @@ class StripeEvent(Base):
     event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     type: Mapped[str] = mapped_column(String(100))
     received_at: Mapped[created_at]
+
+
+class Demand(Base):
+    """What a buyer is looking for: the hard constraints a listing must meet, and a budget."""
+
+    __tablename__ = "demands"
+
+    id: Mapped[uuid_pk]
+    buyer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
+    category: Mapped[str] = mapped_column(String(64))
+    keywords: Mapped[list[str]] = mapped_column(JSON)
+    max_classification: Mapped[Classification] = mapped_column(
+        str_enum(Classification, "demand_max_classification"))
+    delivery_modes: Mapped[list[str]] = mapped_column(JSON)
+    purpose: Mapped[str] = mapped_column(String(64))
+    territory: Mapped[Territory] = mapped_column(str_enum(Territory, "demand_territory"))
+    max_unit_price: Mapped[int] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    quantity: Mapped[int] = mapped_column(Integer)
+    auto_order: Mapped[bool]
+    expires_at: Mapped[datetime]
+    status: Mapped[DemandStatus] = mapped_column(str_enum(DemandStatus, "demand_status"),
+                                                 default=DemandStatus.OPEN)
+    # The order placed for it (auto_order), once matched.
+    order_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("orders.id"))
+    closed_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[created_at]
+
+    # Not stored: the order auto_order placed in this request, for its response.
+    placed_order = None
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        Index("ix_demands_buyer_created", "buyer_id", "created_at"),
+        # A listing's fitting demands: open ones in its category; the expiry job: by time.
+        Index("ix_demands_status_category", "status", "category"),
+        Index("ix_demands_status_expires", "status", "expires_at"),
+    )
+
+    def _close(self, status: DemandStatus, at: datetime, doing: str) -> None:
+        if self.status is not DemandStatus.OPEN:
+            raise InvalidTransition(f"A {self.status.value} demand cannot be {doing}.",
+                                    status=self.status.value)
+        self.status, self.closed_at = status, at
+
+    def fulfil_with(self, order_id: uuid.UUID, at: datetime) -> None:
+        self._close(DemandStatus.MATCHED, at, "matched")
+        self.order_id = order_id
+
+    def cancel(self, at: datetime) -> None:
+        self._close(DemandStatus.CANCELLED, at, "cancelled")
+
+    def expire(self, at: datetime) -> None:
+        self._close(DemandStatus.EXPIRED, at, "expired")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from app.api import Schema
-from orders.models import DisputeOutcome, OrderStatus, PaymentStatus
+from listings.models import Classification, DeliveryMode, Territory
+from orders.models import DemandStatus, DisputeOutcome, OrderStatus, PaymentStatus
 
 _ref = validate.Length(min=1, max=500)
 
@@ -104,3 +105,75 @@ class DisputeResolutionSchema(Schema):
                                    validate=validate.Range(min=1, max=10**13))
     note = fields.String(load_default=None, allow_none=True,
                          validate=validate.Length(max=2000))
+
+
+class DemandCreateSchema(Schema):
+    category = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    keywords = fields.List(fields.String(validate=validate.Length(min=1, max=64)),
+                           load_default=list, validate=validate.Length(max=20))
+    max_classification = fields.Enum(
+        Classification, by_value=True, load_default=Classification.IMPORTANT,
+        metadata={"description": "The highest grade acceptable (default: any tradable)"})
+    delivery_modes = fields.List(fields.Enum(DeliveryMode, by_value=True),
+                                 load_default=lambda: list(DeliveryMode),
+                                 validate=validate.Length(min=1))
+    purpose = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    territory = fields.Enum(Territory, by_value=True, load_default=Territory.DOMESTIC,
+                            metadata={"description": "Where the data will be used"})
+    max_unit_price = fields.Integer(required=True, strict=True,
+                                    validate=validate.Range(min=0, max=10**13))
+    currency = fields.String(load_default="CNY", validate=validate.OneOf(["CNY"]))
+    quantity = fields.Integer(load_default=1, strict=True,
+                              validate=validate.Range(min=1, max=10_000))
+    auto_order = fields.Boolean(load_default=False, metadata={
+        "description": "Order the best match at once (and, while open, when one appears)"})
+    expires_at = fields.AwareDateTime(load_default=None, metadata={
+        "description": "Default: DEMAND_TTL_DAYS from now"})
+
+
+class DemandSchema(DemandCreateSchema):
+    id = fields.UUID()
+    buyer_id = fields.UUID()
+    delivery_modes = fields.List(fields.String())
+    status = fields.Enum(DemandStatus, by_value=True)
+    order_id = fields.UUID(allow_none=True)
+    order = fields.Method("_order", metadata={
+        "description": "The order auto_order placed, in the response that placed it"})
+    closed_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+
+    def _order(self, demand: object) -> dict[str, object] | None:
+        placed = getattr(demand, "placed_order", None)
+        return OrderSchema().dump(placed) if placed is not None else None
+
+
+class DemandQueryArgsSchema(Schema):
+    status = fields.Enum(DemandStatus, by_value=True)
+
+
+class MatchSchema(Schema):
+    listing_id = fields.UUID()
+    merchant_id = fields.UUID()
+    title = fields.String()
+    unit_price = fields.Integer()
+    currency = fields.String()
+    score = fields.Integer(metadata={"description": "0-100, see the ranking in the docs"})
+    reasons = fields.List(fields.String())
+
+
+class FittingDemandSchema(Schema):
+    """A demand as its fitting listing's merchant sees it: the terms, not the buyer."""
+
+    id = fields.UUID()
+    demand_id = fields.Function(lambda demand: str(demand.id), metadata={
+        "type": "string", "format": "uuid", "description": "The same as id"})
+    category = fields.String()
+    keywords = fields.List(fields.String())
+    max_classification = fields.Enum(Classification, by_value=True)
+    delivery_modes = fields.List(fields.String())
+    purpose = fields.String()
+    territory = fields.Enum(Territory, by_value=True)
+    max_unit_price = fields.Integer()
+    currency = fields.String()
+    quantity = fields.Integer()
+    expires_at = fields.DateTime()
