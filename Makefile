@@ -9,7 +9,8 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := app
 
-.PHONY: install run test lint migrate seed clean bench-audit bench-listings bench-credit
+.PHONY: install run test lint migrate seed clean bench-audit bench-listings bench-credit \
+	bench-matching bench-orders
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,3 +56,10 @@ bench-listings: install
 
 bench-credit: install
 	$(BIN)/python -m benchmarks.credit_blacklist $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
+
+bench-matching: install
+	$(BIN)/python -m benchmarks.matching $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
+
+# Needs PostgreSQL (BENCH_DATABASE_URL, a scratch database), wrk and pgbench.
+bench-orders: install
+	$(BIN)/python -m benchmarks.order_placement --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"

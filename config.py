@@ -53,6 +53,8 @@ class Config:
     # Matching scores at most this many candidates per demand (the cheapest that pass every
     # hard constraint), so its cost does not grow with the catalog.
     MATCH_CANDIDATES = _int("MATCH_CANDIDATES", 200)
+    # Recent deals (completed orders) of a category that price guidance weighs.
+    DEAL_WINDOW_DAYS = _int("DEAL_WINDOW_DAYS", 90)
     # Stripe: a secret key turns it on; STRIPE_API_BASE points the SDK elsewhere (localstripe).
     STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY")
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET")

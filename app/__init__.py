@@ -31,6 +31,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from credit import jobs as credit_jobs  # noqa: F401  (registers the domain's jobs)
     from credit.routes import blp as credit_blp
     from listings import jobs as listing_jobs  # noqa: F401  (registers the domain's jobs)
+    from listings.pricing_routes import blp as guide_prices_blp
     from listings.routes import blp as listings_blp
     from listings.routes import rules_blp
     from orders import jobs as order_jobs  # noqa: F401  (registers the domain's jobs)
@@ -63,7 +64,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
         return send_from_directory(swagger_ui_path, filename, max_age=86400)
 
     for blueprint in (ops, parties_blp, audit_blp, listings_blp, rules_blp, credit_blp,
-                      orders_blp, demands_blp):
+                      guide_prices_blp, orders_blp, demands_blp):
         api.register_blueprint(blueprint)
 
     cli.register(app)

@@ -23,14 +23,14 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask_migrate import upgrade
 
-from app import clock, create_app
+from app import clock
 from app.chains import GENESIS_HASH
 from app.db import unit_of_work
 from app.extensions import db
 from app.parties import services as parties
 from app.parties.credit_code import check_character
 from app.parties.models import SYSTEM, PartyKind, Role
-from config import TestingConfig
+from benchmarks.listings_search import scratch_app
 from credit import ledger
 from credit.catalog import CATALOG, Severity, points_for
 from credit.models import BlacklistEntry, CreditEntry, EntryAction
@@ -106,18 +106,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--database-url")
     args = parser.parse_args()
-    url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, LOG_LEVEL="WARNING")
+    app = scratch_app(args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
     rng = random.Random(7)
     with app.app_context():
-        if db.engine.dialect.name == "postgresql":
-            with db.engine.begin() as connection:  # triggers and functions go too
-                connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-                connection.exec_driver_sql("CREATE SCHEMA public")
-        else:
-            db.drop_all()
-            db.session.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
-            db.session.commit()
+        dialect = db.engine.dialect.name
         upgrade()
         started = time.perf_counter()
         names_and_codes = load(args.parties, args.events, rng)
@@ -157,7 +149,7 @@ def main() -> None:
         with unit_of_work() as session:
             report = ledger.verify(session)
         verified = time.perf_counter() - started
-    print(f"database               {url.split(':')[0]}")
+    print(f"database               {dialect}")
     print(f"parties / events       {args.parties:,} / {args.events:,}  "
           f"(loaded in {loaded:.1f} s; {len(names):,} blacklisted)")
     print(f"{'blacklist query':<30} {'p50 ms':>8} {'p99 ms':>8}")

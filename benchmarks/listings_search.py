@@ -1,12 +1,15 @@
-"""Listing search figures: p50/p99 latency of catalog searches and SQL statements per request.
+"""Listing search figures: p50/p99 latency of catalog searches and of price guidance, and SQL
+statements per request.
 
-    python -m benchmarks.listings_search [--listings 100000] [--database-url URL]
-                                         [--explain]
+    python -m benchmarks.listings_search [--listings 100000] [--deals 100000]
+                                         [--database-url URL] [--explain]
 
 Uses a scratch SQLite file unless a database URL is given (its schema is dropped and rebuilt
 by the migrations). Listings are bulk-loaded with Core inserts (a realistic mix of categories,
 classifications, statuses, prices and 200 merchants), then searched through the Flask test
-client with a buyer's real API key. --explain prints the query plans of the searches.
+client with a buyer's real API key. Then 100,000 completed orders (deals of the last 60
+days) and guide prices for half the categories are loaded, and the price guidance of listed
+products is read. --explain prints the query plans of the searches.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from app.parties import services as parties
 from app.parties.credit_code import check_character
 from app.parties.models import SYSTEM, Party, PartyKind, Role
 from config import TestingConfig
-from listings.models import Listing
+from listings.models import GuidePrice, Listing
+from orders.models import Order
 
 SEARCH = "/api/v1/listings"
 BATCH = 5_000
@@ -154,6 +158,56 @@ def load_listings(count: int, merchants: list[uuid.UUID], rng: random.Random) ->
     return elapsed
 
 
+def load_deals(count: int, buyer_id: uuid.UUID, rng: random.Random) -> float:
+    """Completed orders of listed products over the last 60 days, and a guide price for
+    half the categories; returns the seconds the orders took to load."""
+    listed = db.session.execute(sa.select(Listing.id, Listing.merchant_id, Listing.category,
+                                          Listing.unit_price)
+                                .where(Listing.status == "listed")).all()
+    now = clock.now()
+    started = time.perf_counter()
+    with unit_of_work() as session:
+        for start in range(0, count, BATCH):
+            rows = []
+            for _ in range(min(BATCH, count - start)):
+                listing = rng.choice(listed)
+                done = now - timedelta(seconds=rng.randrange(60 * 86400))
+                rows.append({
+                    "id": uuid.uuid4(), "buyer_id": buyer_id, "merchant_id": listing.merchant_id,
+                    "listing_id": listing.id, "category": listing.category, "quantity": 1,
+                    "purpose": "research", "beneficiaries": [],
+                    "unit_price": listing.unit_price, "total_amount": listing.unit_price,
+                    "currency": "CNY", "license": {}, "status": "completed",
+                    "payment_provider": "offline", "payment_status": "succeeded",
+                    "paid_amount": listing.unit_price, "refunded_amount": 0,
+                    "expires_at": done, "paid_at": done, "delivered_at": done,
+                    "completed_at": done, "version": 1, "created_at": done})
+            session.execute(sa.insert(Order.__table__), rows)
+        for category, *_ in CATEGORIES[::2]:
+            session.add(GuidePrice(category=category, reference_price=100_000, floor_pct=50,
+                                   ceiling_pct=100, binding=category == "transport",
+                                   currency="CNY", effective_from=now - timedelta(days=1)))
+    elapsed = time.perf_counter() - started
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(
+            "VACUUM ANALYZE" if connection.dialect.name == "postgresql" else "ANALYZE")
+    return elapsed
+
+
+def timed_guidance(client: Any, headers: dict[str, str], listing_ids: list[uuid.UUID],
+                   requests: int) -> tuple[float, float]:
+    """p50 and p99 in milliseconds of GET /listings/{id}/price-guidance."""
+    latencies = []
+    for n in range(requests + 10):
+        started = time.perf_counter()
+        response = client.get(f"{SEARCH}/{listing_ids[n % len(listing_ids)]}/price-guidance",
+                              headers=headers)
+        if n >= 10:  # the first ten warm up
+            latencies.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.json
+    return statistics.median(latencies), percentile(latencies, 0.99)
+
+
 @contextmanager
 def recorded_statements(app: Flask) -> Iterator[list[tuple[str, Any]]]:
     """Every SQL statement the application sends, with its parameters."""
@@ -184,9 +238,32 @@ def timed(client: Any, headers: dict[str, str], queries: Callable[[int], dict[st
         latencies.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, response.json
         rows.append(len(response.json))
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, math.ceil(0.99 * len(latencies)) - 1)]
-    return statistics.median(latencies), p99, statistics.mean(rows)
+    return statistics.median(latencies), percentile(latencies, 0.99), statistics.mean(rows)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile (0.99 → p99)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def scratch_app(database_url: str) -> Flask:
+    """The app on a scratch database, emptied: the caller runs the migrations."""
+    url = sa.make_url(database_url)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url.render_as_string(False),
+                     LOG_LEVEL="WARNING")
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.begin() as connection:
+                connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+                connection.exec_driver_sql("CREATE SCHEMA public")
+        else:
+            db.drop_all()
+            db.session.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+            db.session.commit()
+    return app
 
 
 _COLUMNS = re.compile(r"SELECT (?:listings\.\w+(?: AS \w+)?,\s*)*listings\.\w+(?: AS \w+)?\s")
@@ -212,24 +289,13 @@ def main() -> None:
     parser.add_argument("--listings", type=int, default=100_000)
     parser.add_argument("--merchants", type=int, default=200)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--deals", type=int, default=100_000)
     parser.add_argument("--database-url")
     parser.add_argument("--explain", action="store_true", help="print the query plans")
     args = parser.parse_args()
-    url = sa.make_url(args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg")
-    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url.render_as_string(False),
-                     LOG_LEVEL="WARNING")
+    app = scratch_app(args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
     rng = random.Random(20251124)
     with app.app_context():
-        if db.engine.dialect.name == "postgresql":
-            with db.engine.begin() as connection:
-                connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-                connection.exec_driver_sql("CREATE SCHEMA public")
-        else:
-            db.drop_all()
-            db.session.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
-            db.session.commit()
         upgrade()
         merchants = load_merchants(args.merchants)
         loaded = load_listings(args.listings, merchants, rng)
@@ -261,6 +327,13 @@ def main() -> None:
     }
     results = {name: timed(client, headers, query, args.requests)
                for name, query in searches.items()}
+    with app.app_context():
+        buyer_id = db.session.scalar(sa.select(Party.id).where(Party.name == "Bench Buyer Co."))
+        deals_loaded = load_deals(args.deals, buyer_id, rng)
+        sample = list(db.session.scalars(sa.select(Listing.id).where(
+            Listing.status == "listed").order_by(Listing.id).limit(args.requests)))
+        db.session.remove()
+    guidance = timed_guidance(client, headers, sample, args.requests)
     counts = {}
     for page_size in (10, 100):
         with recorded_statements(app) as statements:
@@ -279,6 +352,9 @@ def main() -> None:
     print(f"{'search (GET /api/v1/listings)':<50} {'p50 ms':>8} {'p99 ms':>8} {'rows':>6}")
     for name, (p50, p99, rows) in results.items():
         print(f"{name:<50} {p50:>8.1f} {p99:>8.1f} {rows:>6.1f}")
+    print(f"{'GET /listings/{id}/price-guidance':<50} {guidance[0]:>8.1f} "
+          f"{guidance[1]:>8.1f}  ({args.deals:,} completed deals, loaded in "
+          f"{deals_loaded:.1f} s)")
     equal = "equal" if counts[10] == counts[100] else "NOT EQUAL: N+1"
     print(f"{'SQL statements per list request, page_size=10':<50} {counts[10]:>8}")
     print(f"{'SQL statements per list request, page_size=100':<50} {counts[100]:>8}  ({equal})")

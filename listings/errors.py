@@ -72,3 +72,11 @@ class RuleNotFound(NotFound):
 
 class InvalidRule(DomainError):
     status, code, title = 422, "validation_error", "The admission rule is not valid"
+
+
+class PriceOutOfBand(DomainError):
+    status, code, title = 422, "price_out_of_band", "Price outside the binding guide band"
+
+
+class OverlappingGuidePrice(Conflict):
+    code, title = "overlapping_guide_price", "Overlaps a binding guide price of the same scope"

@@ -147,6 +147,10 @@ class QualitySummary:
     count: int
     average: float | None = field(default=None)
 
+    @classmethod
+    def of(cls, count: int, score_total: int) -> QualitySummary:
+        return cls(count, round(score_total / count, 2)) if count else cls(0)
+
 
 # Which transitions each lifecycle step allows, in one place.
 _TRANSITIONS: dict[str, tuple[set[ListingStatus], ListingStatus | None]] = {
@@ -217,6 +221,8 @@ class Listing(Base):
     certification_credited_at: Mapped[datetime | None]
     quality_reports_count: Mapped[int] = mapped_column(Integer, default=0)
     quality_score_total: Mapped[int] = mapped_column(Integer, default=0)
+    # Set at submission when the price is outside a non-binding guide band (a warning only).
+    price_warning: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[created_at]
     updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
@@ -236,10 +242,7 @@ class Listing(Base):
 
     @property
     def quality(self) -> QualitySummary:
-        if not self.quality_reports_count:
-            return QualitySummary(0)
-        return QualitySummary(self.quality_reports_count,
-                              round(self.quality_score_total / self.quality_reports_count, 2))
+        return QualitySummary.of(self.quality_reports_count, self.quality_score_total)
 
     @property
     def valid_certifications(self) -> list[Certification]:
@@ -367,3 +370,72 @@ class AdmissionRule(Base):
     def retire(self, at: datetime) -> None:
         if self.retired_at is None:
             self.retired_at = at
+
+
+class GuidePrice(Base):
+    """A guide price (指导价) for a scope: a reference price and a floor/ceiling band.
+
+    The scope is a category, optionally narrowed to one classification and one price model.
+    A newer guide price for the same scope supersedes the one in force from its own effective
+    date; superseded rows stay, so the history can be read. A binding band is enforced.
+    """
+
+    __tablename__ = "guide_prices"
+
+    id: Mapped[uuid_pk]
+    category: Mapped[str] = mapped_column(String(64))
+    classification: Mapped[Classification | None] = mapped_column(
+        str_enum(Classification, "guide_classification"))
+    price_model: Mapped[PriceModel | None] = mapped_column(
+        str_enum(PriceModel, "guide_price_model"))
+    reference_price: Mapped[int] = mapped_column(BigInteger)
+    floor_pct: Mapped[int] = mapped_column(Integer)
+    ceiling_pct: Mapped[int] = mapped_column(Integer)
+    binding: Mapped[bool] = mapped_column(Boolean)
+    currency: Mapped[str] = mapped_column(String(3))
+    effective_from: Mapped[datetime]
+    effective_to: Mapped[datetime | None]
+    superseded_at: Mapped[datetime | None]
+    superseded_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    set_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("parties.id"))
+    created_at: Mapped[created_at]
+
+    __table_args__ = (Index("ix_guide_prices_category_from", "category", "effective_from"),)
+
+    @property
+    def floor_price(self) -> int:
+        """The reference less floor_pct, rounded up: the floor itself is inside the band."""
+        return -(-self.reference_price * (100 - self.floor_pct) // 100)
+
+    @property
+    def ceiling_price(self) -> int:
+        """The reference plus ceiling_pct, rounded down."""
+        return self.reference_price * (100 + self.ceiling_pct) // 100
+
+    @property
+    def ends_at(self) -> datetime | None:
+        """When it stops being in force: its own end or its supersession, whichever is first."""
+        ends = [t for t in (self.effective_to, self.superseded_at) if t is not None]
+        return min(ends) if ends else None
+
+    def in_force(self, at: datetime) -> bool:
+        ends = self.ends_at
+        return self.effective_from <= at and (ends is None or at < ends)
+
+    def contains(self, unit_price: int) -> bool:
+        return self.floor_price <= unit_price <= self.ceiling_price
+
+    def applies_to(self, classification: Classification, price_model: PriceModel) -> bool:
+        return ((self.classification is None or self.classification is classification)
+                and (self.price_model is None or self.price_model is price_model))
+
+    @property
+    def specificity(self) -> int:
+        """A narrower scope wins over a broader one: classification counts most."""
+        return 2 * (self.classification is not None) + (self.price_model is not None)
+
+    def describe(self) -> str:
+        scope = " / ".join(v.value for v in (self.classification, self.price_model) if v)
+        return (f"{'binding' if self.binding else 'non-binding'} band {self.floor_price}-"
+                f"{self.ceiling_price} {self.currency} for {self.category}"
+                + (f" ({scope})" if scope else ""))

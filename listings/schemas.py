@@ -170,6 +170,8 @@ class ListingSchema(ListingBodySchema):
         "description": "Why the evaluation flagged it for review; null for others than its "
                        "merchant, operators and regulators"})
     quality = fields.Nested(QualitySummarySchema, dump_only=True)
+    price_warning = fields.String(dump_only=True, allow_none=True, metadata={
+        "description": "Set at submission when the price is outside a non-binding guide band"})
     version = fields.Integer(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)

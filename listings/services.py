@@ -15,7 +15,7 @@ from app.errors import VersionConflict
 from app.parties.models import OVERSEERS, Actor, Party, Role
 from credit import services as credit
 from credit.scoring import Level
-from listings import admission
+from listings import admission, pricing
 from listings.certification import certification_satisfied
 from listings.errors import (
     AdmissionProhibited,
@@ -26,7 +26,7 @@ from listings.errors import (
     PreconditionFailed,
     UnknownParties,
 )
-from listings.models import Listing, ListingStatus, Rights, Source, UsageScope
+from listings.models import Listing, ListingStatus, Rights, Source, SourceOrigin, UsageScope
 from listings.signals import listing_listed
 
 
@@ -168,6 +168,7 @@ def submit_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor) -> 
                                    evidence_ref=f"listing:{listing.id}")
         raise AdmissionProhibited(result.explanation,
                                   matched_rules=listing.admission["matched_rules"])
+    listing.price_warning = pricing.ensure_in_band(session, listing, now)
     needs_human = _reasons_for_review(session, listing, result)
     if needs_human:
         listing.set_status(ListingStatus.PENDING_REVIEW, "; ".join(needs_human) + ".")
@@ -192,6 +193,10 @@ def _reasons_for_review(session: Session, listing: Listing,
     missing = _missing_certification(session, listing)
     if missing:
         reasons.append(missing)
+    if listing.source.origin is SourceOrigin.PUBLIC_AUTHORIZED and not pricing.has_binding_guide(
+            session, listing, clock.now()):
+        reasons.append("Public data under authorized operation has no binding guide price "
+                       f"for {listing.category!r}")
     return reasons
 
 
@@ -222,6 +227,7 @@ def _ensure_listable_now(session: Session, listing: Listing) -> admission.Admiss
     missing = _missing_certification(session, listing)
     if missing:
         raise CertificationRequired(f"{missing} before it can be listed.")
+    listing.price_warning = pricing.ensure_in_band(session, listing, clock.now())
     return result
 
 

@@ -20,7 +20,9 @@ from app import audit, clock
 from app.errors import DomainError, Forbidden, ValidationFailed
 from app.parties.models import OVERSEERS, SYSTEM, Actor, Party
 from credit import services as credit
+from listings import pricing
 from listings import services as listings
+from listings.errors import PriceOutOfBand
 from listings.models import Listing, ListingStatus
 from listings.signals import listing_listed
 from orders import matching, services
@@ -110,9 +112,20 @@ def listing_matches(session: Session, *, listing_id: uuid.UUID, viewer: Actor) -
         credit.ensure_may_trade(session, viewer.id)
     now = clock.now()
     stmt = matching.fitting_demands(listing, now)
-    if listing.status is not ListingStatus.LISTED:
-        stmt = stmt.where(false())  # only what is on the market can meet a demand
+    if not _on_the_market(session, listing, now):
+        stmt = stmt.where(false())
     return stmt
+
+
+def _on_the_market(session: Session, listing: Listing, at: datetime) -> bool:
+    """Listed, and priced inside the binding band that applies to it (if any)."""
+    if listing.status is not ListingStatus.LISTED:
+        return False
+    try:
+        pricing.ensure_in_band(session, listing, at)
+    except PriceOutOfBand:
+        return False
+    return True
 
 
 def auto_order(session: Session, demand: Demand, buyer: Party, at: datetime) -> Order | None:
@@ -170,6 +183,8 @@ def _serve_demands_fitting(session: Session, *, listing: Listing) -> None:
     try:
         credit.ensure_may_trade(session, listing.merchant_id)
     except DomainError:
+        return
+    if not _on_the_market(session, listing, now):
         return
     fitting = session.scalars(matching.fitting_demands(listing, now)
                               .where(Demand.auto_order.is_(True))

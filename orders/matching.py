@@ -8,7 +8,8 @@ indexed columns (status, category, then price):
 - the demand's purpose is among its usage-scope purposes;
 - territory: a `cross_border` demand needs a listing whose scope allows cross-border use;
   a `domestic` demand accepts either (a cross-border license covers domestic use too);
-- its unit price is at most the demand's `max_unit_price`;
+- its unit price is at most the demand's `max_unit_price`, and inside the binding guide band
+  that applies to it, if any (`listings.pricing`);
 - it has at least the demand's quantity of licenses left (or unlimited);
 - neither the merchant nor the buyer is under a trade restriction.
 
@@ -34,14 +35,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import Select, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
 from app.db import JsonArrayContains
 from credit import services as credit
 from credit.scoring import Level
+from listings import pricing
 from listings.certification import best_ratings
-from listings.models import Classification, Listing, ListingStatus, Rating, Territory
+from listings.models import (
+    Classification,
+    Listing,
+    ListingStatus,
+    QualitySummary,
+    Rating,
+    Territory,
+)
 from orders.models import Demand, DemandStatus
 
 PRICE_POINTS = 40
@@ -70,9 +79,17 @@ def classifications_up_to(maximum: Classification) -> list[Classification]:
     return [c for c in Classification if c.rank <= maximum.rank]
 
 
-def candidates(demand: Demand, at: datetime, limit: int) -> Select:
+# What scoring reads of a candidate: not whole listings (their JSON and composite columns
+# would cost more to load than the scoring itself).
+_CANDIDATE_COLUMNS = (Listing.id, Listing.merchant_id, Listing.title, Listing.description,
+                      Listing.tags, Listing.unit_price, Listing.currency, Listing.listed_at,
+                      Listing.quality_reports_count, Listing.quality_score_total)
+
+
+def candidates(session: Session, demand: Demand, at: datetime, limit: int) -> Select:
     """The cheapest `limit` listings that meet every hard constraint of the demand."""
-    stmt = select(Listing).where(
+    stmt = select(*_CANDIDATE_COLUMNS).where(
+        *pricing.within_binding_bands(session, demand.category, at),
         Listing.status == ListingStatus.LISTED,
         Listing.category == demand.category,
         Listing.currency == demand.currency,
@@ -91,9 +108,10 @@ def candidates(demand: Demand, at: datetime, limit: int) -> Select:
     return stmt.order_by(Listing.unit_price, Listing.listed_at, Listing.id).limit(limit)
 
 
-def score(demand: Demand, listing: Listing, level: Level,
+def score(demand: Demand, listing: Row, level: Level,
           rating: Rating | None) -> tuple[int, list[str]]:
-    """The listing's score for the demand (0-100) and the reason for each part."""
+    """The listing's score for the demand (0-100) and the reason for each part; `listing` is
+    a candidate row (or a Listing)."""
     parts: list[tuple[int, str]] = []
 
     budget = demand.max_unit_price
@@ -108,7 +126,7 @@ def score(demand: Demand, listing: Listing, level: Level,
     else:
         parts.append((CERTIFICATION_POINTS[rating], f"certified {rating.value}"))
 
-    quality = listing.quality
+    quality = QualitySummary.of(listing.quality_reports_count, listing.quality_score_total)
     if quality.average is None:
         parts.append((0, "no quality reports yet"))
     else:
@@ -126,12 +144,12 @@ def score(demand: Demand, listing: Listing, level: Level,
     return sum(p for p, _ in parts), [f"{text} (+{points})" for points, text in parts]
 
 
-def keywords_found(keywords: Sequence[str], listing: Listing) -> list[str]:
+def keywords_found(keywords: Sequence[str], listing: Row) -> list[str]:
     text = " ".join([listing.title, listing.description, *listing.tags]).casefold()
     return [word for word in keywords if word.casefold() in text]
 
 
-def rank(session: Session, demand: Demand, listings: Sequence[Listing],
+def rank(session: Session, demand: Demand, listings: Sequence[Row],
          at: datetime) -> list[Match]:
     """Score the listings for the demand, best first (ties broken as documented)."""
     levels = credit.credit_levels(session, {listing.merchant_id for listing in listings})
@@ -151,7 +169,8 @@ def rank(session: Session, demand: Demand, listings: Sequence[Listing],
 def matches_for(session: Session, demand: Demand, at: datetime) -> list[Match]:
     """The listings meeting every hard constraint of the demand, ranked best first."""
     limit = current_app.config["MATCH_CANDIDATES"]
-    return rank(session, demand, list(session.scalars(candidates(demand, at, limit))), at)
+    return rank(session, demand,
+                list(session.execute(candidates(session, demand, at, limit))), at)
 
 
 def fitting_demands(listing: Listing, at: datetime) -> Select:

@@ -58,6 +58,8 @@ class Order(Base):
     buyer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
     merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
     listing_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("listings.id"), index=True)
+    # The listing's category at purchase: recent deals per category are read by index.
+    category: Mapped[str] = mapped_column(String(64))
     quantity: Mapped[int] = mapped_column(Integer)
     purpose: Mapped[str] = mapped_column(String(64))
     beneficiaries: Mapped[list[str]] = mapped_column(JSON)
@@ -93,48 +95,51 @@ class Order(Base):
         Index("ix_orders_merchant_created", "merchant_id", "created_at"),
         # The expiry and auto-accept jobs look orders up by status and time.
         Index("ix_orders_status_expires", "status", "expires_at"),
+        # Deal statistics: completed orders of a category in a window, prices read from
+        # the index alone.
+        Index("ix_orders_deals", "category", "status", "completed_at", "unit_price"),
     )
 
-    def _require(self, *allowed: OrderStatus, doing: str) -> None:
+    def require_status(self, *allowed: OrderStatus, doing: str) -> None:
         if self.status not in allowed:
             raise InvalidTransition(f"A {self.status.value} order cannot be {doing}.",
                                     status=self.status.value)
 
     def pay(self, amount: int, at: datetime) -> None:
-        self._require(OrderStatus.PENDING_PAYMENT, doing="paid")
+        self.require_status(OrderStatus.PENDING_PAYMENT, doing="paid")
         self.status, self.payment_status = OrderStatus.PAID, PaymentStatus.SUCCEEDED
         self.paid_amount, self.paid_at = amount, at
 
     def payment_failed(self) -> None:
         """A payment attempt failed: the order stays payable until it expires."""
-        self._require(OrderStatus.PENDING_PAYMENT, doing="marked as failed")
+        self.require_status(OrderStatus.PENDING_PAYMENT, doing="marked as failed")
         self.payment_status = PaymentStatus.FAILED
 
     def cancel(self, at: datetime) -> None:
-        self._require(OrderStatus.PENDING_PAYMENT, doing="cancelled")
+        self.require_status(OrderStatus.PENDING_PAYMENT, doing="cancelled")
         self.status, self.closed_at = OrderStatus.CANCELLED, at
 
     def expire(self, at: datetime) -> None:
-        self._require(OrderStatus.PENDING_PAYMENT, doing="expired")
+        self.require_status(OrderStatus.PENDING_PAYMENT, doing="expired")
         self.status, self.closed_at = OrderStatus.EXPIRED, at
 
     def deliver(self, delivery_ref: str, checksum: str, at: datetime) -> None:
-        self._require(OrderStatus.PAID, doing="delivered")
+        self.require_status(OrderStatus.PAID, doing="delivered")
         self.status, self.delivered_at = OrderStatus.DELIVERED, at
         self.delivery_ref, self.checksum = delivery_ref, checksum
 
     def accept(self, at: datetime) -> None:
-        self._require(OrderStatus.DELIVERED, doing="accepted")
+        self.require_status(OrderStatus.DELIVERED, doing="accepted")
         self.status, self.completed_at = OrderStatus.COMPLETED, at
 
     def dispute(self) -> None:
-        self._require(OrderStatus.DELIVERED, doing="disputed")
+        self.require_status(OrderStatus.DELIVERED, doing="disputed")
         self.status = OrderStatus.DISPUTED
 
     def settle_dispute(self, outcome: DisputeOutcome, refund: int, at: datetime) -> None:
         """Close a dispute: a full refund ends the order refunded; otherwise it completes at
         the price less any partial refund."""
-        self._require(OrderStatus.DISPUTED, doing="resolved")
+        self.require_status(OrderStatus.DISPUTED, doing="resolved")
         self.refunded_amount += refund
         if outcome is DisputeOutcome.REFUND_FULL:
             self.status, self.closed_at = OrderStatus.REFUNDED, at

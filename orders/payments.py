@@ -35,6 +35,10 @@ class PaymentProvider(Protocol):
         """Open the payment of a new order."""
         ...
 
+    def resume(self, order: Order) -> PaymentStart:
+        """What the buyer needs to pay an order placed earlier (an auto-order, a retry)."""
+        ...
+
     def refund(self, order: Order, amount: int, refund_key: str) -> str:
         """Return `amount` to the buyer; returns the provider's reference."""
         ...
@@ -50,6 +54,9 @@ class OfflineProvider:
             provider=self.name, status="pending",
             instructions=f"Transfer {order.total_amount} fen ({order.currency}) quoting "
                          f"order {order.id}; an operator confirms receipt.")
+
+    def resume(self, order: Order) -> PaymentStart:
+        return self.start(order)
 
     def refund(self, order: Order, amount: int, refund_key: str) -> str:
         return f"offline-refund:{refund_key}"
@@ -80,6 +87,13 @@ class StripeProvider:
             options={"idempotency_key": f"pi:{order.id}"})
         order.payment_intent_id = intent.id
         return PaymentStart(provider=self.name, status="pending",
+                            client_secret=intent.client_secret)
+
+    def resume(self, order: Order) -> PaymentStart:
+        if not order.payment_intent_id:
+            raise RuntimeError(f"order {order.id} has no PaymentIntent")
+        intent = stripe_client().v1.payment_intents.retrieve(order.payment_intent_id)
+        return PaymentStart(provider=self.name, status=order.payment_status.value,
                             client_secret=intent.client_secret)
 
     def refund(self, order: Order, amount: int, refund_key: str) -> str:

@@ -13,8 +13,9 @@ from app.db import unit_of_work
 from app.idempotency import idempotent
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
+from listings.pricing_schemas import PriceGuidanceSchema
 from listings.schemas import QualityReportSchema
-from orders import disputes, services, webhooks
+from orders import disputes, market, services, webhooks
 from orders.schemas import (
     DeliverySchema,
     DisputeCreateSchema,
@@ -63,6 +64,20 @@ class OrderDetail(MethodView):
         """An order, for its buyer, its merchant, operators and regulators."""
         with unit_of_work() as session:
             return services.get_order(session, order_id=order_id, viewer=current_party())
+
+
+@blp.route("/orders/<uuid:order_id>/payment")
+class OrderPayment(MethodView):
+    @require_role(Role.BUYER)
+    @blp.response(200, OrderSchema)
+    @blp.alt_response(403, response="FORBIDDEN")
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def get(self, order_id: uuid.UUID) -> Any:
+        """The order with what its buyer needs to pay it (`payment.client_secret` for Stripe,
+        transfer instructions offline), while it is unpaid."""
+        with unit_of_work() as session:
+            return services.payment_details(session, order_id=order_id, actor=current_party())
 
 
 @blp.route("/orders/<uuid:order_id>/cancel")
@@ -187,3 +202,17 @@ class QualityReports(MethodView):
         with unit_of_work() as session:
             return services.report_quality(session, listing_id=listing_id,
                                            buyer=current_party(), **body)
+
+
+@blp.route("/listings/<uuid:listing_id>/price-guidance")
+class PriceGuidance(MethodView):
+    @require_role()
+    @blp.response(200, PriceGuidanceSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def get(self, listing_id: uuid.UUID) -> Any:
+        """The suggested unit price: the guide price's reference (else recent deals' median,
+        else the listing's price) moved by named, bounded factors, each with its effect in
+        fen, clamped into any binding band; with the band and the recent deals."""
+        with unit_of_work() as session:
+            return market.price_guidance(session, listing_id=listing_id,
+                                         viewer=current_party())

@@ -18,7 +18,7 @@ from app import audit, clock
 from app.errors import Forbidden, ValidationFailed
 from app.parties.models import OVERSEERS, Actor, Party, PartyKind
 from credit import services as credit
-from listings import certification
+from listings import certification, pricing
 from listings.errors import ListingNotFound
 from listings.models import Listing, ListingStatus, QualityReport
 from orders.errors import (
@@ -109,14 +109,17 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
             f"{purpose!r} is not among the listing's purposes: "
             f"{', '.join(listing.usage_scope.purposes)}.",
             errors={"purpose": ["Outside the listing's usage scope."]})
+    now = clock.now()
+    # A binding band set since the listing was listed excludes its price now.
+    pricing.ensure_in_band(session, listing, now)
     beneficiaries = list(dict.fromkeys(beneficiaries))
     _check_beneficiaries(session, beneficiaries)
     _take_licenses(session, listing, quantity)
-    now = clock.now()
     provider = provider_named(current_app.config["PAYMENT_PROVIDER"])
     order = Order(
         buyer_id=buyer.id, merchant_id=listing.merchant_id, listing_id=listing.id,
-        quantity=quantity, purpose=purpose, beneficiaries=[str(b) for b in beneficiaries],
+        category=listing.category, quantity=quantity, purpose=purpose,
+        beneficiaries=[str(b) for b in beneficiaries],
         unit_price=listing.unit_price, total_amount=listing.unit_price * quantity,
         currency=listing.currency, license=_frozen_license(listing, purpose, beneficiaries, now),
         payment_provider=provider.name,
@@ -157,6 +160,16 @@ def ensure_party_of(order: Order, actor: Actor, party_field: str) -> None:
     if getattr(order, party_field) != actor.id:
         role = "buyer" if party_field == "buyer_id" else "merchant"
         raise Forbidden(f"Only the order's {role} can do this.")
+
+
+def payment_details(session: Session, *, order_id: uuid.UUID, actor: Actor) -> Order:
+    """How the buyer pays an unpaid order (a Stripe client secret, or transfer instructions):
+    for orders placed without the buyer at hand, such as auto-orders."""
+    order = get_order(session, order_id=order_id, viewer=actor)
+    ensure_party_of(order, actor, "buyer_id")
+    order.require_status(OrderStatus.PENDING_PAYMENT, doing="paid")
+    order.payment_start = provider_named(order.payment_provider).resume(order)
+    return order
 
 
 def confirm_offline_payment(session: Session, *, order_id: uuid.UUID, actor: Actor,

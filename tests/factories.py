@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import factory
+from flask import Flask
+from flask.testing import FlaskClient
 
 from app.db import unit_of_work
 from app.extensions import db
@@ -60,3 +66,22 @@ def make_member(*roles: Role, kind: PartyKind = PartyKind.ENTERPRISE) -> Member:
 def bearer(key: str) -> dict[str, str]:
     """The Authorization header for a raw API key."""
     return {"Authorization": f"Bearer {key}"}
+
+
+T = TypeVar("T")
+POOL_WORKERS = 16
+
+
+def run_together(app: Flask, calls: list[Callable[[FlaskClient], T]]) -> list[T]:
+    """Run each call from its own test client on a pool of threads, released together."""
+    go = threading.Event()
+
+    def one(call: Callable[[FlaskClient], T]) -> T:
+        client = app.test_client()
+        go.wait()
+        return call(client)
+
+    with ThreadPoolExecutor(max_workers=min(POOL_WORKERS, len(calls))) as pool:
+        futures = [pool.submit(one, call) for call in calls]
+        go.set()
+        return [future.result(timeout=120) for future in futures]

@@ -47,7 +47,8 @@ def give_completed_order(client: FlaskClient, buyer_id: str, listing_id: str) ->
         now = clock.now()
         session.add(Order(
             buyer_id=uuid.UUID(buyer_id), merchant_id=listing.merchant_id, listing_id=listing.id,
-            quantity=1, purpose="research", beneficiaries=[], unit_price=listing.unit_price,
+            category=listing.category, quantity=1, purpose="research", beneficiaries=[],
+            unit_price=listing.unit_price,
             total_amount=listing.unit_price, currency=listing.currency, license={},
             status=OrderStatus.COMPLETED, payment_provider="offline",
             paid_amount=listing.unit_price, expires_at=now, paid_at=now, delivered_at=now,

@@ -4,16 +4,12 @@ offline payment, expiry and auto-accept, credit events, disputes and visibility.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
@@ -24,11 +20,10 @@ from app.parties.models import PartyKind, Role
 from app.scheduler import run_job
 from listings.models import Listing
 from orders.models import Order, Payment, Refund
-from tests.factories import Member, make_member
+from tests.factories import Member, make_member, run_together
 from tests.orders.factories import listed_product, order_body
 
 ORDERS = "/api/v1/orders"
-POOL_WORKERS = 16
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -141,21 +136,6 @@ def count(model: type, *where: Any) -> int:
 def restrict(client: FlaskClient, operator: Member, party: Member) -> None:
     created(client.post("/api/v1/credit/penalties", headers=operator.headers,
                         json={"party_id": party.id, "kind": "trade_restriction", "days": 30}))
-
-
-def run_all(app: Flask, calls: list[Callable[[FlaskClient], TestResponse]]) -> list[TestResponse]:
-    """Run each call from its own test client on a pool of threads, released together."""
-    go = threading.Event()
-
-    def one(call: Callable[[FlaskClient], TestResponse]) -> TestResponse:
-        client = app.test_client()
-        go.wait()
-        return call(client)
-
-    with ThreadPoolExecutor(max_workers=min(POOL_WORKERS, len(calls))) as pool:
-        futures = [pool.submit(one, call) for call in calls]
-        go.set()
-        return [future.result(timeout=120) for future in futures]
 
 
 # --- placement -------------------------------------------------------------------------------
@@ -335,7 +315,7 @@ def test_same_key_with_another_body_is_refused_as_reused(market):
 def test_concurrent_duplicates_with_one_key_place_one_order(app, market):
     calls = [lambda c: place(c, market.buyer, market.listing, key="dup-1", quantity=2)] * 8
 
-    responses = run_all(app, calls)
+    responses = run_together(app, calls)
 
     assert {r.status_code for r in responses} <= {201, 409}, [r.get_json() for r in responses]
     successes = [r for r in responses if r.status_code == 201]
@@ -354,7 +334,7 @@ def test_last_license_is_sold_once_to_fifty_concurrent_buyers(app, client):
     listing = listed_product(client, merchant, licenses_available=1)
     buyers = [make_member(Role.BUYER) for _ in range(50)]
 
-    responses = run_all(app, [lambda c, b=b: place(c, b, listing) for b in buyers])
+    responses = run_together(app, [lambda c, b=b: place(c, b, listing) for b in buyers])
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [409] * 49, [r.get_json() for r in responses if r.status_code
@@ -370,7 +350,7 @@ def test_two_hundred_concurrent_orders_on_fifty_licenses_sell_exactly_fifty(app,
     listing = listed_product(client, merchant, licenses_available=50)
     buyers = [make_member(Role.BUYER) for _ in range(40)]
 
-    responses = run_all(app, [lambda c, b=b: place(c, b, listing)
+    responses = run_together(app, [lambda c, b=b: place(c, b, listing)
                               for b in buyers for _ in range(5)])
 
     assert len(responses) == 200
@@ -649,7 +629,7 @@ def test_two_concurrent_resolutions_of_one_dispute_let_exactly_one_succeed(app, 
     bodies = [(market.operator, {"outcome": "refund_full"}),
               (other_operator, {"outcome": "refund_partial", "refund_amount": 60_000})]
 
-    responses = run_all(app, [
+    responses = run_together(app, [
         lambda c, who=who, body=body: resolve(c, who, opened["id"], key="r-1", **body)
         for who, body in bodies])
 

@@ -198,6 +198,28 @@ def test_an_order_opens_a_payment_intent_and_returns_its_client_secret(market):
     assert intent.status == "requires_payment_method"
 
 
+def test_the_buyer_reads_the_client_secret_of_an_unpaid_order_again(market):
+    """An auto-order is placed without the buyer's client: it fetches the secret later."""
+    order = market.place()
+    again = market.client.get(f"{ORDERS}/{order['id']}/payment", headers=market.buyer.headers)
+    assert again.status_code == 200, again.json
+    assert again.json["payment"]["client_secret"] == order["payment"]["client_secret"]
+    assert again.json["payment"]["provider"] == "stripe"
+
+    merchant = market.client.get(f"{ORDERS}/{order['id']}/payment",
+                                 headers=market.merchant.headers)
+    assert merchant.status_code == 403
+
+
+def test_the_payment_of_a_paid_order_is_not_offered_again(market):
+    order = market.place()
+    intent = market.pay_with(order["id"], "pm_card_visa")
+    deliver_event(market.client, event_for(intent, "payment_intent.succeeded"))
+    again = market.client.get(f"{ORDERS}/{order['id']}/payment", headers=market.buyer.headers)
+    assert again.status_code == 409
+    assert again.json["code"] == "invalid_transition"
+
+
 def test_a_confirmed_card_payment_and_its_signed_webhook_pay_the_order(market):
     order = market.place()
     intent = market.pay_with(order["id"], "pm_card_visa")

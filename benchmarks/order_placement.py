@@ -1,0 +1,295 @@
+"""Order placement over HTTP (gunicorn, PostgreSQL) against pgbench running the same SQL.
+
+    python -m benchmarks.order_placement --database-url URL [--seconds 10] [--rounds 3]
+                                         [--workers 4] [--connections 8]
+
+Needs a scratch PostgreSQL database (its schema is dropped and rebuilt), `wrk` and `pgbench`.
+One real POST /orders is recorded statement by statement; those statements, with the
+request's own values, become the pgbench script (new ids, the idempotency key and the audit
+chain's next link computed per transaction), so both sides run the same transaction. Each
+round runs pgbench, then wrk against gunicorn; the table shows medians of the rounds, the
+ratio, and the latency of paced requests at about 60 % of the measured maximum rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.client import HTTPConnection
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from flask_migrate import upgrade
+
+from app.db import unit_of_work
+from app.extensions import db
+from app.parties import services as parties
+from app.parties.models import SYSTEM, PartyKind, Role
+from benchmarks.listings_search import credit_code, percentile, recorded_statements, scratch_app
+
+ORDERS = "/api/v1/orders"
+PORT = 8642
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def seed(app: Any) -> tuple[str, str]:
+    """A listed product with a billion licenses and a buyer; returns (listing id, buyer key)."""
+    client = app.test_client()
+    with app.app_context(), unit_of_work() as session:
+        keys = {}
+        for n, (name, roles) in enumerate([("Bench Operator", [Role.OPERATOR]),
+                                           ("Bench Merchant", [Role.MERCHANT]),
+                                           ("Bench Buyer", [Role.BUYER])]):
+            party, issued = parties.register_party(
+                session, name=f"{name} Co.", credit_code=credit_code(9_000_000 + n),
+                kind=PartyKind.ENTERPRISE, roles=roles, actor=SYSTEM)
+            keys[name] = ({"Authorization": f"Bearer {issued.raw}"}, str(party.id))
+    merchant_headers, merchant_id = keys["Bench Merchant"]
+    body = {
+        "title": "Shanghai road traffic flows", "description": "Hourly vehicle counts.",
+        "category": "transport", "tags": ["traffic"], "classification": "general",
+        "contains_personal_info": False, "anonymized": False, "consent_basis": None,
+        "source": {"origin": "collected", "description": "Roadside sensors",
+                   "legal_basis": "Sensor operating licence"},
+        "rights": {"holder_id": merchant_id, "processor_ids": [], "operator_id": merchant_id},
+        "usage_scope": {"purposes": ["research"], "term_days": 365, "territory": "domestic",
+                        "resale": False, "derivatives": True},
+        "delivery_mode": "api", "price_model": "subscription", "unit_price": 120_000,
+        "currency": "CNY", "licenses_available": 10**9, "revenue_shares": []}
+    created = client.post("/api/v1/listings", json=body, headers=merchant_headers)
+    assert created.status_code == 201, created.json
+    listing_id = created.json["id"]
+    client.post(f"/api/v1/listings/{listing_id}/submit", headers=merchant_headers)
+    reviewed = client.post(f"/api/v1/listings/{listing_id}/review",
+                           headers=keys["Bench Operator"][0],
+                           json={"decision": "approve", "reason": "Benchmark"})
+    assert reviewed.json["status"] == "listed", reviewed.json
+    return listing_id, keys["Bench Buyer"][0]["Authorization"]
+
+
+def order_body(listing_id: str) -> str:
+    return f'{{"listing_id": "{listing_id}", "quantity": 1, "purpose": "research"}}'
+
+
+# --- the same transaction as a pgbench script ------------------------------------------------
+
+# Values of the recorded request that must differ per transaction, by statement and parameter:
+# replaced by pgbench variables (n: a random 62-bit number; seq and hash: the chain's head).
+_PER_TRANSACTION = {
+    ("INSERT INTO idempotency_keys", "key"): "'k' || :n",
+    ("SELECT idempotency_keys", "pk_2"): "'k' || :n",
+    ("UPDATE idempotency_keys", "idempotency_keys_key"): "'k' || :n",
+    ("INSERT INTO orders", "id"): "lpad(to_hex(:n), 32, '0')",
+    ("INSERT INTO audit_entries", "subject_id"): "lpad(to_hex(:n), 32, '0')",
+    ("INSERT INTO audit_entries", "seq"): "(:seq + 1)",
+    ("INSERT INTO audit_entries", "prev_hash"): "':hash'",
+    ("INSERT INTO audit_entries", "hash"): "(md5(:n::text) || md5((:n + 1)::text))",
+}
+
+
+def pgbench_script(statements: list[tuple[str, Any]], connection: psycopg.Connection) -> str:
+    """The recorded statements as one pgbench transaction, values inlined."""
+    cursor = psycopg.ClientCursor(connection)
+    lines = ["\\set n random(1, 4611686018427387903)", "BEGIN;"]
+    for statement, parameters in statements:
+        params = dict(parameters or {})
+        marks = {}
+        for (starts, name), expression in _PER_TRANSACTION.items():
+            if statement.lstrip().startswith(starts) and name in params:
+                marks[f"@@{name}@@"] = expression
+                params[name] = f"@@{name}@@"
+        sql = cursor.mogrify(statement, params) if params else statement
+        for mark, expression in marks.items():
+            sql = re.sub(rf"'{mark}'", lambda _, e=expression: e, sql)
+        sql = " ".join(sql.split())
+        if sql.startswith("SELECT audit_entries.seq, audit_entries.hash"):
+            lines.append(sql + " \\gset")
+        else:
+            lines.append(sql + ";")
+    lines.append("COMMIT;")
+    return "\n".join(lines) + "\n"
+
+
+def run_pgbench(script: Path, url: str, seconds: int, connections: int,
+                log_dir: Path) -> tuple[float, float, float]:
+    """Transactions per second, p50 and p99 in milliseconds."""
+    for old in log_dir.glob("pgbench_log*"):
+        old.unlink()
+    parsed = sa.make_url(url)
+    out = subprocess.run(
+        ["pgbench", "-n", "-M", "simple", "-c", str(connections), "-j", "2", "-T", str(seconds),
+         "-f", str(script), "-l", "--log-prefix", str(log_dir / "pgbench_log"),
+         "-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432),
+         "-U", parsed.username or "postgres", parsed.database or "postgres"],
+        capture_output=True, text=True, check=True).stdout
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    latencies = [int(line.split()[2]) / 1000 for log in log_dir.glob("pgbench_log*")
+                 for line in log.read_text().splitlines()]
+    return tps, statistics.median(latencies), percentile(latencies, 0.99)
+
+
+# --- HTTP: gunicorn, wrk, and paced requests -------------------------------------------------
+
+WRK_SCRIPT = """
+local counter = 0
+local prefix
+function setup(thread) thread:set("prefix", tostring(math.random(1, 2147483647))) end
+function init(args) prefix = wrk.thread:get("prefix") or tostring(math.random(1, 2147483647)) end
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "%(path)s", {
+    ["Authorization"] = "%(auth)s", ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = prefix .. "-" .. counter}, '%(body)s')
+end
+"""
+
+
+def start_gunicorn(url: str, workers: int) -> subprocess.Popen:
+    env = {**os.environ, "APP_ENV": "production", "DATABASE_URL": url,
+           "SECRET_KEY": "benchmark", "LOG_LEVEL": "WARNING", "BIND": f"127.0.0.1:{PORT}",
+           "WEB_CONCURRENCY": str(workers)}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c",
+                               str(ROOT / "gunicorn.conf.py")], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            connection = HTTPConnection("127.0.0.1", PORT, timeout=1)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def run_wrk(script: Path, seconds: int, connections: int) -> tuple[float, float, float, int]:
+    """Requests per second, p50 and p99 in milliseconds, and non-2xx responses."""
+    out = subprocess.run(
+        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency",
+         "-s", str(script), f"http://127.0.0.1:{PORT}"],
+        capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, _wrk_ms(out, "50%"), _wrk_ms(out, "99%"), int(errors.group(1)) if errors else 0
+
+
+def _wrk_ms(out: str, label: str) -> float:
+    value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def paced(rate: float, seconds: int, auth: str, body: str,
+          threads: int = 8) -> tuple[float, float, int]:
+    """Open-loop requests at a fixed rate; latency counted from each request's scheduled time,
+    so a stall is not hidden by the client waiting. Returns p50, p99 (ms) and failures."""
+    latencies: list[float] = []
+    failures = [0]
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.2
+    interval = threads / rate
+
+    def client(offset: int) -> None:
+        connection = HTTPConnection("127.0.0.1", PORT, timeout=10)
+        k = 0
+        while (due := start + (offset / threads + k) * interval) < start + seconds:
+            time.sleep(max(0.0, due - time.perf_counter()))
+            connection.request("POST", ORDERS, body=body, headers={
+                "Authorization": auth, "Content-Type": "application/json",
+                "Idempotency-Key": uuid.uuid4().hex})
+            response = connection.getresponse()
+            response.read()
+            with lock:
+                latencies.append((time.perf_counter() - due) * 1000)
+                failures[0] += response.status != 201
+            k += 1
+
+    pool = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return statistics.median(latencies), percentile(latencies, 0.99), failures[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+    for tool in ("wrk", "pgbench"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (Debian: apt-get install {tool})")
+
+    app = scratch_app(args.database_url)
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    with app.app_context():
+        upgrade()
+        db.session.remove()
+    listing_id, auth = seed(app)
+    body = order_body(listing_id)
+    with recorded_statements(app) as statements:
+        response = app.test_client().post(ORDERS, data=body, headers={
+            "Authorization": auth, "Content-Type": "application/json",
+            "Idempotency-Key": "recorded"})
+    assert response.status_code == 201, response.json
+    libpq_url = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(libpq_url) as connection:
+        script_text = pgbench_script(statements, connection)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-orders-"))
+    (work / "order.sql").write_text(script_text)
+    (work / "orders.lua").write_text(WRK_SCRIPT % {"path": ORDERS, "auth": auth, "body": body})
+    server = start_gunicorn(libpq_url, args.workers)
+    try:
+        sql_rounds, http_rounds = [], []
+        for _ in range(args.rounds):
+            sql_rounds.append(run_pgbench(work / "order.sql", libpq_url, args.seconds,
+                                          args.connections, work))
+            http_rounds.append(run_wrk(work / "orders.lua", args.seconds, args.connections))
+        http_rps = statistics.median(r[0] for r in http_rounds)
+        sql_tps = statistics.median(r[0] for r in sql_rounds)
+        rate = 0.6 * http_rps
+        paced_p50, paced_p99, paced_failures = paced(rate, args.seconds, auth, body)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    print(f"transaction   POST {ORDERS}: {len(statements)} SQL statements, Idempotency-Key, "
+          f"conditional license UPDATE, audit chain")
+    print(f"setup         gunicorn {args.workers} sync workers, {args.connections} connections, "
+          f"{args.rounds} alternating rounds of {args.seconds} s, medians")
+    print()
+    print(f"{'':<44} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'pgbench, the same SQL':<44} {sql_tps:>8.0f} "
+          f"{statistics.median(r[1] for r in sql_rounds):>8.1f} "
+          f"{statistics.median(r[2] for r in sql_rounds):>8.1f} {'':>7}")
+    print(f"{'HTTP, wrk at full load':<44} {http_rps:>8.0f} "
+          f"{statistics.median(r[1] for r in http_rounds):>8.1f} "
+          f"{statistics.median(r[2] for r in http_rounds):>8.1f} "
+          f"{sum(r[3] for r in http_rounds):>7}")
+    print(f"{f'HTTP, paced at 60 % ({rate:.0f}/s)':<44} {'':>8} {paced_p50:>8.1f} "
+          f"{paced_p99:>8.1f} {paced_failures:>7}")
+    per_round = [h[0] / s[0] for h, s in zip(http_rounds, sql_rounds, strict=True)]
+    print(f"ratio HTTP / pgbench: {http_rps / sql_tps:.2f}   "
+          f"(rounds: {', '.join(f'{ratio:.2f}' for ratio in per_round)})")
+
+
+if __name__ == "__main__":
+    main()

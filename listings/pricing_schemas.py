@@ -1,0 +1,77 @@
+"""Request and response shapes of guide prices and price guidance."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from app.api import Schema
+from listings.models import Classification, PriceModel
+
+_money = validate.Range(min=0, max=10**13)
+
+
+class GuidePriceCreateSchema(Schema):
+    category = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    classification = fields.Enum(Classification, by_value=True, load_default=None,
+                                 allow_none=True, metadata={"description": "null: any"})
+    price_model = fields.Enum(PriceModel, by_value=True, load_default=None, allow_none=True,
+                              metadata={"description": "null: any"})
+    reference_price = fields.Integer(required=True, strict=True,
+                                     validate=validate.Range(min=1, max=10**13))
+    floor_pct = fields.Integer(required=True, strict=True, validate=validate.Range(0, 100),
+                               metadata={"description": "floor = reference less this %"})
+    ceiling_pct = fields.Integer(required=True, strict=True, validate=validate.Range(0, 1000),
+                                 metadata={"description": "ceiling = reference plus this %"})
+    binding = fields.Boolean(required=True, metadata={
+        "description": "Enforced (public data priced under government guidance)"})
+    currency = fields.String(load_default="CNY", validate=validate.OneOf(["CNY"]))
+    effective_from = fields.AwareDateTime(load_default=None, metadata={"description":
+                                                                      "Default: now"})
+    effective_to = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class GuidePriceSchema(GuidePriceCreateSchema):
+    id = fields.UUID()
+    floor_price = fields.Integer(validate=_money)
+    ceiling_price = fields.Integer(validate=_money)
+    superseded_at = fields.DateTime(allow_none=True)
+    superseded_by = fields.UUID(allow_none=True)
+    in_force = fields.Method("_in_force")
+    set_by = fields.UUID(allow_none=True)
+    created_at = fields.DateTime()
+
+    def _in_force(self, guide: object) -> bool:
+        from app import clock
+
+        return guide.in_force(clock.now())  # type: ignore[attr-defined]
+
+
+class GuidePriceQueryArgsSchema(Schema):
+    category = fields.String(validate=validate.Length(min=1, max=64))
+    in_force = fields.Boolean(metadata={"description": "Only those in force now"})
+
+
+class FactorSchema(Schema):
+    name = fields.String()
+    value = fields.String()
+    effect = fields.Integer(metadata={"description": "fen added to (or taken from) the basis"})
+
+
+class RecentDealsSchema(Schema):
+    count = fields.Integer()
+    median_unit_price = fields.Integer(allow_none=True)
+
+
+class PriceGuidanceSchema(Schema):
+    listing_id = fields.UUID()
+    currency = fields.String()
+    basis = fields.String(metadata={"description": "guide_price, recent_deals or listing_price"})
+    reference_price = fields.Integer()
+    floor_price = fields.Integer(allow_none=True)
+    ceiling_price = fields.Integer(allow_none=True)
+    binding = fields.Boolean()
+    guide_price_id = fields.UUID(allow_none=True)
+    suggested_price = fields.Integer()
+    factors = fields.List(fields.Nested(FactorSchema), metadata={
+        "description": "reference_price + the sum of the effects = suggested_price"})
+    recent_deals = fields.Nested(RecentDealsSchema)
