@@ -3,7 +3,8 @@
 The basis is the reference price of the guide price that applies; without one, the median
 unit price of recent deals in the category; without those, the listing's own price. Each
 factor moves the price by a share of the basis, in basis points (1/100 of a percent), and
-reports its effect in fen; the effects are added, not compounded, so the basis plus the
+reports its effect in fen (rounded so that the effects so far add up to the rounded share of
+their summed basis points); the effects are added, not compounded, so the basis plus the
 effects is exactly the suggested price:
 
 - certification (best valid rating): AAA +10 %, AA +6 %, A +3 %, B 0, C -5 %, none 0;
@@ -26,6 +27,7 @@ supply, a wider license or a higher median never lower the suggestion, and clamp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from listings.models import DeliveryMode, Rating, Territory
@@ -87,6 +89,23 @@ def _share(basis: int, bps: int) -> int:
     return (basis * bps + 5000) // 10000
 
 
+def _running_share(basis: int) -> Callable[[int], int]:
+    """Shares of the basis taken one after another, each rounded so that those so far add up
+    to the rounded share of their total. Rounded one by one, several negative shares could
+    each lose a fen when the basis grows by one fen, so a higher deals median (when it is the
+    basis) could lower the suggestion; this way the sum of the shares, and the suggestion,
+    are monotone in the basis and in every factor's bps."""
+    total = 0
+
+    def share(bps: int) -> int:
+        nonlocal total
+        before = _share(basis, total)
+        total += bps
+        return _share(basis, total) - before
+
+    return share
+
+
 def _scarcity_bps(demands: int, supply: int) -> int:
     raw = (demands - supply) * 1000 // max(supply, 1)
     return max(-SCARCITY_LIMIT_BPS, min(SCARCITY_LIMIT_BPS, raw))
@@ -117,28 +136,30 @@ def suggest(facts: MarketFacts) -> Guidance:
 
     quality_bps = 0 if facts.quality_average is None else round(
         (facts.quality_average - 3) * 250)
+    share = _running_share(basis)  # in the order of the factors below
     factors = [
         Factor("certification", facts.rating.value if facts.rating else "none",
-               _share(basis, CERTIFICATION_BPS[facts.rating] if facts.rating else 0)),
+               share(CERTIFICATION_BPS[facts.rating] if facts.rating else 0)),
         Factor("quality_reports",
                f"{facts.quality_average}/5 from {facts.quality_count}"
                if facts.quality_average is not None else "none",
-               _share(basis, quality_bps)),
+               share(quality_bps)),
         Factor("scarcity", f"{facts.open_demands} open demands / {facts.listed_supply} listed",
-               _share(basis, _scarcity_bps(facts.open_demands, facts.listed_supply))),
+               share(_scarcity_bps(facts.open_demands, facts.listed_supply))),
         Factor("exclusivity", "single license" if facts.licenses_available == 1
-               else f"{facts.licenses_available or 'unlimited'} licenses",
-               _share(basis, 1500 if facts.licenses_available == 1 else 0)),
+               else "unlimited licenses" if facts.licenses_available is None
+               else f"{facts.licenses_available} licenses left",
+               share(1500 if facts.licenses_available == 1 else 0)),
         Factor("resale", "allowed" if facts.resale else "not allowed",
-               _share(basis, 1000 if facts.resale else 0)),
+               share(1000 if facts.resale else 0)),
         Factor("derivatives", "allowed" if facts.derivatives else "not allowed",
-               _share(basis, 500 if facts.derivatives else 0)),
-        Factor("term", f"{facts.term_days} days" if facts.term_days else "perpetual",
-               _share(basis, _term_bps(facts.term_days))),
+               share(500 if facts.derivatives else 0)),
+        Factor("term", "perpetual" if facts.term_days is None else f"{facts.term_days} days",
+               share(_term_bps(facts.term_days))),
         Factor("territory", facts.territory.value,
-               _share(basis, 500 if facts.territory is Territory.CROSS_BORDER else 0)),
+               share(500 if facts.territory is Territory.CROSS_BORDER else 0)),
         Factor("delivery_mode", facts.delivery_mode.value,
-               _share(basis, DELIVERY_BPS[facts.delivery_mode])),
+               share(DELIVERY_BPS[facts.delivery_mode])),
         Factor("recent_deals",
                f"{facts.deal_count} deals, median {facts.deal_median}" if facts.deal_count
                else "no recent deals",

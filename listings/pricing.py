@@ -9,9 +9,10 @@ scope admits its classification and price model, the narrowest (classification c
 than price model), then the latest effective date.
 
 Versions: a guide price without an end (effective_to) is superseded by a newer one for the
-same scope from the newer one's effective date; the old row stays for the history. Binding
-guide prices for the same scope may not overlap otherwise: the same start, a start inside a
-binding period with a set end, or an end after a later binding start are refused (409).
+same scope from the newer one's effective date; the old row stays for the history. Two guide
+prices of one scope, either of them binding, may not overlap otherwise: the same start, or a
+start inside the other's period with a set end, is refused (409). Non-binding ones may; the
+one set last applies.
 
 A binding band is enforced at submission, review approval and relisting (422
 `price_out_of_band`), when an order is priced, and by the matching engine; a non-binding one
@@ -134,7 +135,9 @@ def in_force_for_category(session: Session, category: str, at: datetime) -> list
 def _pick(guides: list[GuidePrice], classification: Classification,
           price_model: PriceModel) -> GuidePrice | None:
     fitting = [g for g in guides if g.applies_to(classification, price_model)]
-    return max(fitting, key=lambda g: (g.specificity, g.effective_from), default=None)
+    # Ties (two non-binding guides of one scope from one date) go to the one set last.
+    return max(fitting, key=lambda g: (g.specificity, g.effective_from, g.created_at, g.id),
+               default=None)
 
 
 def applicable_guide(session: Session, *, category: str, classification: Classification,
