@@ -28,14 +28,14 @@ import zlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select, text
+from sqlalchemy import ColumnElement, Select, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app import audit, clock
 from app.errors import ValidationFailed
 from app.parties.models import Actor
 from listings.errors import OverlappingGuidePrice, PriceOutOfBand
-from listings.models import Classification, GuidePrice, Listing, PriceModel
+from listings.models import Classification, GuidePrice, Listing, ListingStatus, PriceModel
 
 
 def _in_force(at: datetime) -> list[ColumnElement[bool]]:
@@ -90,11 +90,29 @@ def set_guide_price(session: Session, *, actor: Actor, body: dict[str, Any]) -> 
     if later:
         _supersede(session, actor, guide, by=min(later, key=lambda g: g.effective_from))
     session.flush()
+    if guide.binding:
+        _warn_listed_outside(session, guide)
     audit.record(session, actor_id=actor.id, action="guide_price.set", subject=guide,
                  details={"category": guide.category, "reference_price": guide.reference_price,
                           "floor_price": guide.floor_price,
                           "ceiling_price": guide.ceiling_price, "binding": guide.binding})
     return guide
+
+
+def _warn_listed_outside(session: Session, guide: GuidePrice) -> None:
+    """Listed products a new binding band excludes stay listed, but cannot be ordered or
+    matched from its date: their merchants see why on the listing."""
+    stmt = update(Listing).where(
+        Listing.status == ListingStatus.LISTED, Listing.category == guide.category,
+        ~Listing.unit_price.between(guide.floor_price, guide.ceiling_price))
+    if guide.classification is not None:
+        stmt = stmt.where(Listing.classification == guide.classification)
+    if guide.price_model is not None:
+        stmt = stmt.where(Listing.price_model == guide.price_model)
+    session.execute(stmt.values(price_warning=(
+        f"From {guide.effective_from.isoformat()} the price is outside the {guide.describe()}: "
+        "orders and matching refuse it until it is listed again in the band."))
+        .execution_options(synchronize_session=False))
 
 
 def _supersede(session: Session, actor: Actor, guide: GuidePrice, *, by: GuidePrice) -> None:

@@ -1152,3 +1152,20 @@ def test_an_order_completed_through_the_api_counts_as_a_deal_of_its_category(m):
 
     assert body["recent_deals"] == {"count": 1, "median_unit_price": 140_000}
     assert body["basis"] == "recent_deals"
+
+
+def test_a_binding_band_set_later_warns_the_listed_products_it_excludes(client):
+    operator, merchant = make_member(Role.OPERATOR), make_member(Role.MERCHANT)
+    outside = listed_product(client, merchant, unit_price=120_000)
+    inside = listed_product(client, merchant, unit_price=90_000)
+    set_guide = client.post("/api/v1/guide-prices", headers=operator.headers, json={
+        "category": "transport", "reference_price": 100_000, "floor_pct": 20,
+        "ceiling_pct": 10, "binding": True})
+    assert set_guide.status_code == 201, set_guide.json
+
+    def warning(listing: dict) -> str | None:
+        return client.get(f"/api/v1/listings/{listing['id']}",
+                          headers=merchant.headers).json["price_warning"]
+
+    assert "outside the binding band 80000-110000" in warning(outside)
+    assert warning(inside) is None
