@@ -10,7 +10,7 @@ PORT ?= 5000
 export FLASK_APP := app
 
 .PHONY: install run test lint migrate seed clean bench-audit bench-listings bench-credit \
-	bench-matching bench-orders
+	bench-matching bench-orders bench-settlement
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,3 +63,6 @@ bench-matching: install
 # Needs PostgreSQL (BENCH_DATABASE_URL, a scratch database), wrk and pgbench.
 bench-orders: install
 	$(BIN)/python -m benchmarks.order_placement --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
+
+bench-settlement: install
+	$(BIN)/python -m benchmarks.settlement $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}

@@ -55,6 +55,15 @@ class Config:
     MATCH_CANDIDATES = _int("MATCH_CANDIDATES", 200)
     # Recent deals (completed orders) of a category that price guidance weighs.
     DEAL_WINDOW_DAYS = _int("DEAL_WINDOW_DAYS", 90)
+    # Settlement: the platform's fee off the top of every order, in basis points; the daily
+    # run's schedule (cron, SCHEDULER_TIMEZONE); orders settled per transaction.
+    PLATFORM_FEE_BPS = _int("PLATFORM_FEE_BPS", 500)
+    SETTLEMENT_CRON = os.environ.get("SETTLEMENT_CRON", "0 2 * * *")
+    SETTLEMENT_BATCH_SIZE = _int("SETTLEMENT_BATCH_SIZE", 500)
+    # Where bank_file payout batches are written for the operator.
+    PAYOUT_FILE_DIR = os.environ.get("PAYOUT_FILE_DIR", str(INSTANCE_DIR / "payouts"))
+    # Stripe Connect transfers (stripe_connect payouts): another API base if set.
+    STRIPE_CONNECT_API_BASE = os.environ.get("STRIPE_CONNECT_API_BASE")
     # Stripe: a secret key turns it on; STRIPE_API_BASE points the SDK elsewhere (localstripe).
     STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY")
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET")

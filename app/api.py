@@ -161,12 +161,15 @@ class SQLPage(Page):
 
     @property
     def items(self) -> list[Any]:
-        from app.extensions import db
-
         if self.page_params.first_item > MAX_OFFSET:
             return []
-        stmt = self.collection.limit(self.page_params.page_size).offset(
-            self.page_params.first_item)
+        return self._fetch(self.collection.limit(self.page_params.page_size).offset(
+            self.page_params.first_item))
+
+    @staticmethod
+    def _fetch(stmt: Select) -> list[Any]:
+        from app.extensions import db
+
         return list(db.session.scalars(stmt))
 
     @property
@@ -175,3 +178,13 @@ class SQLPage(Page):
 
         count = select(func.count()).select_from(self.collection.order_by(None).subquery())
         return db.session.scalar(count) or 0
+
+
+class SQLRowPage(SQLPage):
+    """Paginate a select of several columns: each item is a row with named attributes."""
+
+    @staticmethod
+    def _fetch(stmt: Select) -> list[Any]:
+        from app.extensions import db
+
+        return list(db.session.execute(stmt))

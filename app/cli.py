@@ -1,4 +1,5 @@
-"""flask commands: parties create, seed-demo, audit verify, scheduler run."""
+"""flask commands: parties create, seed-demo, audit verify, scheduler run (and the domains'
+groups: settlement run / verify)."""
 
 from __future__ import annotations
 
@@ -127,6 +128,9 @@ def run_one_job(job_id: str) -> None:
 
 
 def register(app: Flask) -> None:
+    from settlement.cli import settlement_cli
+
+    app.cli.add_command(settlement_cli)
     app.cli.add_command(parties_cli)
     app.cli.add_command(audit_cli)
     app.cli.add_command(scheduler_cli)

@@ -20,6 +20,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
 from flask import Flask
 from sqlalchemy import String, or_, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -124,8 +125,14 @@ def build_scheduler(app: Flask, *, blocking: bool) -> BaseScheduler:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
     )
     for job in JOBS.values():
-        scheduler.add_job(run_job, job.trigger, args=[app, job.id], id=job.id, name=job.id,
-                          replace_existing=True, **job.trigger_args)
+        trigger_args = dict(job.trigger_args)
+        # A schedule set by configuration: crontab_from names the setting with the crontab.
+        setting = trigger_args.pop("crontab_from", None)
+        trigger = CronTrigger.from_crontab(app.config[setting],
+                                           timezone=app.config["SCHEDULER_TIMEZONE"]) \
+            if setting else job.trigger
+        scheduler.add_job(run_job, trigger, args=[app, job.id], id=job.id, name=job.id,
+                          replace_existing=True, **trigger_args)
     return scheduler
 
 

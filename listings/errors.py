@@ -80,3 +80,7 @@ class PriceOutOfBand(DomainError):
 
 class OverlappingGuidePrice(Conflict):
     code, title = "overlapping_guide_price", "Overlaps a binding guide price of the same scope"
+
+
+class InvalidRevenuePlan(DomainError):
+    status, code, title = 422, "invalid_revenue_plan", "The revenue-share plan does not add up"

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -21,12 +22,21 @@ from listings.errors import (
     AdmissionProhibited,
     AdmissionProhibitedNow,
     CertificationRequired,
+    InvalidRevenuePlan,
     ListingNotFound,
     OperationRightRequired,
     PreconditionFailed,
     UnknownParties,
 )
-from listings.models import Listing, ListingStatus, Rights, Source, SourceOrigin, UsageScope
+from listings.models import (
+    Listing,
+    ListingStatus,
+    Rights,
+    ShareRole,
+    Source,
+    SourceOrigin,
+    UsageScope,
+)
 from listings.signals import listing_listed
 
 
@@ -67,6 +77,27 @@ def _check_parties(session: Session, listing: Listing) -> None:
         raise UnknownParties(f"No party with id {', '.join(missing)}.", missing=missing)
 
 
+def _check_revenue_plan(listing: Listing) -> None:
+    """Who shares the proceeds must add up: brokers' commissions and the platform's fee
+    leave something to share, and the holder of the operation right (the merchant) is named
+    at most once — or not at all, when it is the default payee of the pool."""
+    shares = listing.revenue_shares
+    broker_pct = sum(float(s["weight"]) for s in shares if s["role"] == ShareRole.BROKER)
+    fee_pct = current_app.config["PLATFORM_FEE_BPS"] / 100
+    problems = []
+    if broker_pct + fee_pct >= 100:
+        problems.append(f"Brokers' commissions ({broker_pct:g} %) and the platform fee "
+                        f"({fee_pct:g} %) leave nothing to share.")
+    merchant_lines = [s for s in shares if s["role"] != ShareRole.BROKER
+                      and s["party_id"] == str(listing.merchant_id)]
+    if len(merchant_lines) > 1:
+        problems.append("The merchant (holder of the operation right) is named more than once.")
+    if len({(s["party_id"], s["role"]) for s in shares}) < len(shares):
+        problems.append("A party is named twice in the same role.")
+    if problems:
+        raise InvalidRevenuePlan(" ".join(problems), errors={"revenue_shares": problems})
+
+
 def _record(session: Session, actor: Actor, action: str, listing: Listing,
             **details: Any) -> None:
     audit.record(session, actor_id=actor.id, action=action, subject=listing,
@@ -78,6 +109,7 @@ def create_listing(session: Session, *, merchant: Party, body: dict[str, Any]) -
     credit.ensure_may_list(session, merchant.id)
     listing = Listing(merchant_id=merchant.id, **_composites(body))
     _check_parties(session, listing)
+    _check_revenue_plan(listing)
     session.add(listing)
     session.flush()
     _record(session, merchant, "listing.created", listing, title=listing.title)
@@ -141,6 +173,7 @@ def update_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor,
     if listing.status is ListingStatus.REJECTED:
         listing.set_status(ListingStatus.DRAFT)
     _check_parties(session, listing)
+    _check_revenue_plan(listing)
     session.flush()
     _record(session, actor, "listing.updated", listing, fields=sorted(changes))
     return listing
@@ -153,6 +186,7 @@ def submit_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor) -> 
     listing.ensure_can("submit")
     credit.ensure_may_list(session, listing.merchant_id)
     _check_parties(session, listing)
+    _check_revenue_plan(listing)
     now = clock.now()
     result = admission.evaluate(admission.facts_of_listing(listing),
                                 admission.rules_in_force(session, now))

@@ -10,6 +10,7 @@ from app import audit, clock
 from app.errors import ValidationFailed
 from app.parties.models import Actor
 from credit import services as credit
+from orders import money
 from orders.errors import DisputeNotFound, RefundExceedsPayment
 from orders.models import Dispute, DisputeOutcome, Order, Refund
 from orders.payments import provider_named
@@ -51,6 +52,7 @@ def resolve_dispute(session: Session, *, dispute_id: uuid.UUID, actor: Actor,
         session.flush()
         refund.reference = provider_named(order.payment_provider).refund(
             order, amount, refund_key=f"refund:{refund.id}")
+        money.refund_paid(session, refund)
     dispute.outcome, dispute.refund_amount, dispute.note = outcome, amount, note
     dispute.resolved_by, dispute.resolved_at = actor.id, now
     session.flush()

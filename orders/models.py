@@ -67,6 +67,8 @@ class Order(Base):
     total_amount: Mapped[int] = mapped_column(Money)
     currency: Mapped[str] = mapped_column(String(3))
     license: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The listing's revenue-share plan and the platform fee at purchase (settlement splits by it).
+    revenue_plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[OrderStatus] = mapped_column(str_enum(OrderStatus, "order_status"),
                                                 default=OrderStatus.PENDING_PAYMENT)
     payment_provider: Mapped[str] = mapped_column(String(20))

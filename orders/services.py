@@ -21,6 +21,7 @@ from credit import services as credit
 from listings import certification, pricing
 from listings.errors import ListingNotFound
 from listings.models import Listing, ListingStatus, QualityReport
+from orders import money
 from orders.errors import (
     InvalidBeneficiaries,
     ListingNotAvailable,
@@ -89,6 +90,13 @@ def _frozen_license(listing: Listing, order_purpose: str,
     }
 
 
+def _frozen_plan(listing: Listing) -> dict[str, Any]:
+    """Who shares the proceeds, as the listing says now, and the platform's fee now."""
+    return {"listing_version": listing.version,
+            "platform_fee_bps": current_app.config["PLATFORM_FEE_BPS"],
+            "shares": [dict(share) for share in listing.revenue_shares]}
+
+
 def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quantity: int,
                 purpose: str, beneficiaries: list[uuid.UUID]) -> Order:
     """Buy licenses of a listed product at its current price, under its current scope."""
@@ -122,6 +130,7 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
         beneficiaries=[str(b) for b in beneficiaries],
         unit_price=listing.unit_price, total_amount=listing.unit_price * quantity,
         currency=listing.currency, license=_frozen_license(listing, purpose, beneficiaries, now),
+        revenue_plan=_frozen_plan(listing),
         payment_provider=provider.name,
         expires_at=now + timedelta(minutes=current_app.config["ORDER_PAYMENT_TTL_MINUTES"]))
     session.add(order)
@@ -182,6 +191,7 @@ def confirm_offline_payment(session: Session, *, order_id: uuid.UUID, actor: Act
     order.pay(order.total_amount, now)
     session.add(Payment(order_id=order.id, provider="offline", amount=order.total_amount,
                         reference=reference, recorded_by=actor.id))
+    money.payment_received(session, order, order.total_amount)
     session.flush()
     _record(session, actor, "order.paid", order, provider="offline", reference=reference,
             amount=order.total_amount)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from app import audit, clock
 from app.db import upsert_insert
+from orders import money
 from orders.errors import InvalidPayload, InvalidSignature
 from orders.models import Order, OrderStatus, Payment, StripeEvent
 from orders.payments import stripe_client
@@ -105,6 +106,7 @@ def _payment_succeeded(session: Session, hint: dict[str, Any]) -> str:
     order.pay(amount, clock.now())
     session.add(Payment(order_id=order.id, provider="stripe", amount=amount,
                         reference=intent_id))
+    money.payment_received(session, order, amount)
     session.flush()
     audit.record(session, actor_id=None, action="order.paid", subject=order,
                  details={"status": order.status.value, "provider": "stripe",

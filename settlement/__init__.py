@@ -1,0 +1,1 @@
+"""Settlement: revenue sharing, settlement runs and payouts."""

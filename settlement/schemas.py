@@ -1,0 +1,132 @@
+"""Request and response shapes of settlement and the ledger reports."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from app.api import Schema
+from settlement.models import PayoutMethod, PayoutStatus, RunStatus
+
+
+class RunCreateSchema(Schema):
+    up_to = fields.AwareDateTime(load_default=None, metadata={
+        "description": "Settle orders completed up to this instant (default: now)"})
+
+
+class RunSchema(Schema):
+    id = fields.UUID()
+    up_to = fields.DateTime()
+    status = fields.Enum(RunStatus, by_value=True)
+    orders_settled = fields.Integer()
+    gross_amount = fields.Integer()
+    platform_fee_amount = fields.Integer()
+    payout_amount = fields.Integer(metadata={"description": "Allocated to payees"})
+    refunds_reversed = fields.Integer()
+    currency = fields.Constant("CNY")
+    started_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class AllocationSchema(Schema):
+    party_id = fields.UUID(allow_none=True, metadata={"description": "null for the platform"})
+    role = fields.String(metadata={"description": "platform, collector, processor, holder, "
+                                                  "broker or public_authority"})
+    basis = fields.String()
+    amount = fields.Integer()
+    reversed_amount = fields.Integer()
+    net_amount = fields.Integer()
+
+
+class BalanceSchema(Schema):
+    party_id = fields.UUID()
+    currency = fields.Constant("CNY")
+    available_amount = fields.Integer(metadata={
+        "description": "Payable now, less what the party owes back after refunds"})
+    pending_amount = fields.Integer(metadata={"description": "In payouts under way"})
+    clawback_amount = fields.Integer(metadata={"description": "Owed back, netted next"})
+
+
+class StatementArgsSchema(Schema):
+    from_ = fields.AwareDateTime(data_key="from")
+    to = fields.AwareDateTime()
+
+
+class StatementLineSchema(Schema):
+    posted_at = fields.DateTime()
+    account = fields.String()
+    amount = fields.Integer(metadata={"description": "Positive into the account, negative out"})
+    transaction_key = fields.String()
+    kind = fields.String()
+    description = fields.String()
+
+
+class AccountBalanceSchema(Schema):
+    code = fields.String()
+    kind = fields.String()
+    party_id = fields.UUID(allow_none=True)
+    balance = fields.Integer()
+    entries_balance = fields.Integer()
+
+
+class TrialBalanceSchema(Schema):
+    balanced = fields.Boolean()
+    total_debits = fields.Integer()
+    total_credits = fields.Integer()
+    accounts = fields.List(fields.Nested(AccountBalanceSchema))
+    mismatched_accounts = fields.List(fields.String())
+    unbalanced_transactions = fields.List(fields.String())
+
+
+class PayoutAccountSchema(Schema):
+    party_id = fields.UUID(dump_only=True)
+    method = fields.Enum(PayoutMethod, by_value=True, required=True)
+    bank_name = fields.String(load_default=None, allow_none=True,
+                              validate=validate.Length(min=1, max=200))
+    account_name = fields.String(load_default=None, allow_none=True,
+                                 validate=validate.Length(min=1, max=200))
+    account_number = fields.String(load_default=None, allow_none=True,
+                                   validate=validate.Regexp(r"^[0-9A-Za-z -]{4,64}$"))
+    stripe_account_id = fields.String(load_default=None, allow_none=True,
+                                      validate=validate.Regexp(r"^acct_[0-9A-Za-z]{1,64}$"))
+    updated_at = fields.DateTime(dump_only=True)
+
+
+class PayoutSchema(Schema):
+    id = fields.UUID()
+    run_id = fields.UUID()
+    batch_id = fields.UUID()
+    party_id = fields.UUID()
+    method = fields.Enum(PayoutMethod, by_value=True)
+    amount = fields.Integer()
+    currency = fields.Constant("CNY")
+    status = fields.Enum(PayoutStatus, by_value=True)
+    reference = fields.String(allow_none=True, metadata={
+        "description": "Stripe transfer id, or the bank batch"})
+    failure_reason = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    resolved_at = fields.DateTime(allow_none=True)
+
+
+class PayoutQueryArgsSchema(Schema):
+    party_id = fields.UUID()
+    run_id = fields.UUID()
+    status = fields.Enum(PayoutStatus, by_value=True)
+
+
+class PayoutBatchSchema(Schema):
+    id = fields.UUID()
+    run_id = fields.UUID()
+    method = fields.Enum(PayoutMethod, by_value=True)
+    file_available = fields.Function(lambda batch: batch.file_path is not None)
+    confirmed_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class RefusedPayoutSchema(Schema):
+    payout_id = fields.UUID(required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class BatchConfirmationSchema(Schema):
+    failed = fields.List(fields.Nested(RefusedPayoutSchema), load_default=list,
+                         metadata={"description": "Payouts the bank refused; the rest are paid"})

@@ -1,0 +1,181 @@
+"""Settlement: completed orders allocated to their payees on the ledger, exactly once.
+
+The steps of a run (`settlement.runs.settle` drives them): open (or resume) the run of a
+cut-off, settle the completed, unsettled orders in batches — many orders per transaction,
+each order's allocation and its ledger transaction together —, take back refunds of settled
+orders from their payees, and close the run. An order is settled once whatever happens:
+its settlement row's primary key is the order, batches lock the orders they take (SKIP
+LOCKED, so a second run settles others), and a batch that loses a race rolls back and is
+read again. A process killed part-way leaves whole batches behind it; the next run settles
+the rest.
+
+Accounts (payees' accounts carry the party): `buyer_clearing` (money received, waiting),
+`platform_revenue`, `payable:<party>` (owed to the payee), `clawback:<party>` (negative:
+what a payee owes back after a refund took more than it still had payable).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session
+
+from app import audit, clock, ledger
+from app.db import upsert_insert
+from app.faults import crash_point
+from app.parties.models import Actor
+from orders.models import Order, OrderStatus, Refund
+from orders.money import BUYER_CLEARING
+from settlement import allocation
+from settlement.models import (
+    AllocationLine,
+    OrderSettlement,
+    RefundReversal,
+    RunStatus,
+    SettlementRun,
+)
+
+log = logging.getLogger(__name__)
+
+PLATFORM_REVENUE = ledger.AccountRef("platform_revenue")
+
+
+def payable(party_id: uuid.UUID) -> ledger.AccountRef:
+    return ledger.AccountRef("payable", party_id)
+
+
+def clawback(party_id: uuid.UUID) -> ledger.AccountRef:
+    return ledger.AccountRef("clawback", party_id)
+
+
+def open_run(session: Session, *, up_to: datetime, actor: Actor | None) -> SettlementRun:
+    """The run of this cut-off: created now, or the one already there (one per cut-off)."""
+    session.execute(upsert_insert(session, SettlementRun).values(
+        id=uuid.uuid4(), up_to=up_to, status=RunStatus.RUNNING.value, orders_settled=0,
+        gross_amount=0, platform_fee_amount=0, payout_amount=0, refunds_reversed=0,
+        started_by=actor.id if actor else None, started_at=clock.now())
+        .on_conflict_do_nothing(index_elements=["up_to"]))
+    run = session.scalars(select(SettlementRun).where(SettlementRun.up_to == up_to)).one()
+    return run
+
+
+def _unsettled(up_to: datetime, limit: int) -> Any:
+    return (select(Order).where(
+        Order.status == OrderStatus.COMPLETED, Order.completed_at <= up_to,
+        ~exists().where(OrderSettlement.order_id == Order.id))
+        .order_by(Order.completed_at, Order.id).limit(limit)
+        .with_for_update(skip_locked=True))
+
+
+def settle_batch(session: Session, run_id: uuid.UUID, up_to: datetime, size: int) -> int:
+    """Settle up to `size` completed, unsettled orders in this transaction; how many.
+
+    Written in bulk: one insert of settlement marks, one of allocation lines, and the
+    ledger postings together (each account's balance moved once for the batch)."""
+    orders = list(session.scalars(_unsettled(up_to, size)))
+    if not orders:
+        return 0
+    now = clock.now()
+    marks, lines, postings = [], [], []
+    gross = fee = 0
+    for order in orders:
+        shares = allocation.split(order.total_amount, allocation.plan_lines(
+            order.revenue_plan or {}, order.merchant_id))
+        marks.append({"order_id": order.id, "run_id": run_id, "amount": order.total_amount,
+                      "settled_at": now})
+        lines.extend({"id": uuid.uuid4(), "order_id": order.id, "position": n,
+                      "party_id": share.party_id, "role": share.role, "basis": share.basis,
+                      "amount": share.amount, "reversed_amount": 0}
+                     for n, share in enumerate(shares))
+        postings.append(_allocation_posting(order, shares))
+        gross += order.total_amount
+        fee += shares[0].amount
+    session.execute(OrderSettlement.__table__.insert(), marks)
+    session.execute(AllocationLine.__table__.insert(), lines)
+    ledger.post_transactions(session, postings)
+    crash_point("settlement.batch_written")
+    session.execute(update(SettlementRun).where(SettlementRun.id == run_id).values(
+        orders_settled=SettlementRun.orders_settled + len(orders),
+        gross_amount=SettlementRun.gross_amount + gross,
+        platform_fee_amount=SettlementRun.platform_fee_amount + fee,
+        payout_amount=SettlementRun.payout_amount + gross - fee))
+    return len(orders)
+
+
+def _allocation_posting(order: Order, shares: list[allocation.Share]) -> ledger.Posting:
+    lines: list[tuple[ledger.AccountRef, int]] = [(BUYER_CLEARING, -order.total_amount)]
+    for share in shares:
+        if share.amount:
+            lines.append((PLATFORM_REVENUE if share.party_id is None
+                          else payable(share.party_id), share.amount))
+    return ledger.Posting(key=f"order:{order.id}:settled", kind="allocation",
+                          description=f"Allocation of order {order.id}", lines=lines)
+
+
+def reverse_refunds(session: Session, run_id: uuid.UUID | None, limit: int) -> int:
+    """Take refunds of settled orders back from their allocation lines; how many."""
+    refunds = list(session.scalars(select(Refund).where(
+        exists().where(OrderSettlement.order_id == Refund.order_id),
+        ~exists().where(RefundReversal.refund_id == Refund.id))
+        .order_by(Refund.created_at, Refund.id).limit(limit)))
+    if refunds:
+        # Clearing first, as every posting that touches it locks it first: reading payees'
+        # balances under it cannot deadlock with a settlement batch.
+        ledger.balances(session, [BUYER_CLEARING], for_update=True)
+    for refund in refunds:
+        lines = list(session.scalars(select(AllocationLine).where(
+            AllocationLine.order_id == refund.order_id).order_by(AllocationLine.position)
+            .with_for_update()))
+        taken = allocation.reversal(refund.amount, [line.net_amount for line in lines])
+        postings: list[tuple[ledger.AccountRef, int]] = [(BUYER_CLEARING, refund.amount)]
+        from_payable: dict[uuid.UUID, int] = {}  # a payee may hold several of the lines
+        for line, amount in zip(lines, taken, strict=True):
+            line.reversed_amount += amount
+            if amount:
+                postings.extend(_take_back(session, line, amount, from_payable))
+        session.add(RefundReversal(refund_id=refund.id, order_id=refund.order_id,
+                                   run_id=run_id, amount=refund.amount,
+                                   reversed_at=clock.now()))
+        session.flush()
+        ledger.post_transaction(session, key=f"refund:{refund.id}:reversed", kind="reversal",
+                                description=f"Refund {refund.id} taken back from payees",
+                                lines=postings)
+    return len(refunds)
+
+
+def _take_back(session: Session, line: AllocationLine, amount: int,
+               taken: dict[uuid.UUID, int]) -> list[tuple[ledger.AccountRef, int]]:
+    """From the payee's payable balance (less what `taken` says this reversal's earlier
+    lines already take from it); what is no longer there (paid out) becomes a clawback,
+    netted from its next payout."""
+    if line.party_id is None:
+        return [(PLATFORM_REVENUE, -amount)]
+    account = payable(line.party_id)
+    available = max(0, ledger.balances(session, [account], for_update=True)[account.code]
+                    - taken.get(line.party_id, 0))
+    from_payable = min(available, amount)
+    taken[line.party_id] = taken.get(line.party_id, 0) + from_payable
+    postings = [(account, -from_payable)] if from_payable else []
+    if amount > from_payable:
+        postings.append((clawback(line.party_id), -(amount - from_payable)))
+    return postings
+
+
+def finish_run(session: Session, run_id: uuid.UUID, actor: Actor | None) -> SettlementRun:
+    run = session.get(SettlementRun, run_id, with_for_update=True, populate_existing=True)
+    assert run is not None
+    if run.status is RunStatus.RUNNING:
+        run.status, run.finished_at = RunStatus.COMPLETED, clock.now()
+        session.flush()
+        audit.record(session, actor_id=actor.id if actor else None,
+                     action="settlement.run_completed", subject=run,
+                     details={"up_to": run.up_to.isoformat(),
+                              "orders_settled": run.orders_settled,
+                              "gross_amount": run.gross_amount,
+                              "platform_fee_amount": run.platform_fee_amount,
+                              "refunds_reversed": run.refunds_reversed})
+    return run
