@@ -79,6 +79,14 @@ class Config:
     SCHEDULER_IN_WEB = os.environ.get("SCHEDULER_IN_WEB", "false").lower() == "true"
     SCHEDULER_TIMEZONE = os.environ.get("SCHEDULER_TIMEZONE", "Asia/Shanghai")
 
+    # Abuse limits (app/limits.py); counters in Redis when REDIS_URL is set, else in memory.
+    REDIS_URL = os.environ.get("REDIS_URL")
+    RATE_LIMITS_ENABLED = os.environ.get("RATE_LIMITS_ENABLED", "true").lower() == "true"
+    RATE_LIMIT_AUTH_FAILURES = os.environ.get("RATE_LIMIT_AUTH_FAILURES", "20 per minute")
+    RATE_LIMIT_REGISTRATION = os.environ.get("RATE_LIMIT_REGISTRATION", "10 per hour")
+    RATE_LIMIT_TRADING = os.environ.get("RATE_LIMIT_TRADING", "120 per minute")
+    RATE_LIMIT_DISPUTES = os.environ.get("RATE_LIMIT_DISPUTES", "20 per hour")
+
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     LOG_JSON = os.environ.get("LOG_JSON", "true").lower() == "true"
 
@@ -95,18 +103,35 @@ class TestingConfig(Config):
     LOG_JSON = False
     IDEMPOTENCY_LOCK_TIMEOUT_MS = 5_000
     STRIPE_MAX_NETWORK_RETRIES = 0
+    # The suite hammers endpoints on purpose; tests of the limits turn them on.
+    RATE_LIMITS_ENABLED = False
 
 
 class ProductionConfig(Config):
     ENV_NAME = "production"
+    DEBUG = False
+    TESTING = False
     LOG_JSON = True
+    PROPAGATE_EXCEPTIONS = False
+    # Behind TLS: browsers keep to HTTPS for a year.
+    HSTS_SECONDS = _int("HSTS_SECONDS", 31_536_000)
 
     @classmethod
     def validate(cls) -> None:
-        """Refuse to start without the settings production cannot guess."""
-        missing = [name for name in ("SECRET_KEY", "DATABASE_URL") if not os.environ.get(name)]
-        if missing:
-            raise RuntimeError(f"production configuration requires {', '.join(missing)}")
+        """Refuse to start without the settings production cannot guess or must not share."""
+        problems = [f"{name} is required" for name in ("SECRET_KEY", "DATABASE_URL")
+                    if not os.environ.get(name)]
+        if os.environ.get("SECRET_KEY") == Config.SECRET_KEY or \
+                len(os.environ.get("SECRET_KEY", "x" * 32)) < 32:
+            problems.append("SECRET_KEY must be a random value of at least 32 characters")
+        provider = os.environ.get("PAYMENT_PROVIDER",
+                                  "stripe" if os.environ.get("STRIPE_SECRET_KEY") else "offline")
+        if provider == "stripe" and not (
+                os.environ.get("STRIPE_SECRET_KEY") and os.environ.get("STRIPE_WEBHOOK_SECRET")):
+            problems.append("the stripe provider needs STRIPE_SECRET_KEY and "
+                            "STRIPE_WEBHOOK_SECRET")
+        if problems:
+            raise RuntimeError("production configuration: " + "; ".join(problems))
 
 
 CONFIGS = {

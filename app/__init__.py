@@ -25,9 +25,11 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from app.api import BEARER_SCHEME, Api
     from app.errors import register_error_handlers
     from app.extensions import db, migrate
+    from app.limits import init_limits
     from app.logs import configure_logging
     from app.parties.routes import blp as parties_blp
     from app.routes import audit_blp, ops
+    from app.security import init_security_headers
     from credit import jobs as credit_jobs  # noqa: F401  (registers the domain's jobs)
     from credit.routes import blp as credit_blp
     from listings import jobs as listing_jobs  # noqa: F401  (registers the domain's jobs)
@@ -52,6 +54,8 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
         INSTANCE_DIR.mkdir(exist_ok=True)
 
     configure_logging(app)
+    init_limits(app)
+    init_security_headers(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     api = Api(app)

@@ -112,7 +112,7 @@ def _snake(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-_HTTP_CODES = {413: "payload_too_large", 422: ValidationFailed.code}
+_HTTP_CODES = {413: "payload_too_large", 422: ValidationFailed.code, 429: "rate_limited"}
 
 
 def flatten_field_errors(messages: Any) -> dict[str, list[str]]:

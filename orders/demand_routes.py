@@ -11,6 +11,7 @@ from flask_smorest import Page
 from app.api import Blueprint, SQLPage
 from app.db import unit_of_work
 from app.idempotency import idempotent
+from app.limits import limit
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
 from orders import demands
@@ -28,6 +29,7 @@ blp = Blueprint("demands", __name__, url_prefix="/api/v1",
 
 @blp.route("/demands")
 class Demands(MethodView):
+    @limit("RATE_LIMIT_TRADING")
     @require_role(Role.BUYER)
     @idempotent
     @blp.arguments(DemandCreateSchema)

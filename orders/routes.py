@@ -11,6 +11,7 @@ from flask.views import MethodView
 from app.api import Blueprint, SQLPage
 from app.db import unit_of_work
 from app.idempotency import idempotent
+from app.limits import limit
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
 from listings.pricing_schemas import PriceGuidanceSchema
@@ -34,6 +35,7 @@ blp = Blueprint("orders", __name__, url_prefix="/api/v1",
 
 @blp.route("/orders")
 class Orders(MethodView):
+    @limit("RATE_LIMIT_TRADING")
     @require_role(Role.BUYER)
     @idempotent
     @blp.arguments(OrderCreateSchema)
@@ -135,6 +137,7 @@ class AcceptOrder(MethodView):
 
 @blp.route("/orders/<uuid:order_id>/disputes")
 class OrderDisputes(MethodView):
+    @limit("RATE_LIMIT_DISPUTES")
     @require_role(Role.BUYER)
     @blp.arguments(DisputeCreateSchema)
     @blp.response(201, DisputeSchema)

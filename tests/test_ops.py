@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
+from app.parties.models import Role
 from config import ProductionConfig
 from tests.conftest import make_app
+from tests.factories import PartyBodyFactory, make_member
 
 
 def test_healthz_answers_ok(client):
@@ -37,18 +39,69 @@ def test_every_response_carries_a_request_id_and_echoes_a_valid_one(client):
     assert replaced.headers["X-Request-ID"] != "bad id with spaces"
 
 
+PRODUCTION_SECRET = "a-random-production-secret-of-40-chars!!"
+
+
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL"])
 def test_production_refuses_to_start_without_its_secrets(monkeypatch, missing):
-    monkeypatch.setenv("SECRET_KEY", "s3cret")
+    monkeypatch.setenv("SECRET_KEY", PRODUCTION_SECRET)
     monkeypatch.setenv("DATABASE_URL", "postgresql://db/exchange")
     monkeypatch.delenv(missing)
     with pytest.raises(RuntimeError, match=missing):
         create_app(ProductionConfig)
 
 
+@pytest.mark.parametrize("secret", ["short", "dev-only-not-secret"])
+def test_production_refuses_a_weak_or_development_secret(monkeypatch, secret):
+    monkeypatch.setenv("SECRET_KEY", secret)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/exchange")
+    with pytest.raises(RuntimeError, match="SECRET_KEY must be a random value"):
+        create_app(ProductionConfig)
+
+
+def test_production_refuses_stripe_without_its_webhook_secret(monkeypatch):
+    monkeypatch.setenv("SECRET_KEY", PRODUCTION_SECRET)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/exchange")
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_live_x")
+    monkeypatch.delenv("STRIPE_WEBHOOK_SECRET", raising=False)
+    with pytest.raises(RuntimeError, match="STRIPE_WEBHOOK_SECRET"):
+        create_app(ProductionConfig)
+
+
 def test_production_starts_when_its_secrets_are_set(monkeypatch, tmp_path):
-    monkeypatch.setenv("SECRET_KEY", "s3cret")
+    monkeypatch.setenv("SECRET_KEY", PRODUCTION_SECRET)
     monkeypatch.setenv("DATABASE_URL", "postgresql://db/exchange")
     app = create_app(ProductionConfig, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/p.db")
     assert app.config["ENV_NAME"] == "production"
     assert not app.debug
+
+
+def test_production_answers_with_security_headers_and_no_stack_traces(monkeypatch, tmp_path):
+    monkeypatch.setenv("SECRET_KEY", PRODUCTION_SECRET)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/exchange")
+    app = create_app(ProductionConfig, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/p.db")
+    client = app.test_client()
+    answer = client.get("/api/v1/parties/me")
+    assert answer.status_code == 401
+    for name, value in {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                        "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}.items():
+        assert answer.headers[name] == value
+    assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
+    assert answer.headers["Strict-Transport-Security"].startswith("max-age=")
+    # No tables in that database: the error is internal, and nothing of it leaks out.
+    broken = client.post("/api/v1/parties", json=PartyBodyFactory())
+    assert broken.status_code == 500
+    assert broken.mimetype == "application/problem+json"
+    assert "Traceback" not in broken.get_data(as_text=True)
+    assert "sqlite" not in broken.get_data(as_text=True).lower()
+
+
+def test_api_keys_never_reach_the_logs(client, caplog):
+    member = make_member(Role.BUYER)
+    with caplog.at_level("DEBUG"):
+        client.get("/api/v1/parties/me", headers=member.headers)
+        client.get("/api/v1/parties/me", headers={"Authorization": "Bearer dx_not_a_key"})
+    assert caplog.records
+    text = "\n".join(record.getMessage() + str(record.__dict__) for record in caplog.records)
+    assert member.key not in text
+    assert "dx_not_a_key" not in text

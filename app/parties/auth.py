@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from flask import g, request
 from sqlalchemy import select
 
+from app import limits
 from app.api import document_errors
 from app.errors import Forbidden, Unauthorized
 from app.extensions import db
@@ -52,13 +53,19 @@ def authenticated_party() -> Party | None:
     cached = request.environ.get(_PARTY_ENVIRON_KEY, _ANONYMOUS)
     if cached is not _ANONYMOUS:
         return cached  # type: ignore[return-value]
-    token = _bearer_token()
+    limits.ensure_not_guessing_keys()
+    try:
+        token = _bearer_token()
+    except Unauthorized:
+        limits.count_failed_authentication()
+        raise
     party = None
     if token is not None:
         key = db.session.scalar(
             select(ApiKey).where(ApiKey.key_hash == hash_api_key(token),
                                  ApiKey.revoked_at.is_(None)))
         if key is None:
+            limits.count_failed_authentication()
             raise Unauthorized("The API key is not valid or has been revoked.")
         party = key.party
     request.environ[_PARTY_ENVIRON_KEY] = party

@@ -9,6 +9,7 @@ from flask.views import MethodView
 
 from app.api import Blueprint, SQLPage
 from app.db import unit_of_work
+from app.limits import limit
 from app.parties import services
 from app.parties.auth import authenticated_party, current_party, optional_auth, require_role
 from app.parties.models import Party, Role
@@ -46,6 +47,7 @@ class Parties(MethodView):
         """The register of parties (operators and regulators), paginated."""
         return services.parties_query(**args)
 
+    @limit("RATE_LIMIT_REGISTRATION")
     @optional_auth
     @blp.arguments(PartyCreateSchema)
     @blp.response(201, PartyCreatedSchema)
