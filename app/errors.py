@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from flask import Flask, Response, json
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
@@ -165,8 +166,19 @@ def unexpected_error_problem(error: Exception) -> Response:
                    "The server could not complete the request.")
 
 
+def database_error_problem(error: OperationalError | InterfaceError) -> Response:
+    """The database is gone or restarting (or the transaction lost a deadlock): nothing was
+    committed, so the client may retry. 503, not a 500 that reads like a bug."""
+    log.warning("database unavailable: %s", type(getattr(error, "orig", error)).__name__)
+    return problem(503, "database_unavailable", "Service unavailable",
+                   "The database is not answering; nothing was changed. Retry shortly.",
+                   headers={"Retry-After": "2"})
+
+
 def register_error_handlers(app: Flask) -> None:
     """Map every error class once; flask-smorest's HTTP handler is overridden in app.api."""
+    app.register_error_handler(OperationalError, database_error_problem)
+    app.register_error_handler(InterfaceError, database_error_problem)
     app.register_error_handler(DomainError, domain_error_problem)
     app.register_error_handler(StaleDataError, stale_data_problem)
     app.register_error_handler(Exception, unexpected_error_problem)

@@ -41,7 +41,7 @@ def configure_logging(app: Flask) -> None:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         g.request_started = time.perf_counter()
-        g.pop("party", None)  # an app context reused across requests must not leak the party
+        g.pop("party_id", None)  # an app context reused across requests must not leak it
 
     @app.after_request
     def log_request(response: Response) -> Response:
@@ -50,7 +50,6 @@ def configure_logging(app: Flask) -> None:
             response.headers[REQUEST_ID_HEADER] = request_id
         started = g.get("request_started")
         duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
-        party = g.get("party")
         access_log.info(
             "%s %s %s %sms", request.method, request.path, response.status_code, duration_ms,
             extra={
@@ -58,6 +57,6 @@ def configure_logging(app: Flask) -> None:
                 "path": request.path,
                 "status": response.status_code,
                 "duration_ms": duration_ms,
-                "party_id": str(party.id) if party is not None else None,
+                "party_id": g.get("party_id"),
             })
         return response

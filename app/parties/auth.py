@@ -69,7 +69,9 @@ def authenticated_party() -> Party | None:
             raise Unauthorized("The API key is not valid or has been revoked.")
         party = key.party
     request.environ[_PARTY_ENVIRON_KEY] = party
-    g.party = party  # read by the access log
+    # The access log reads the id as text: the party object may be expired (a rolled-back
+    # transaction) by then, and reloading it could fail with the database it failed on.
+    g.party_id = str(party.id) if party is not None else None
     return party
 
 
