@@ -88,9 +88,9 @@ def test_production_answers_with_security_headers_and_no_stack_traces(monkeypatc
         assert answer.headers[name] == value
     assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
     assert answer.headers["Strict-Transport-Security"].startswith("max-age=")
-    # No tables in that database: the error is internal, and nothing of it leaks out.
+    # No tables in that database: the failure is answered, and nothing of it leaks out.
     broken = client.post("/api/v1/parties", json=PartyBodyFactory())
-    assert broken.status_code == 500
+    assert broken.status_code == 503
     assert broken.mimetype == "application/problem+json"
     assert "Traceback" not in broken.get_data(as_text=True)
     assert "sqlite" not in broken.get_data(as_text=True).lower()
