@@ -19,3 +19,11 @@ accesslog = None
 # Recycle workers now and then so a slow leak cannot grow without bound.
 max_requests = 10_000
 max_requests_jitter = 1_000
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A worker that exits leaves its metrics behind for the others' totals, not as live."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -27,6 +27,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from app.extensions import db, migrate
     from app.limits import init_limits
     from app.logs import configure_logging
+    from app.metrics import init_metrics
     from app.parties.routes import blp as parties_blp
     from app.routes import audit_blp, ops
     from app.security import init_security_headers
@@ -56,6 +57,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     configure_logging(app)
     init_limits(app)
     init_security_headers(app)
+    init_metrics(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     api = Api(app)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from flask.views import MethodView
 from marshmallow import fields
 from sqlalchemy import text
 
-from app import audit
+from app import audit, metrics
 from app.api import Blueprint, Schema
 from app.db import unit_of_work
 from app.errors import problem
@@ -39,6 +40,17 @@ class Health(MethodView):
     def get(self) -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
+
+
+@ops.route("/metrics")
+class Metrics(MethodView):
+    @ops.doc(security=[], responses={"200": {
+        "description": "Prometheus text exposition format",
+        "content": {"text/plain": {"schema": {"type": "string"}}}}})
+    def get(self) -> Any:
+        """Request rate and latency per route, and the exchange's business counts, for
+        Prometheus (no API key: expose it on the internal network only)."""
+        return metrics.exposition(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
 @ops.route("/readyz")
