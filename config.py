@@ -21,13 +21,17 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+# Only for development and tests: production refuses to start with it.
+DEV_SECRET_KEY = "dev-only-not-secret"
+
+
 def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
 class Config:
     ENV_NAME = "development"
-    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
     SQLALCHEMY_DATABASE_URI = _database_url(f"sqlite:///{INSTANCE_DIR / 'exchange.db'}")
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 1024 * 1024)
@@ -121,7 +125,7 @@ class ProductionConfig(Config):
         """Refuse to start without the settings production cannot guess or must not share."""
         problems = [f"{name} is required" for name in ("SECRET_KEY", "DATABASE_URL")
                     if not os.environ.get(name)]
-        if os.environ.get("SECRET_KEY") == Config.SECRET_KEY or \
+        if os.environ.get("SECRET_KEY") == DEV_SECRET_KEY or \
                 len(os.environ.get("SECRET_KEY", "x" * 32)) < 32:
             problems.append("SECRET_KEY must be a random value of at least 32 characters")
         provider = os.environ.get("PAYMENT_PROVIDER",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import shutil
 import signal
 import statistics
@@ -157,9 +158,11 @@ end
 
 
 def start_gunicorn(url: str, workers: int) -> subprocess.Popen:
+    # Production settings, but no abuse limits: the load is one buyer ordering flat out.
     env = {**os.environ, "APP_ENV": "production", "DATABASE_URL": url,
-           "SECRET_KEY": "benchmark", "LOG_LEVEL": "WARNING", "BIND": f"127.0.0.1:{PORT}",
-           "WEB_CONCURRENCY": str(workers)}
+           "SECRET_KEY": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING",
+           "BIND": f"127.0.0.1:{PORT}", "WEB_CONCURRENCY": str(workers),
+           "RATE_LIMITS_ENABLED": "false"}
     server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c",
                                str(ROOT / "gunicorn.conf.py")], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
