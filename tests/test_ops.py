@@ -105,3 +105,16 @@ def test_api_keys_never_reach_the_logs(client, caplog):
     text = "\n".join(record.getMessage() + str(record.__dict__) for record in caplog.records)
     assert member.key not in text
     assert "dx_not_a_key" not in text
+
+
+def test_a_production_process_starts_with_the_secrets_in_its_environment(tmp_path):
+    """As gunicorn starts it: the environment is set before the configuration is read."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "APP_ENV": "production", "SECRET_KEY": PRODUCTION_SECRET,
+           "DATABASE_URL": f"sqlite:///{tmp_path}/p.db"}
+    started = subprocess.run([sys.executable, "-c", "from app import create_app; create_app()"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
