@@ -10,7 +10,7 @@ PORT ?= 5000
 export FLASK_APP := app
 
 .PHONY: install run test lint migrate seed clean bench-audit bench-listings bench-credit \
-	bench-matching bench-orders bench-settlement
+	bench-matching bench-orders bench-settlement bench-read bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,3 +66,10 @@ bench-orders: install
 
 bench-settlement: install
 	$(BIN)/python -m benchmarks.settlement $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
+
+# Needs PostgreSQL (BENCH_DATABASE_URL, a scratch database) and wrk.
+bench-read: install
+	$(BIN)/python -m benchmarks.listing_read --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
+
+# Every benchmark in turn on the scratch PostgreSQL database BENCH_DATABASE_URL (wrk, pgbench).
+bench: bench-read bench-orders bench-listings bench-matching bench-settlement bench-credit bench-audit
