@@ -10,14 +10,16 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import flask_smorest
+import flask_smorest.pagination
 import marshmallow as ma
 from flask import current_app
 from flask_smorest.pagination import Page
+from flask_smorest.utils import prepare_response
 from sqlalchemy import Select, func, select
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.errors import MalformedJson, http_exception_problem
+from app.errors import PROBLEM_MIMETYPE, MalformedJson, http_exception_problem
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,9 +48,31 @@ class Schema(ma.Schema):
     def _refuse_implausible_dates(self, data: Any, **kwargs: Any) -> Any:
         for name, value in (data.items() if isinstance(data, dict) else ()):
             if isinstance(value, datetime) and not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+                field = self.fields.get(name)
                 raise ma.ValidationError(
-                    f"Must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}.", name)
+                    f"Must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}.",
+                    (field.data_key if field is not None else None) or name)
         return data
+
+
+class StrictBoolean(ma.fields.Boolean):
+    """A JSON boolean and nothing else: marshmallow's Boolean would also take 0, 1, "yes",
+    "on"... which the documented `type: boolean` refuses. For bodies; query strings keep
+    the lenient Boolean, since every query value arrives as text."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):  # 1 == True, so the truthy set alone would not do
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class StrictFloat(ma.fields.Float):
+    """A JSON number and nothing else: marshmallow's Float would also parse "1.5"."""
+
+    def _validated(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
 
 
 def _contains_nul(value: Any) -> bool:
@@ -62,7 +86,11 @@ def _contains_nul(value: Any) -> bool:
 
 
 class ProblemSchema(Schema):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details; some codes add extension members (`matched_rules`,
+    `missing`, `refundable_amount`...), which RFC 9457 allows, so the document allows them."""
+
+    class Meta:
+        unknown = ma.INCLUDE
 
     type = ma.fields.String(metadata={"description": "URI reference naming the problem type"})
     title = ma.fields.String()
@@ -112,6 +140,22 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = Parser()
     DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 20, "max_page_size": 100}
 
+    def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[F], F]:
+        """flask-smorest documents the 422 of a body that does not validate; a JSON body can
+        also be malformed (400 `malformed_json`) or too large (413 `payload_too_large`)."""
+        decorator = super().arguments(schema, location=location, **kwargs)
+        if location != "json":
+            return decorator
+
+        def document_body_errors(func: F) -> F:
+            decorated = decorator(func)
+            responses = decorated._apidoc["arguments"]["responses"]  # type: ignore[attr-defined]
+            for status in (400, 413):
+                responses.setdefault(status, http.HTTPStatus(status).name)
+            return decorated
+
+        return document_body_errors
+
     @staticmethod
     def _make_pagination_metadata(page: int, page_size: int, item_count: int) -> dict[str, Any]:
         # The contract's X-Pagination always names the page and its size.
@@ -119,11 +163,40 @@ class Blueprint(flask_smorest.Blueprint):
         return {**metadata, "page": page, "page_size": page_size}
 
 
+class PaginationMetadataSchema(flask_smorest.pagination.PaginationMetadataSchema):
+    page_size = ma.fields.Int(metadata={"description": "Items per page."})
+
+
+# X-Pagination carries a JSON object. An OpenAPI 3.0 header described by `schema` alone is
+# serialized in the `simple` style (`total,3,page,1`), so a JSON header is described by
+# `content` instead.
+PAGINATION_HEADER = {
+    "description": "Pagination metadata, a JSON object",
+    "content": {"application/json": {"schema": PaginationMetadataSchema}},
+}
+
+
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ProblemSchema
 
     def handle_http_exception(self, error):  # type: ignore[override]
         return http_exception_problem(error)
+
+    def _register_responses(self) -> None:
+        """The reusable error responses (NOT_FOUND, CONFLICT..., DEFAULT_ERROR), documented as
+        application/problem+json, the media type errors are served with, not the JSON default."""
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if not 100 <= status < 200 and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+    def _register_pagination_header(self) -> None:
+        self.spec.components.header("PAGINATION", PAGINATION_HEADER, lazy=True)
 
 
 BEARER_SCHEME = "bearerAuth"

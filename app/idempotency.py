@@ -15,7 +15,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Response, current_app, make_response, request
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, delete, text
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, delete, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -158,6 +158,58 @@ def idempotent(view: F) -> F:
             row.store(response)
             return response
 
+    return _documented(wrapper)
+
+
+def idempotent_own_transactions(view: F) -> F:
+    """`idempotent` for a view that commits its work in transactions of its own (a settlement
+    run: batch after batch) and does nothing twice when run again by itself.
+
+    Such work cannot join the key's transaction: it would become one transaction holding
+    every lock to the end (concurrent runs then deadlock). The key is looked up first (a
+    stored answer is replayed), the view runs, and the key is stored with its answer
+    afterwards. A concurrent request with the same key may run the view too; the answer
+    stored first is the one both give.
+    """
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = request.headers.get(HEADER)
+        if key is None:
+            return view(*args, **kwargs)
+        if not 1 <= len(key) <= MAX_KEY_LENGTH:
+            raise ValidationFailed(errors={HEADER: [f"Must be 1 to {MAX_KEY_LENGTH} characters."]})
+        party = current_party()
+        fingerprint = request_fingerprint()
+        with unit_of_work() as session:
+            ttl = timedelta(hours=current_app.config["IDEMPOTENCY_KEY_TTL_HOURS"])
+            stored = session.scalar(select(IdempotencyKey).where(
+                IdempotencyKey.party_id == party.id, IdempotencyKey.key == key,
+                IdempotencyKey.created_at >= clock.now() - ttl))
+            if stored is not None:
+                return _replay(stored, fingerprint)
+        response = make_response(view(*args, **kwargs))
+        with unit_of_work() as session:
+            row, claimed = _claim(session, party.id, key, fingerprint)
+            if not claimed:
+                return _replay(row, fingerprint)
+            row.store(response)
+            return response
+
+    return _documented(wrapper)
+
+
+def _replay(row: IdempotencyKey, fingerprint: str) -> Response:
+    if row.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused("This Idempotency-Key was used for a different request.")
+    if row.response_status is None:
+        raise IdempotencyKeyInProgress(
+            "The request with this Idempotency-Key has no stored response yet.")
+    return row.replay()
+
+
+def _documented(wrapper: Callable[..., Any]) -> Any:
+    """The 409s and the Idempotency-Key header in the view's OpenAPI entry."""
     wrapper = document_errors(wrapper, 409)
     doc = wrapper._apidoc.setdefault("manual_doc", {})  # type: ignore[attr-defined]
     doc.setdefault("parameters", []).append({
@@ -165,7 +217,7 @@ def idempotent(view: F) -> F:
         "maxLength": MAX_KEY_LENGTH},
         "description": "Retry-safe key: same key and body within 24 h replays the first response.",
     })
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def purge_expired_keys(session: Session) -> int:

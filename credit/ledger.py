@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app import chains, clock
@@ -23,6 +23,17 @@ from credit.scoring import ScoredEvent
 _CHAIN_LOCK_KEY = 0x63726564697400  # names the credit chain's PostgreSQL advisory lock
 
 make_append_only(CreditEntry)
+
+
+def lock_chain(session: Session) -> None:
+    """Take the chain's lock (PostgreSQL; held until commit) without reading its head.
+
+    Every writer takes it before any profile's row lock (`services.lock_profile`): a writer
+    holding a profile while it waited for the chain, held by one that had appended for
+    another party and now wanted that profile, deadlocked. One order: chain, then profiles.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
 
 
 def append(session: Session, entry: CreditEntry) -> CreditEntry:

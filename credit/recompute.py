@@ -54,6 +54,7 @@ def recompute_and_refresh_batch(session: Session, *, after: uuid.UUID | None,
     `services.lock_profile` locks one: report those whose cached score differs from the chain
     at their computed_at, then refresh all of them at the present and reconcile their
     blacklisting."""
+    ledger.lock_chain(session)  # before the profiles' row locks, as every writer
     profiles = _next_profiles(session, after, batch_size, lock=True)
     if not profiles:
         return BatchResult()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.api import Schema
+from app.api import Schema, StrictBoolean
 from credit.catalog import CATALOG, PenaltyKind, Severity
 from credit.models import DecisionStatus
 from credit.scoring import Level
@@ -51,8 +51,8 @@ class PenaltySchema(Schema):
 class PenaltyCreateSchema(Schema):
     party_id = fields.UUID(required=True)
     kind = fields.Enum(PenaltyKind, by_value=True, required=True)
-    days = fields.Integer(required=True, validate=validate.Range(min=1, max=3 * 365))
-    amount = fields.Integer(load_default=None, allow_none=True,
+    days = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3 * 365))
+    amount = fields.Integer(load_default=None, allow_none=True, strict=True,
                             validate=validate.Range(min=1, max=10**12))
     event_id = fields.UUID(load_default=None, allow_none=True)
 
@@ -69,7 +69,7 @@ class RepairSchema(Schema):
     party_id = fields.UUID(dump_only=True)
     event_ids = fields.List(fields.UUID(), required=True, validate=validate.Length(min=1, max=50))
     measures = fields.String(required=True, validate=_text)
-    commitment = fields.Boolean(required=True)
+    commitment = StrictBoolean(required=True)
     evidence_ref = fields.String(load_default=None, allow_none=True, validate=_ref)
     status = fields.Enum(DecisionStatus, by_value=True, dump_only=True)
     note = fields.String(dump_only=True, allow_none=True)

@@ -50,7 +50,9 @@ def check_severity(kind: EventKind, severity: Severity) -> None:
 
 
 def lock_profile(session: Session, party_id: uuid.UUID) -> CreditProfile:
-    """The party's cached profile, created if missing and row-locked: one writer per party."""
+    """The party's cached profile, created if missing and row-locked: one writer per party.
+    The credit chain's lock comes first (see `ledger.lock_chain`), so writers never deadlock."""
+    ledger.lock_chain(session)
     session.execute(upsert_insert(session, CreditProfile).values(
         party_id=party_id, score=BASE_SCORE, level=level(BASE_SCORE).value,
         computed_at=clock.now()).on_conflict_do_nothing())

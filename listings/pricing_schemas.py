@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.api import Schema
+from app.api import Schema, StrictBoolean
 from listings.models import Classification, PriceModel
 
 _money = validate.Range(min=0, max=10**13)
@@ -22,7 +22,7 @@ class GuidePriceCreateSchema(Schema):
                                metadata={"description": "floor = reference less this %"})
     ceiling_pct = fields.Integer(required=True, strict=True, validate=validate.Range(0, 1000),
                                  metadata={"description": "ceiling = reference plus this %"})
-    binding = fields.Boolean(required=True, metadata={
+    binding = StrictBoolean(required=True, metadata={
         "description": "Enforced (public data priced under government guidance)"})
     currency = fields.String(load_default="CNY", validate=validate.OneOf(["CNY"]))
     effective_from = fields.AwareDateTime(load_default=None, metadata={"description":

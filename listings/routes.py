@@ -86,7 +86,7 @@ class ListingDetail(MethodView):
         return _with_etag(listing)
 
     @require_role()
-    @blp.arguments(ListingPatchSchema)
+    @blp.arguments(ListingPatchSchema, required=False)
     @blp.response(200, ListingSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")

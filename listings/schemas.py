@@ -9,7 +9,7 @@ import marshmallow as ma
 from flask import has_request_context
 from marshmallow import fields, post_dump, validate, validates_schema
 
-from app.api import Schema
+from app.api import Schema, StrictBoolean, StrictFloat
 from app.parties.auth import authenticated_party
 from listings import services
 from listings.models import (
@@ -64,16 +64,16 @@ class UsageScopeSchema(Schema):
     term_days = fields.Integer(load_default=None, allow_none=True, strict=True,
                                validate=validate.Range(min=1, max=36500))
     territory = _enum(Territory, required=True)
-    resale = fields.Boolean(load_default=False)
-    derivatives = fields.Boolean(load_default=False)
+    resale = StrictBoolean(load_default=False)
+    derivatives = StrictBoolean(load_default=False)
 
 
 class RevenueShareSchema(Schema):
     party_id = fields.UUID(required=True)
     role = _enum(ShareRole, required=True)
     basis = _enum(ShareBasis, required=True)
-    weight = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False,
-                                                                  max=1_000_000))
+    weight = StrictFloat(required=True, validate=validate.Range(min=0, min_inclusive=False,
+                                                                max=1_000_000))
     invested_amount = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0))
 
 
@@ -86,8 +86,8 @@ class ListingBodySchema(Schema):
     tags = fields.List(fields.String(validate=validate.Length(min=1, max=32)), load_default=list,
                        validate=validate.Length(max=20))
     classification = _enum(Classification, required=True)
-    contains_personal_info = fields.Boolean(load_default=False)
-    anonymized = fields.Boolean(load_default=False)
+    contains_personal_info = StrictBoolean(load_default=False)
+    anonymized = StrictBoolean(load_default=False)
     consent_basis = fields.String(load_default=None, allow_none=True,
                                   validate=validate.Length(max=500))
     source = fields.Nested(SourceSchema, required=True)
@@ -242,7 +242,7 @@ class AdmissionRuleSchema(Schema):
     keywords = fields.List(fields.String(validate=_short), load_default=list,
                            validate=validate.Length(max=50))
     classifications = fields.List(_enum(Classification), load_default=list)
-    contains_personal_info = fields.Boolean(load_default=None, allow_none=True)
+    contains_personal_info = StrictBoolean(load_default=None, allow_none=True)
     territory = _enum(Territory, load_default=None, allow_none=True)
     effective_from = fields.AwareDateTime(load_default=None, default_timezone=None)
     effective_to = fields.AwareDateTime(load_default=None, allow_none=True,

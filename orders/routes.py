@@ -175,6 +175,7 @@ class StripeWebhook(MethodView):
                      "content": {"application/json": {"schema": {"type": "object"}}}})
     @blp.response(200, WebhookAckSchema)
     @blp.alt_response(400, response="BAD_REQUEST")
+    @blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE")
     def post(self) -> Any:
         """Stripe events (no API key: the signature is verified); each is processed once.
 

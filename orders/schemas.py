@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.api import Schema
+from app.api import Schema, StrictBoolean
 from listings.models import Classification, DeliveryMode, Territory
 from orders.models import DemandStatus, DisputeOutcome, OrderStatus, PaymentStatus
 
@@ -125,7 +125,7 @@ class DemandCreateSchema(Schema):
     currency = fields.String(load_default="CNY", validate=validate.OneOf(["CNY"]))
     quantity = fields.Integer(load_default=1, strict=True,
                               validate=validate.Range(min=1, max=10_000))
-    auto_order = fields.Boolean(load_default=False, metadata={
+    auto_order = StrictBoolean(load_default=False, metadata={
         "description": "Order the best match at once (and, while open, when one appears)"})
     expires_at = fields.AwareDateTime(load_default=None, metadata={
         "description": "Default: DEMAND_TTL_DAYS from now"})

@@ -102,7 +102,10 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
     """Buy licenses of a listed product at its current price, under its current scope."""
     credit.ensure_may_trade(session, buyer.id)
     listing = session.get(Listing, listing_id)
-    if listing is None:
+    if listing is None or (listing.listed_at is None and listing.merchant_id != buyer.id
+                           and not buyer.has_role(*OVERSEERS)):
+        # A product never on the market is not revealed to exist (its detail answers 404
+        # too); one taken off it (suspended, delisted) is known: 409 listing_not_available.
         raise ListingNotFound()
     if listing.status is not ListingStatus.LISTED:
         raise ListingNotAvailable(f"The listing is {listing.status.value}, not listed.")
@@ -284,7 +287,10 @@ def auto_accept_delivered_orders(session: Session, *, at: datetime, actor: Actor
 def report_quality(session: Session, *, listing_id: uuid.UUID, buyer: Party, score: int,
                    issue: str | None) -> QualityReport:
     """Quality feedback from a buyer who completed an order of the listing."""
-    if session.get(Listing, listing_id) is None:
+    listing = session.get(Listing, listing_id)
+    # Only listed products take reports; any other is not revealed to exist (a draft's id
+    # must not answer 403 no_completed_order where every other route answers 404).
+    if listing is None or listing.status is not ListingStatus.LISTED:
         raise ListingNotFound()
     completed = session.scalar(select(Order.id).where(
         Order.buyer_id == buyer.id, Order.listing_id == listing_id,

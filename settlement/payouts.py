@@ -34,7 +34,7 @@ from app import audit, clock, ledger
 from app.db import unit_of_work
 from app.errors import NotFound, ValidationFailed
 from app.faults import crash_point
-from app.parties.models import OVERSEERS, Actor, Party, Role
+from app.parties.models import OVERSEERS, Actor, Party
 from settlement.models import (
     Payout,
     PayoutAccount,
@@ -75,9 +75,11 @@ def create_payouts(session: Session, run: SettlementRun) -> list[Payout]:
     for party_id, _ in owed:
         if party_id in existing:
             continue
-        # Locked, then read again: a refund's reversal may be taking from it right now.
-        balance = ledger.balances(session, [payable(party_id), clawback(party_id)],
-                                  for_update=True)[payable(party_id).code]
+        # Locked (all three, in the ledger's one order, as confirmations lock them), then
+        # read again: a refund's reversal may be taking from it right now.
+        balance = ledger.balances(
+            session, [payable(party_id), clawback(party_id), in_transit(party_id)],
+            for_update=True)[payable(party_id).code]
         if balance <= 0:
             continue
         amount = balance - _net_clawback(session, run, party_id, balance)
@@ -268,8 +270,9 @@ def confirm_bank_batch(session: Session, *, batch_id: uuid.UUID, actor: Actor,
 
 def set_payout_account(session: Session, *, party_id: uuid.UUID, actor: Actor,
                        body: dict[str, Any]) -> PayoutAccount:
-    """Where the party is paid (itself or an operator)."""
-    if party_id != actor.id and not actor.has_role(Role.OPERATOR):
+    """Where the party is paid: set by the party alone (an operator who could change it
+    could redirect a payee's money)."""
+    if party_id != actor.id:
         raise PartyNotFound()
     if session.get(Party, party_id) is None:
         raise PartyNotFound()

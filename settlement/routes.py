@@ -11,7 +11,7 @@ from flask.views import MethodView
 from app import clock, ledger
 from app.api import Blueprint, SQLPage, SQLRowPage
 from app.db import unit_of_work
-from app.idempotency import idempotent
+from app.idempotency import idempotent, idempotent_own_transactions
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
 from settlement import payouts, runs, views
@@ -37,8 +37,8 @@ blp = Blueprint("settlement", __name__, url_prefix="/api/v1",
 @blp.route("/settlement/runs")
 class Runs(MethodView):
     @require_role(Role.OPERATOR)
-    @idempotent
-    @blp.arguments(RunCreateSchema)
+    @idempotent_own_transactions  # batches commit one by one, not in the key's transaction
+    @blp.arguments(RunCreateSchema, required=False)
     @blp.response(201, RunSchema)
     def post(self, body: dict[str, Any]) -> Any:
         """Settle every completed, unsettled order up to `up_to` (Idempotency-Key). One run
@@ -119,7 +119,7 @@ class PartyPayoutAccount(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def put(self, body: dict[str, Any], party_id: uuid.UUID) -> Any:
-        """Where the party is paid (itself or an operator): a bank account, listed in the
+        """Where the party is paid (the party itself only): a bank account, listed in the
         operator's batch file, or a Stripe connected account."""
         with unit_of_work() as session:
             return payouts.set_payout_account(session, party_id=party_id,
@@ -178,7 +178,7 @@ class PayoutBatchFile(MethodView):
 class ConfirmPayoutBatch(MethodView):
     @require_role(Role.OPERATOR)
     @idempotent
-    @blp.arguments(BatchConfirmationSchema)
+    @blp.arguments(BatchConfirmationSchema, required=False)
     @blp.response(200, PayoutBatchSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")

@@ -1,4 +1,4 @@
-"""The flask commands: parties create, seed-demo, audit verify."""
+"""The flask commands: parties create, seed-demo, audit verify, scheduler run-job."""
 
 from __future__ import annotations
 
@@ -199,3 +199,18 @@ def test_audit_verify_on_an_empty_trail_is_valid(app):
 
     assert result.exit_code == 0
     assert "valid=True entries=0" in result.stdout
+
+
+def test_scheduler_run_job_runs_a_registered_job_under_its_lease(app):
+    result = app.test_cli_runner().invoke(args=["scheduler", "run-job",
+                                                "expire_unpaid_orders"])
+
+    assert result.exit_code == 0, result.output
+    assert last_line(result.output) == "expire_unpaid_orders: done"
+
+
+def test_scheduler_run_job_refuses_an_unknown_job_naming_the_registered_ones(app):
+    result = app.test_cli_runner().invoke(args=["scheduler", "run-job", "no_such_job"])
+
+    assert result.exit_code == 2
+    assert "settle_completed_orders" in result.output

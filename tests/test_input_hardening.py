@@ -65,3 +65,24 @@ def test_absurd_prices_and_pages_on_the_catalog_and_blacklist_are_not_errors(cli
     far_page = client.get(f"/api/v1/credit/blacklist?page={10**23}")
     assert far_page.status_code == 200
     assert far_page.json == []
+
+
+def test_booleans_and_numbers_in_a_body_must_be_json_booleans_and_numbers(client):
+    merchant = make_member(Role.MERCHANT)
+    body = listing_body(merchant)
+    body["usage_scope"]["derivatives"] = 0
+    body["contains_personal_info"] = "false"
+    body["revenue_shares"] = [{"party_id": merchant.id, "role": "holder",
+                               "basis": "contribution", "weight": "1.5"}]
+    response = client.post("/api/v1/listings", json=body, headers=merchant.headers)
+    assert response.status_code == 422
+    assert {"usage_scope", "contains_personal_info", "revenue_shares"} <= set(
+        response.json["errors"])
+
+
+def test_an_implausible_date_names_the_query_parameter_as_sent(client):
+    party = make_member(Role.MERCHANT)
+    response = client.get(f"/api/v1/parties/{party.id}/statement?from=0203-09-04T14:54:12Z",
+                          headers=party.headers)
+    assert response.status_code == 422
+    assert set(response.json["errors"]) == {"from"}

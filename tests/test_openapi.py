@@ -57,3 +57,32 @@ def test_docs_page_loads_swagger_ui_from_the_service_itself(client):
         response = client.get(asset)
         assert response.status_code == 200
         assert len(response.data) > 1000
+
+
+def test_errors_are_documented_with_the_media_type_they_are_served_with(client):
+    spec = client.get("/openapi.json").json
+    for name, response in spec["components"]["responses"].items():
+        assert set(response.get("content", {"application/problem+json": {}})) == {
+            "application/problem+json"}, name
+    problem = spec["components"]["schemas"]["Problem"]
+    assert problem.get("additionalProperties", True) is not False  # RFC 9457 extension members
+
+
+def test_json_bodies_document_malformed_and_oversized_requests(client):
+    spec = client.get("/openapi.json").json
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            content = operation.get("requestBody", {}).get("content", {})
+            if "application/json" in content:
+                assert {"400", "413"} <= set(operation["responses"]), f"{method} {path}"
+
+
+def test_the_pagination_header_is_documented_as_json(client):
+    spec = client.get("/openapi.json").json
+    header = spec["components"]["headers"]["PAGINATION"]
+    assert "schema" not in header
+    schema = header["content"]["application/json"]["schema"]
+    fields = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]["properties"]
+    assert {"total", "total_pages", "page", "page_size"} <= set(fields)

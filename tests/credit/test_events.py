@@ -926,3 +926,43 @@ def test_ten_concurrent_findings_about_one_party_land_on_one_chain_and_one_score
     with unit_of_work() as session:
         assert recompute.recompute_all(session) == []
         assert session.get(CreditProfile, merchant.party.id).score == 700
+
+
+@pytest.mark.postgres_only
+def test_one_transaction_recording_for_two_parties_and_another_for_the_second_never_deadlock(
+        app, regulator, merchant):
+    """Completing an order records for its merchant, then its buyer, in one transaction: the
+    buyer's profile must not be held by a second writer waiting for the credit chain the
+    first already holds (the many-workers soak met that deadlock, answered 503)."""
+    buyer = make_member(Role.BUYER)
+    errors: list[BaseException] = []
+    second_started = threading.Event()
+
+    def record(session: Any, party_id: uuid.UUID) -> None:
+        services.record_event(session, party_id=party_id, kind="on_time_trade",
+                              severity=Severity.POSITIVE, description="Concurrent trade",
+                              evidence_ref=None, actor=regulator.party)
+
+    def second_writer() -> None:
+        try:
+            with app.app_context(), unit_of_work() as session:
+                second_started.set()
+                record(session, buyer.party.id)  # waits for the first transaction
+        except BaseException as error:  # surfaced in the main thread
+            errors.append(error)
+
+    thread = threading.Thread(target=second_writer)
+    with unit_of_work() as session:
+        record(session, merchant.party.id)  # holds the chain until commit
+        thread.start()
+        second_started.wait(10)
+        thread.join(0.5)  # time for the second writer to block on a lock
+        record(session, buyer.party.id)
+    thread.join(60)
+
+    assert not errors
+    assert not thread.is_alive()
+    client = app.test_client()
+    assert _verify(client, regulator)["entries"] == 3
+    assert _verify(client, regulator)["valid"] is True
+    assert len(_file(client, regulator, buyer.id)["events"]) == 2

@@ -18,6 +18,7 @@ from app.extensions import db
 from app.parties.models import Role
 from listings.models import Listing
 from orders.models import Order
+from settlement import runs
 from settlement.models import AllocationLine, OrderSettlement, RefundReversal, SettlementRun
 from tests.factories import make_member
 from tests.listings.factories import listing_body
@@ -402,6 +403,36 @@ def test_a_run_replayed_with_its_idempotency_key_returns_the_same_run(market):
     assert other_body.status_code == 409
     assert other_body.get_json()["code"] == "idempotency_key_reused"
     assert count(SettlementRun) == 1
+
+
+def test_a_run_with_an_idempotency_key_still_commits_batch_by_batch(market, monkeypatch):
+    """The key's transaction must not swallow the run's (the many-workers soak saw two runs,
+    each one transaction, deadlock on the ledger accounts they created): batches settled
+    before a failure stay settled, no answer is stored, and the same key finishes the run."""
+    for _ in range(3):
+        completed_order(market)
+    up_to = clock.now()
+    monkeypatch.setitem(market.client.application.config, "SETTLEMENT_BATCH_SIZE", 1)
+    finish_run = runs.finish_run
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("stopped before the run is closed")
+
+    monkeypatch.setattr(runs, "finish_run", fail)
+    failed = run_settlement(market.client, market.operator, up_to, key="run-1")
+    assert failed.status_code == 500
+    assert count(OrderSettlement) == 3
+
+    monkeypatch.setattr(runs, "finish_run", finish_run)
+    finished = run_settlement(market.client, market.operator, up_to, key="run-1")
+    assert finished.status_code == 201
+    assert finished.headers.get("Idempotent-Replayed") is None
+    assert finished.get_json()["status"] == "completed"
+    assert finished.get_json()["orders_settled"] == 3
+    again = run_settlement(market.client, market.operator, up_to, key="run-1")
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.get_json() == finished.get_json()
+    assert count(SettlementRun) == 1 and count(OrderSettlement) == 3
 
 
 def test_a_naive_cut_off_is_refused(market):
