@@ -10,7 +10,7 @@ PORT ?= 5000
 export FLASK_APP := app
 
 .PHONY: install run test lint migrate seed clean bench-audit bench-listings bench-credit \
-	bench-matching bench-orders bench-settlement bench-read bench soak
+	bench-matching bench-orders bench-settlement bench-read bench soak fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,49 @@ local_postgres = $(shell psql -h 127.0.0.1 -U postgres -d postgres -tAc 'select 
 
 test: install
 	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$(local_postgres)}" $(BIN)/pytest
+
+# Schema fuzzing at depth: schemathesis over every operation of /openapi.json as each role,
+# FUZZ_EXAMPLES generated cases per operation plus its coverage phase (boundary values,
+# missing fields, unexpected methods), on SQLite and (as `make test`) PostgreSQL. `make test`
+# runs a small fixed-seed sample of the same module.
+FUZZ_EXAMPLES ?= 100
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_COVERAGE=1 \
+		TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$(local_postgres)}" $(BIN)/pytest tests/test_fuzz.py
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+
+bench-audit: install
+	$(BIN)/python -m benchmarks.audit_chain
+
+# 100,000 listings on a scratch SQLite file, or on the (scratch!) PostgreSQL database named by
+# BENCH_DATABASE_URL: its schema is dropped and rebuilt.
+bench-listings: install
+	$(BIN)/python -m benchmarks.listings_search $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
+
+bench-credit: install
+	$(BIN)/python -m benchmarks.credit_blacklist $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
+
+bench-matching: install
+	$(BIN)/python -m benchmarks.matching $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
+
+# Needs PostgreSQL (BENCH_DATABASE_URL, a scratch database), wrk and pgbench.
+bench-orders: install
+	$(BIN)/python -m benchmarks.order_placement --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
+
+bench-settlement: install
+	$(BIN)/python -m benchmarks.settlement $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
+
+# Needs PostgreSQL (BENCH_DATABASE_URL, a scratch database) and wrk.
+bench-read: install
+	$(BIN)/python -m benchmarks.listing_read --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
+
+# Every benchmark in turn on the scratch PostgreSQL database BENCH_DATABASE_URL (wrk, pgbench).
+bench: bench-read bench-orders bench-listings bench-matching bench-settlement bench-credit bench-audit
 
 # Many workers on one PostgreSQL: two gunicorn hosts and the scheduler under a mixed trade load
 # for SOAK_SECONDS (default 120), a worker killed with SIGKILL part-way, then every invariant
