@@ -135,25 +135,14 @@ def idempotent(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        key = request.headers.get(HEADER)
-        if key is None:
+        presented = _presented_key()
+        if presented is None:
             return view(*args, **kwargs)
-        if not 1 <= len(key) <= MAX_KEY_LENGTH:
-            raise ValidationFailed(errors={HEADER: [f"Must be 1 to {MAX_KEY_LENGTH} characters."]})
-        party = current_party()
-        fingerprint = request_fingerprint()
+        party_id, key, fingerprint = presented
         with unit_of_work() as session:
-            row, claimed = _claim(session, party.id, key, fingerprint)
+            row, claimed = _claim(session, party_id, key, fingerprint)
             if not claimed:
-                if row.request_fingerprint != fingerprint:
-                    raise IdempotencyKeyReused(
-                        "This Idempotency-Key was used for a different request.")
-                if row.response_status is None:
-                    # Never visible once committed (key and response commit together); if
-                    # it ever is, an empty 200 "replay" would hide that nothing ran.
-                    raise IdempotencyKeyInProgress(
-                        "The request with this Idempotency-Key has no stored response yet.")
-                return row.replay()
+                return _replay(row, fingerprint)
             response = make_response(view(*args, **kwargs))
             row.store(response)
             return response
@@ -174,23 +163,20 @@ def idempotent_own_transactions(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        key = request.headers.get(HEADER)
-        if key is None:
+        presented = _presented_key()
+        if presented is None:
             return view(*args, **kwargs)
-        if not 1 <= len(key) <= MAX_KEY_LENGTH:
-            raise ValidationFailed(errors={HEADER: [f"Must be 1 to {MAX_KEY_LENGTH} characters."]})
-        party = current_party()
-        fingerprint = request_fingerprint()
+        party_id, key, fingerprint = presented
         with unit_of_work() as session:
             ttl = timedelta(hours=current_app.config["IDEMPOTENCY_KEY_TTL_HOURS"])
             stored = session.scalar(select(IdempotencyKey).where(
-                IdempotencyKey.party_id == party.id, IdempotencyKey.key == key,
+                IdempotencyKey.party_id == party_id, IdempotencyKey.key == key,
                 IdempotencyKey.created_at >= clock.now() - ttl))
             if stored is not None:
                 return _replay(stored, fingerprint)
         response = make_response(view(*args, **kwargs))
         with unit_of_work() as session:
-            row, claimed = _claim(session, party.id, key, fingerprint)
+            row, claimed = _claim(session, party_id, key, fingerprint)
             if not claimed:
                 return _replay(row, fingerprint)
             row.store(response)
@@ -199,10 +185,24 @@ def idempotent_own_transactions(view: F) -> F:
     return _documented(wrapper)
 
 
+def _presented_key() -> tuple[uuid.UUID, str, str] | None:
+    """The calling party, the Idempotency-Key it sent and the request's fingerprint; None
+    without a key."""
+    key = request.headers.get(HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise ValidationFailed(errors={HEADER: [f"Must be 1 to {MAX_KEY_LENGTH} characters."]})
+    return current_party().id, key, request_fingerprint()
+
+
 def _replay(row: IdempotencyKey, fingerprint: str) -> Response:
+    """The stored answer to the same request; 409 for another request or one unfinished."""
     if row.request_fingerprint != fingerprint:
         raise IdempotencyKeyReused("This Idempotency-Key was used for a different request.")
     if row.response_status is None:
+        # Never visible once committed (key and response commit together); if it ever is,
+        # an empty 200 "replay" would hide that nothing ran.
         raise IdempotencyKeyInProgress(
             "The request with this Idempotency-Key has no stored response yet.")
     return row.replay()

@@ -8,7 +8,6 @@ import itertools
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +26,7 @@ from listings.models import GuidePrice, Listing
 from orders.models import Order
 from tests.factories import Member, make_member
 from tests.listings.factories import listing_body
-from tests.orders.factories import give_completed_order, listed_product
+from tests.orders.factories import Market, give_completed_order, listed_product, ok
 
 API = "/api/v1"
 GUIDES = f"{API}/guide-prices"
@@ -39,27 +38,9 @@ PUBLIC_SOURCE = {"origin": "public_authorized", "description": "City traffic ope
 
 # --- helpers ---------------------------------------------------------------------------------
 
-@dataclass
-class Market:
-    """A merchant, a buyer and the overseers; guide prices and listings are made per test."""
-
-    app: Flask
-    client: FlaskClient
-    merchant: Member
-    buyer: Member
-    operator: Member
-    regulator: Member
-
-
 @pytest.fixture
 def m(app: Flask, client: FlaskClient) -> Market:
-    return Market(app, client, make_member(Role.MERCHANT), make_member(Role.BUYER),
-                  make_member(Role.OPERATOR), make_member(Role.REGULATOR))
-
-
-def ok(response: TestResponse, status: int = 200) -> Any:
-    assert response.status_code == status, response.get_json()
-    return response.get_json()
+    return Market.open(app, client)
 
 
 def problem(response: TestResponse, status: int, code: str) -> dict[str, Any]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
+from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from app import clock
 from app.db import unit_of_work
@@ -53,3 +56,25 @@ def give_completed_order(client: FlaskClient, buyer_id: str, listing_id: str) ->
             status=OrderStatus.COMPLETED, payment_provider="offline",
             paid_amount=listing.unit_price, expires_at=now, paid_at=now, delivered_at=now,
             completed_at=now))
+
+
+@dataclass
+class Market:
+    """A merchant, a buyer and the overseers; listings and the rest are made per test."""
+
+    app: Flask
+    client: FlaskClient
+    merchant: Member
+    buyer: Member
+    operator: Member
+    regulator: Member
+
+    @classmethod
+    def open(cls, app: Flask, client: FlaskClient) -> Market:
+        return cls(app, client, make_member(Role.MERCHANT), make_member(Role.BUYER),
+                   make_member(Role.OPERATOR), make_member(Role.REGULATOR))
+
+
+def ok(response: TestResponse, status: int = 200) -> Any:
+    assert response.status_code == status, response.get_json()
+    return response.get_json()

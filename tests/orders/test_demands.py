@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta, timezone
 from typing import Any
 
@@ -26,7 +25,7 @@ from orders import demands as demand_use_cases
 from orders.models import Demand, Order
 from tests.factories import Member, make_member, run_together
 from tests.listings.factories import listing_body
-from tests.orders.factories import give_completed_order, listed_product
+from tests.orders.factories import Market, give_completed_order, listed_product, ok
 
 API = "/api/v1"
 DEMANDS = f"{API}/demands"
@@ -40,27 +39,9 @@ CERTIFICATION_POINTS = {None: 0, "AAA": 20, "AA": 15, "A": 10, "B": 5, "C": 0}
 
 # --- helpers ---------------------------------------------------------------------------------
 
-@dataclass
-class Market:
-    """An empty market: a merchant, a buyer and the overseers; listings are made per test."""
-
-    app: Flask
-    client: FlaskClient
-    merchant: Member
-    buyer: Member
-    operator: Member
-    regulator: Member
-
-
 @pytest.fixture
 def m(app: Flask, client: FlaskClient) -> Market:
-    return Market(app, client, make_member(Role.MERCHANT), make_member(Role.BUYER),
-                  make_member(Role.OPERATOR), make_member(Role.REGULATOR))
-
-
-def ok(response: TestResponse, status: int = 200) -> Any:
-    assert response.status_code == status, response.get_json()
-    return response.get_json()
+    return Market.open(app, client)
 
 
 def problem(response: TestResponse, status: int, code: str | None = None) -> dict[str, Any]:
