@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, and_, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Select, and_, bindparam, or_, select
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app import audit, clock
 from app.audit import AuditEntry
@@ -136,10 +136,15 @@ def may_see_review_flag(listing: Listing, viewer: Actor | None) -> bool:
                                    or viewer.has_role(*OVERSEERS))
 
 
+# Built once (the hot read of the catalog); certifications joined in the same query.
+_LISTING_WITH_CERTIFICATIONS = select(Listing).where(
+    Listing.id == bindparam("listing_id")).options(joinedload(Listing.certifications))
+
+
 def get_listing(session: Session, *, listing_id: uuid.UUID, viewer: Actor) -> Listing:
     """A listing the viewer may see (others get 404: existence of drafts is not revealed)."""
-    listing = session.scalar(select(Listing).where(Listing.id == listing_id)
-                             .options(selectinload(Listing.certifications)))
+    listing = session.scalars(_LISTING_WITH_CERTIFICATIONS,
+                              {"listing_id": listing_id}).unique().one_or_none()
     if listing is None or not can_see(listing, viewer):
         raise ListingNotFound()
     return listing
