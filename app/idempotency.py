@@ -82,13 +82,13 @@ def request_fingerprint() -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def _insert_ignoring_conflict(session: Session, values: dict[str, Any]) -> bool:
-    # RETURNING, not rowcount: SQLAlchemy closes an INSERT's cursor at once and psycopg 3
-    # resets rowcount to -1 on close, so rowcount said "not claimed" for every new key on
-    # PostgreSQL, and the first request "replayed" an empty response without running.
+def _insert_ignoring_conflict(session: Session, values: dict[str, Any]) -> IdempotencyKey | None:
+    """The new key's row, or None when the key is already there. RETURNING the row (not
+    rowcount, which psycopg 3 resets when SQLAlchemy closes an INSERT's cursor) also spares
+    reading it back."""
     stmt = (upsert_insert(session, IdempotencyKey).values(**values).on_conflict_do_nothing()
-            .returning(IdempotencyKey.key))
-    return session.execute(stmt).first() is not None
+            .returning(IdempotencyKey))
+    return session.scalars(stmt, execution_options={"populate_existing": True}).first()
 
 
 def _claim(session: Session, party_id: uuid.UUID, key: str,
@@ -103,15 +103,15 @@ def _claim(session: Session, party_id: uuid.UUID, key: str,
         timeout = int(current_app.config["IDEMPOTENCY_LOCK_TIMEOUT_MS"])
         session.execute(text(f"SET LOCAL lock_timeout = {timeout}"))
     try:
-        claimed = _insert_ignoring_conflict(session, values)
-        if not claimed:
+        row = _insert_ignoring_conflict(session, values)
+        if row is None:
             # A key older than the TTL is forgotten: it may be used afresh.
             expired = session.execute(
                 delete(IdempotencyKey).where(IdempotencyKey.party_id == party_id,
                                              IdempotencyKey.key == key,
                                              IdempotencyKey.created_at < now - ttl))
             if expired.rowcount:
-                claimed = _insert_ignoring_conflict(session, values)
+                row = _insert_ignoring_conflict(session, values)
     except OperationalError as error:
         if postgres and getattr(error.orig, "sqlstate", None) == "55P03":  # lock_not_available
             raise IdempotencyKeyInProgress(
@@ -120,9 +120,11 @@ def _claim(session: Session, party_id: uuid.UUID, key: str,
         raise
     if postgres:
         session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
-    row = session.get(IdempotencyKey, (party_id, key), populate_existing=True)
-    assert row is not None
-    return row, claimed
+    if row is not None:
+        return row, True
+    used = session.get(IdempotencyKey, (party_id, key), populate_existing=True)
+    assert used is not None
+    return used, False
 
 
 def idempotent(view: F) -> F:

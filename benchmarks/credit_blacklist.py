@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -99,20 +100,35 @@ def timed(call: Callable[[], object], rounds: int) -> list[float]:
     return samples
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parties", type=int, default=100_000)
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=300)
-    parser.add_argument("--database-url")
-    args = parser.parse_args()
-    app = scratch_app(args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
+@dataclass
+class CreditFigures:
+    dialect: str
+    parties: int
+    events: int
+    load_seconds: float
+    blacklisted: int
+    queries: list[tuple[str, float, float]]  # label, p50 ms, p99 ms
+    chain_entries: int
+    chain_valid: bool
+    verify_seconds: float
+
+    @property
+    def verify_rate(self) -> float:
+        """Credit-chain entries verified per second."""
+        return self.chain_entries / self.verify_seconds
+
+
+def measure(database_url: str | None = None, *, parties_count: int = 100_000,
+            events: int = 1_000_000, rounds: int = 300) -> CreditFigures:
+    """Load parties, the credit chain and blacklistings; time the three blacklist queries and
+    the chain's verification."""
+    app = scratch_app(database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
     rng = random.Random(7)
     with app.app_context():
         dialect = db.engine.dialect.name
         upgrade()
         started = time.perf_counter()
-        names_and_codes = load(args.parties, args.events, rng)
+        names_and_codes = load(parties_count, events, rng)
         loaded = time.perf_counter() - started
         # The statistics autovacuum would reach in production.
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -144,19 +160,35 @@ def main() -> None:
         rows = [("public, by name fragment", by_name(True)),
                 ("regulator, by name fragment", by_name(False)),
                 ("public, by exact credit code", by_code)]
-        results = [(label, *percentiles(timed(call, args.rounds))) for label, call in rows]
+        results = [(label, *percentiles(timed(call, rounds))) for label, call in rows]
         started = time.perf_counter()
         with unit_of_work() as session:
             report = ledger.verify(session)
         verified = time.perf_counter() - started
-    print(f"database               {dialect}")
+        db.session.remove()
+        db.engine.dispose()
+    return CreditFigures(dialect, parties_count, events, loaded, len(names), results,
+                         report.entries, report.valid, verified)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parties", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+    figures = measure(args.database_url, parties_count=args.parties, events=args.events,
+                      rounds=args.rounds)
+    print(f"database               {figures.dialect}")
     print(f"parties / events       {args.parties:,} / {args.events:,}  "
-          f"(loaded in {loaded:.1f} s; {len(names):,} blacklisted)")
+          f"(loaded in {figures.load_seconds:.1f} s; {figures.blacklisted:,} blacklisted)")
     print(f"{'blacklist query':<30} {'p50 ms':>8} {'p99 ms':>8}")
-    for label, p50, p99 in results:
+    for label, p50, p99 in figures.queries:
         print(f"{label:<30} {p50:>8.2f} {p99:>8.2f}")
-    print(f"chain verification     {report.entries / verified:,.0f} entries/s "
-          f"(valid={report.valid}, {report.entries:,} entries in {verified:.1f} s)")
+    print(f"chain verification     {figures.verify_rate:,.0f} entries/s "
+          f"(valid={figures.chain_valid}, {figures.chain_entries:,} entries in "
+          f"{figures.verify_seconds:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -269,36 +270,67 @@ def scratch_app(database_url: str) -> Flask:
 _COLUMNS = re.compile(r"SELECT (?:listings\.\w+(?: AS \w+)?,\s*)*listings\.\w+(?: AS \w+)?\s")
 
 
-def explain(app: Flask, client: Any, headers: dict[str, str], query: dict[str, Any]) -> None:
-    """Print the plan of every listings statement one search request sends."""
+def explain(app: Flask, client: Any, headers: dict[str, str], query: dict[str, Any]) -> list[str]:
+    """The plan of every listings statement one search request sends, as lines to print."""
     with recorded_statements(app) as statements:
         client.get(SEARCH, query_string=query, headers=headers)
+    lines = []
     with app.app_context(), db.engine.connect() as connection:
         dialect = connection.dialect.name
         prefix = "EXPLAIN ANALYZE " if dialect == "postgresql" else "EXPLAIN QUERY PLAN "
         for statement, parameters in statements:
             if "FROM listings" not in statement:
                 continue
-            print(f"\n-- {query}\n{_COLUMNS.sub('SELECT listings.* ', statement)}")
+            lines.append(f"\n-- {query}\n{_COLUMNS.sub('SELECT listings.* ', statement)}")
             for row in connection.exec_driver_sql(prefix + statement, parameters):
-                print("   ", row[-1] if dialect == "sqlite" else row[0])
+                lines.append(f"    {row[-1] if dialect == 'sqlite' else row[0]}")
+    return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--listings", type=int, default=100_000)
-    parser.add_argument("--merchants", type=int, default=200)
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--deals", type=int, default=100_000)
-    parser.add_argument("--database-url")
-    parser.add_argument("--explain", action="store_true", help="print the query plans")
-    args = parser.parse_args()
-    app = scratch_app(args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
+_WINDOWS = [(10_000, 100_000), (50_000, 500_000), (100, 5_000), (1_000_000, 5_000_000)]
+_WORDS = ["traffic", "交通流量", "credit", "光伏"]
+_CATEGORIES = ["transport", "credit", "energy", "weather"]
+# Search name → the query of the n-th request.
+SEARCHES: dict[str, Callable[[int], dict[str, Any]]] = {
+    "category=transport & price range, page_size=20": lambda n: {
+        "category": "transport", "min_price": _WINDOWS[n % 4][0],
+        "max_price": _WINDOWS[n % 4][1], "page_size": 20},
+    "category (4 kinds), page 1..5, page_size=20": lambda n: {
+        "category": _CATEGORIES[n % 4], "page": 1 + n % 5, "page_size": 20},
+    "q=one word (EN/ZH), page_size=20": lambda n: {"q": _WORDS[n % 4], "page_size": 20},
+    "q=word & category=transport, page_size=20": lambda n: {
+        "q": "traffic" if n % 2 else "交通", "category": "transport", "page_size": 20},
+    "no filter (the catalog's first page)": lambda n: {"page_size": 20},
+}
+EXPLAINED = ["category=transport & price range, page_size=20",
+             "q=one word (EN/ZH), page_size=20", "no filter (the catalog's first page)"]
+
+
+@dataclass
+class SearchFigures:
+    dialect: str
+    listings: int
+    listed: int
+    load_seconds: float
+    searches: dict[str, tuple[float, float, float]]  # name → p50 ms, p99 ms, mean rows
+    deals: int
+    deals_seconds: float
+    guidance: tuple[float, float]  # p50 ms, p99 ms
+    statements: dict[int, int]  # page size → SQL statements per list request
+    plans: list[str]  # with explain=True: the searches' query plans, as lines
+
+
+def measure(database_url: str | None = None, *, listings: int = 100_000, merchants: int = 200,
+            requests: int = 300, deals: int = 100_000, explain_plans: bool = False,
+            ) -> SearchFigures:
+    """Load the catalog, time the searches, load the deals, time the price guidance, and
+    count one list request's statements at two page sizes."""
+    app = scratch_app(database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
     rng = random.Random(20251124)
     with app.app_context():
         upgrade()
-        merchants = load_merchants(args.merchants)
-        loaded = load_listings(args.listings, merchants, rng)
+        merchant_ids = load_merchants(merchants)
+        loaded = load_listings(listings, merchant_ids, rng)
         with unit_of_work() as session:
             _, issued = parties.register_party(
                 session, name="Bench Buyer Co.", credit_code=credit_code(9_999_999),
@@ -311,29 +343,14 @@ def main() -> None:
     # Requests run outside any app context, each in its own, as in production.
     client = app.test_client()
     headers = {"Authorization": f"Bearer {issued.raw}"}
-    windows = [(10_000, 100_000), (50_000, 500_000), (100, 5_000), (1_000_000, 5_000_000)]
-    words = ["traffic", "交通流量", "credit", "光伏"]
-    categories = ["transport", "credit", "energy", "weather"]
-    searches = {
-        "category=transport & price range, page_size=20": lambda n: {
-            "category": "transport", "min_price": windows[n % 4][0],
-            "max_price": windows[n % 4][1], "page_size": 20},
-        "category (4 kinds), page 1..5, page_size=20": lambda n: {
-            "category": categories[n % 4], "page": 1 + n % 5, "page_size": 20},
-        "q=one word (EN/ZH), page_size=20": lambda n: {"q": words[n % 4], "page_size": 20},
-        "q=word & category=transport, page_size=20": lambda n: {
-            "q": "traffic" if n % 2 else "交通", "category": "transport", "page_size": 20},
-        "no filter (the catalog's first page)": lambda n: {"page_size": 20},
-    }
-    results = {name: timed(client, headers, query, args.requests)
-               for name, query in searches.items()}
+    results = {name: timed(client, headers, query, requests) for name, query in SEARCHES.items()}
     with app.app_context():
         buyer_id = db.session.scalar(sa.select(Party.id).where(Party.name == "Bench Buyer Co."))
-        deals_loaded = load_deals(args.deals, buyer_id, rng)
+        deals_loaded = load_deals(deals, buyer_id, rng)
         sample = list(db.session.scalars(sa.select(Listing.id).where(
-            Listing.status == "listed").order_by(Listing.id).limit(args.requests)))
+            Listing.status == "listed").order_by(Listing.id).limit(requests)))
         db.session.remove()
-    guidance = timed_guidance(client, headers, sample, args.requests)
+    guidance = timed_guidance(client, headers, sample, requests)
     counts = {}
     for page_size in (10, 100):
         with recorded_statements(app) as statements:
@@ -342,27 +359,45 @@ def main() -> None:
                                   headers=headers)
         assert response.status_code == 200 and len(response.json) == page_size
         counts[page_size] = len(statements)
+    plans = [line for name in EXPLAINED
+             for line in explain(app, client, headers, SEARCHES[name](0))] \
+        if explain_plans else []
+    with app.app_context():
+        db.engine.dispose()
+    return SearchFigures(dialect, listings, listed, loaded, results, deals, deals_loaded,
+                         guidance, counts, plans)
 
-    print(f"database      {dialect}")
-    print(f"listings      {args.listings:,} ({listed:,} listed), {args.merchants} merchants; "
-          f"bulk load {loaded:.1f} s ({args.listings / loaded:,.0f} rows/s)")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--listings", type=int, default=100_000)
+    parser.add_argument("--merchants", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--deals", type=int, default=100_000)
+    parser.add_argument("--database-url")
+    parser.add_argument("--explain", action="store_true", help="print the query plans")
+    args = parser.parse_args()
+    figures = measure(args.database_url, listings=args.listings, merchants=args.merchants,
+                      requests=args.requests, deals=args.deals, explain_plans=args.explain)
+    loaded, counts, guidance = figures.load_seconds, figures.statements, figures.guidance
+
+    print(f"database      {figures.dialect}")
+    print(f"listings      {args.listings:,} ({figures.listed:,} listed), {args.merchants} "
+          f"merchants; bulk load {loaded:.1f} s ({args.listings / loaded:,.0f} rows/s)")
     print(f"viewer        a buyer with a real API key, Flask test client, {args.requests} "
           "requests per search")
     print()
     print(f"{'search (GET /api/v1/listings)':<50} {'p50 ms':>8} {'p99 ms':>8} {'rows':>6}")
-    for name, (p50, p99, rows) in results.items():
+    for name, (p50, p99, rows) in figures.searches.items():
         print(f"{name:<50} {p50:>8.1f} {p99:>8.1f} {rows:>6.1f}")
     print(f"{'GET /listings/{id}/price-guidance':<50} {guidance[0]:>8.1f} "
           f"{guidance[1]:>8.1f}  ({args.deals:,} completed deals, loaded in "
-          f"{deals_loaded:.1f} s)")
+          f"{figures.deals_seconds:.1f} s)")
     equal = "equal" if counts[10] == counts[100] else "NOT EQUAL: N+1"
     print(f"{'SQL statements per list request, page_size=10':<50} {counts[10]:>8}")
     print(f"{'SQL statements per list request, page_size=100':<50} {counts[100]:>8}  ({equal})")
-    if args.explain:
-        for query in (searches["category=transport & price range, page_size=20"](0),
-                      searches["q=one word (EN/ZH), page_size=20"](0),
-                      searches["no filter (the catalog's first page)"](0)):
-            explain(app, client, headers, query)
+    for line in figures.plans:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
@@ -72,19 +74,28 @@ def timed_matches(client: FlaskClient, headers: dict[str, str], demand_ids: list
     return statistics.median(latencies), percentile(latencies, 0.99), statistics.mean(found)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000")
-    parser.add_argument("--merchants", type=int, default=200)
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--database-url")
-    args = parser.parse_args()
-    sizes = [int(size) for size in args.sizes.split(",")]
-    app = scratch_app(args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
+@dataclass
+class MatchingFigures:
+    dialect: str
+    merchants: int
+    requests: int
+    results: dict[int, tuple[float, float, float]]  # listings → p50 ms, p99 ms, mean matches
+
+    @property
+    def p99_ratio(self) -> float:
+        """p99 at the last catalog size over p99 at the first."""
+        sizes = list(self.results)
+        return self.results[sizes[-1]][1] / self.results[sizes[0]][1]
+
+
+def measure(database_url: str | None = None, *, sizes: Sequence[int] = (10_000, 100_000),
+            merchants: int = 200, requests: int = 300) -> MatchingFigures:
+    """Post the demands, then grow the catalog size by size, timing the matches at each."""
+    app = scratch_app(database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
     rng = random.Random(20261129)
     with app.app_context():
         upgrade()
-        merchants = load_merchants(args.merchants)
+        merchant_ids = load_merchants(merchants)
         with unit_of_work() as session:
             _, issued = parties.register_party(
                 session, name="Bench Buyer Co.", credit_code=credit_code(9_999_999),
@@ -98,21 +109,35 @@ def main() -> None:
     results, loaded = {}, 0
     for size in sizes:
         with app.app_context():
-            load_listings(size - loaded, merchants, rng)
+            load_listings(size - loaded, merchant_ids, rng)
             db.session.remove()
         loaded = size
-        results[size] = timed_matches(client, headers, demand_ids, args.requests)
+        results[size] = timed_matches(client, headers, demand_ids, requests)
+    with app.app_context():
+        db.engine.dispose()
+    return MatchingFigures(dialect, merchants, requests, results)
 
-    print(f"database      {dialect}")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--merchants", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    figures = measure(args.database_url, sizes=sizes, merchants=args.merchants,
+                      requests=args.requests)
+
+    print(f"database      {figures.dialect}")
     print(f"catalog       {len(CATEGORIES)} categories, {args.merchants} merchants; "
           f"{len(DEMANDS)} demands, {args.requests} match requests per size")
     print()
     print(f"{'GET /demands/{id}/matches':<34} {'p50 ms':>8} {'p99 ms':>8} {'matches':>8}")
-    for size, (p50, p99, found) in results.items():
+    for size, (p50, p99, found) in figures.results.items():
         print(f"{f'{size:,} listings':<34} {p50:>8.1f} {p99:>8.1f} {found:>8.1f}")
     if len(sizes) >= 2:
-        first, last = results[sizes[0]][1], results[sizes[-1]][1]
-        print(f"p99 ratio {sizes[-1]:,} / {sizes[0]:,} listings: {last / first:.2f}")
+        print(f"p99 ratio {sizes[-1]:,} / {sizes[0]:,} listings: {figures.p99_ratio:.2f}")
 
 
 if __name__ == "__main__":

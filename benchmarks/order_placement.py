@@ -1,7 +1,7 @@
 """Order placement over HTTP (gunicorn, PostgreSQL) against pgbench running the same SQL.
 
     python -m benchmarks.order_placement --database-url URL [--seconds 10] [--rounds 3]
-                                         [--workers 4] [--connections 8]
+                                         [--workers 4] [--connections 8] [--port 8642]
 
 Needs a scratch PostgreSQL database (its schema is dropped and rebuilt), `wrk` and `pgbench`.
 One real POST /orders is recorded statement by statement; those statements, with the
@@ -19,6 +19,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
@@ -157,33 +159,44 @@ end
 """
 
 
-def start_gunicorn(url: str, workers: int) -> subprocess.Popen:
+def start_gunicorn(url: str, workers: int, port: int = PORT) -> subprocess.Popen:
+    """gunicorn with production settings on the port, once it answers /healthz."""
+    # Another server on the port would answer the health check and take the load unnoticed.
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise RuntimeError(f"port {port} is in use: choose another with --port")
     # Production settings, but no abuse limits: the load is one buyer ordering flat out.
     env = {**os.environ, "APP_ENV": "production", "DATABASE_URL": url,
            "SECRET_KEY": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING",
-           "BIND": f"127.0.0.1:{PORT}", "WEB_CONCURRENCY": str(workers),
+           "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers),
            "RATE_LIMITS_ENABLED": "false"}
     server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c",
                                str(ROOT / "gunicorn.conf.py")], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.poll() is None:
         try:
-            connection = HTTPConnection("127.0.0.1", PORT, timeout=1)
+            connection = HTTPConnection("127.0.0.1", port, timeout=1)
             connection.request("GET", "/healthz")
             if connection.getresponse().status == 200:
                 return server
         except OSError:
             time.sleep(0.2)
     server.kill()
-    raise RuntimeError("gunicorn did not start")
+    raise RuntimeError(f"gunicorn did not start on port {port}")
 
 
-def run_wrk(script: Path, seconds: int, connections: int) -> tuple[float, float, float, int]:
+def stop(server: subprocess.Popen) -> None:
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+def run_wrk(script: Path, seconds: int, connections: int,
+            port: int = PORT) -> tuple[float, float, float, int]:
     """Requests per second, p50 and p99 in milliseconds, and non-2xx responses."""
     out = subprocess.run(
         ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency",
-         "-s", str(script), f"http://127.0.0.1:{PORT}"],
+         "-s", str(script), f"http://127.0.0.1:{port}"],
         capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -195,8 +208,8 @@ def _wrk_ms(out: str, label: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def paced(rate: float, seconds: int, auth: str, body: str,
-          threads: int = 8) -> tuple[float, float, int]:
+def paced(rate: float, seconds: int, auth: str, body: str, threads: int = 8,
+          port: int = PORT) -> tuple[float, float, int]:
     """Open-loop requests at a fixed rate; latency counted from each request's scheduled time,
     so a stall is not hidden by the client waiting. Returns p50, p99 (ms) and failures."""
     latencies: list[float] = []
@@ -206,7 +219,7 @@ def paced(rate: float, seconds: int, auth: str, body: str,
     interval = threads / rate
 
     def client(offset: int) -> None:
-        connection = HTTPConnection("127.0.0.1", PORT, timeout=10)
+        connection = HTTPConnection("127.0.0.1", port, timeout=10)
         k = 0
         while (due := start + (offset / threads + k) * interval) < start + seconds:
             time.sleep(max(0.0, due - time.perf_counter()))
@@ -228,19 +241,38 @@ def paced(rate: float, seconds: int, auth: str, body: str,
     return statistics.median(latencies), percentile(latencies, 0.99), failures[0]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--connections", type=int, default=8)
-    args = parser.parse_args()
-    for tool in ("wrk", "pgbench"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed (Debian: apt-get install {tool})")
+@dataclass
+class OrderFigures:
+    """Rounds of pgbench and of wrk (alternating), and the paced run at 60 % of wrk's rate."""
 
-    app = scratch_app(args.database_url)
+    statements: int  # SQL statements of one POST /orders
+    workers: int
+    connections: int
+    seconds: int
+    sql_rounds: list[tuple[float, float, float]]  # tps, p50 ms, p99 ms
+    http_rounds: list[tuple[float, float, float, int]]  # req/s, p50 ms, p99 ms, errors
+    paced_rate: float
+    paced_p50: float
+    paced_p99: float
+    paced_failures: int
+
+    @property
+    def sql_tps(self) -> float:
+        return statistics.median(r[0] for r in self.sql_rounds)
+
+    @property
+    def http_rps(self) -> float:
+        return statistics.median(r[0] for r in self.http_rounds)
+
+    @property
+    def ratio(self) -> float:
+        return self.http_rps / self.sql_tps
+
+
+def measure(database_url: str, *, seconds: int = 10, rounds: int = 3, workers: int = 4,
+            connections: int = 8, port: int = PORT) -> OrderFigures:
+    """Record one order's SQL, then alternate pgbench and wrk rounds, then pace at 60 %."""
+    app = scratch_app(database_url)
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     with app.app_context():
         upgrade()
@@ -252,6 +284,8 @@ def main() -> None:
             "Authorization": auth, "Content-Type": "application/json",
             "Idempotency-Key": "recorded"})
     assert response.status_code == 201, response.json
+    with app.app_context():
+        db.engine.dispose()
     libpq_url = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
     with psycopg.connect(libpq_url) as connection:
         script_text = pgbench_script(statements, connection)
@@ -259,38 +293,54 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-orders-"))
     (work / "order.sql").write_text(script_text)
     (work / "orders.lua").write_text(WRK_SCRIPT % {"path": ORDERS, "auth": auth, "body": body})
-    server = start_gunicorn(libpq_url, args.workers)
+    server = start_gunicorn(libpq_url, workers, port)
     try:
         sql_rounds, http_rounds = [], []
-        for _ in range(args.rounds):
-            sql_rounds.append(run_pgbench(work / "order.sql", libpq_url, args.seconds,
-                                          args.connections, work))
-            http_rounds.append(run_wrk(work / "orders.lua", args.seconds, args.connections))
-        http_rps = statistics.median(r[0] for r in http_rounds)
-        sql_tps = statistics.median(r[0] for r in sql_rounds)
-        rate = 0.6 * http_rps
-        paced_p50, paced_p99, paced_failures = paced(rate, args.seconds, auth, body)
+        for _ in range(rounds):
+            sql_rounds.append(run_pgbench(work / "order.sql", libpq_url, seconds,
+                                          connections, work))
+            http_rounds.append(run_wrk(work / "orders.lua", seconds, connections, port))
+        rate = 0.6 * statistics.median(r[0] for r in http_rounds)
+        paced_p50, paced_p99, paced_failures = paced(rate, seconds, auth, body, port=port)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(server)
+    return OrderFigures(len(statements), workers, connections, seconds, sql_rounds,
+                        http_rounds, rate, paced_p50, paced_p99, paced_failures)
 
-    print(f"transaction   POST {ORDERS}: {len(statements)} SQL statements, Idempotency-Key, "
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--port", type=int, default=PORT, help="gunicorn's port")
+    args = parser.parse_args()
+    for tool in ("wrk", "pgbench"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (Debian: apt-get install {tool})")
+    figures = measure(args.database_url, seconds=args.seconds, rounds=args.rounds,
+                      workers=args.workers, connections=args.connections, port=args.port)
+    sql_rounds, http_rounds = figures.sql_rounds, figures.http_rounds
+
+    print(f"transaction   POST {ORDERS}: {figures.statements} SQL statements, Idempotency-Key, "
           f"conditional license UPDATE, audit chain")
     print(f"setup         gunicorn {args.workers} sync workers, {args.connections} connections, "
           f"{args.rounds} alternating rounds of {args.seconds} s, medians")
     print()
     print(f"{'':<44} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    print(f"{'pgbench, the same SQL':<44} {sql_tps:>8.0f} "
+    print(f"{'pgbench, the same SQL':<44} {figures.sql_tps:>8.0f} "
           f"{statistics.median(r[1] for r in sql_rounds):>8.1f} "
           f"{statistics.median(r[2] for r in sql_rounds):>8.1f} {'':>7}")
-    print(f"{'HTTP, wrk at full load':<44} {http_rps:>8.0f} "
+    print(f"{'HTTP, wrk at full load':<44} {figures.http_rps:>8.0f} "
           f"{statistics.median(r[1] for r in http_rounds):>8.1f} "
           f"{statistics.median(r[2] for r in http_rounds):>8.1f} "
           f"{sum(r[3] for r in http_rounds):>7}")
-    print(f"{f'HTTP, paced at 60 % ({rate:.0f}/s)':<44} {'':>8} {paced_p50:>8.1f} "
-          f"{paced_p99:>8.1f} {paced_failures:>7}")
+    print(f"{f'HTTP, paced at 60 % ({figures.paced_rate:.0f}/s)':<44} {'':>8} "
+          f"{figures.paced_p50:>8.1f} {figures.paced_p99:>8.1f} {figures.paced_failures:>7}")
     per_round = [h[0] / s[0] for h, s in zip(http_rounds, sql_rounds, strict=True)]
-    print(f"ratio HTTP / pgbench: {http_rps / sql_tps:.2f}   "
+    print(f"ratio HTTP / pgbench: {figures.ratio:.2f}   "
           f"(rounds: {', '.join(f'{ratio:.2f}' for ratio in per_round)})")
 
 

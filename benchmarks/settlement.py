@@ -18,6 +18,7 @@ import itertools
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -103,6 +104,54 @@ def timed_settle(app: object, up_to_offset: timedelta, batch: int) -> tuple[floa
     return time.perf_counter() - started, run.orders_settled
 
 
+@dataclass
+class SettlementFigures:
+    dialect: str
+    batch: int
+    single_orders: int
+    single_seconds: float
+    batch_orders: int
+    batch_seconds: float
+    verified: bool
+    violations: int
+    settled: int
+
+    @property
+    def single_rate(self) -> float:
+        return self.single_orders / self.single_seconds
+
+    @property
+    def batch_rate(self) -> float:
+        return self.batch_orders / self.batch_seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.batch_rate / self.single_rate
+
+
+def measure(database_url: str | None = None, *, orders: int = 100_000, single: int = 5_000,
+            batch: int = 500) -> SettlementFigures:
+    """Settle `single` orders one per transaction, then `orders` in batches, then verify."""
+    app = scratch_app(database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
+    with app.app_context():
+        dialect = db.engine.dialect.name
+        upgrade()
+        payees, buyer = seed_parties()
+        listing = seed_listing(payees[2])
+        load_orders(single, timedelta(days=3), payees, buyer, listing)
+        single_s, single_n = timed_settle(app, timedelta(days=2), 1)
+        load_orders(orders, timedelta(days=1), payees, buyer, listing)
+        batch_s, batch_n = timed_settle(app, timedelta(hours=1), batch)
+        db.session.remove()
+        with unit_of_work() as session:
+            report = verify(session)
+            settled = session.scalar(sa.select(sa.func.count()).select_from(OrderSettlement))
+        db.session.remove()
+        db.engine.dispose()
+    return SettlementFigures(dialect, batch, single_n, single_s, batch_n, batch_s, report.ok,
+                             len(report.violations), settled)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=100_000)
@@ -110,33 +159,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--database-url")
     args = parser.parse_args()
-    app = scratch_app(args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
-    with app.app_context():
-        dialect = db.engine.dialect.name
-        upgrade()
-        payees, buyer = seed_parties()
-        listing = seed_listing(payees[2])
-        load_orders(args.single, timedelta(days=3), payees, buyer, listing)
-        single_s, single_n = timed_settle(app, timedelta(days=2), 1)
-        load_orders(args.orders, timedelta(days=1), payees, buyer, listing)
-        batch_s, batch_n = timed_settle(app, timedelta(hours=1), args.batch)
-        db.session.remove()
-        with unit_of_work() as session:
-            report = verify(session)
-            settled = session.scalar(sa.select(sa.func.count()).select_from(OrderSettlement))
-    single_rate, batch_rate = single_n / single_s, batch_n / batch_s
-    print(f"database        {dialect}")
+    figures = measure(args.database_url, orders=args.orders, single=args.single,
+                      batch=args.batch)
+    single_n, batch_n = figures.single_orders, figures.batch_orders
+    print(f"database        {figures.dialect}")
     print(f"orders          {single_n:,} one per transaction, then {batch_n:,} in batches of "
           f"{args.batch}; 4-way splits (platform + 3 contributors)")
     print()
     print(f"{'settlement':<34} {'orders':>9} {'seconds':>9} {'orders/s':>10}")
-    print(f"{'one order per transaction':<34} {single_n:>9,} {single_s:>9.1f} "
-          f"{single_rate:>10,.0f}")
-    print(f"{f'{args.batch} orders per transaction':<34} {batch_n:>9,} {batch_s:>9.1f} "
-          f"{batch_rate:>10,.0f}")
-    print(f"ratio batched / one per transaction: {batch_rate / single_rate:.1f}x")
-    print(f"verify: ok={report.ok} orders_settled={settled:,} "
-          f"violations={len(report.violations)}")
+    print(f"{'one order per transaction':<34} {single_n:>9,} {figures.single_seconds:>9.1f} "
+          f"{figures.single_rate:>10,.0f}")
+    print(f"{f'{args.batch} orders per transaction':<34} {batch_n:>9,} "
+          f"{figures.batch_seconds:>9.1f} {figures.batch_rate:>10,.0f}")
+    print(f"ratio batched / one per transaction: {figures.ratio:.1f}x")
+    print(f"verify: ok={figures.verified} orders_settled={figures.settled:,} "
+          f"violations={figures.violations}")
 
 
 if __name__ == "__main__":

@@ -125,7 +125,9 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
     pricing.ensure_in_band(session, listing, now)
     beneficiaries = list(dict.fromkeys(beneficiaries))
     _check_beneficiaries(session, beneficiaries)
-    _take_licenses(session, listing, quantity)
+    if listing.licenses_available is not None and listing.licenses_available < quantity:
+        # Seen already: refuse before a payment is opened (the UPDATE below is the guard).
+        raise OutOfStock(f"Fewer than {quantity} licenses are left.")
     provider = provider_named(current_app.config["PAYMENT_PROVIDER"])
     order = Order(
         buyer_id=buyer.id, merchant_id=listing.merchant_id, listing_id=listing.id,
@@ -141,6 +143,9 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
     order.payment_start = provider.start(order)
     _record(session, buyer, "order.placed", order, listing_id=str(listing.id),
             quantity=quantity, total_amount=order.total_amount)
+    # Last: the UPDATE locks the listing's row until commit, and every buyer of the product
+    # queues on that lock, so it is held for as little of the transaction as possible.
+    _take_licenses(session, listing, quantity)
     return order
 
 
