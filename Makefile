@@ -10,7 +10,7 @@ PORT ?= 5000
 export FLASK_APP := app
 
 .PHONY: install run test lint migrate seed clean bench-audit bench-listings bench-credit \
-	bench-matching bench-orders bench-settlement bench-read bench soak fuzz
+	bench-matching bench-orders bench-settlement bench-read bench-statements bench soak fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ lint: install
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache
 
+# gunicorn's port in bench-read, bench-orders and bench: another if a server already holds it.
+BENCH_PORT ?= 8642
+
 bench-audit: install
 	$(BIN)/python -m benchmarks.audit_chain
 
@@ -71,17 +74,23 @@ bench-matching: install
 
 # Needs PostgreSQL (BENCH_DATABASE_URL, a scratch database), wrk and pgbench.
 bench-orders: install
-	$(BIN)/python -m benchmarks.order_placement --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
+	$(BIN)/python -m benchmarks.order_placement --port $(BENCH_PORT) --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
 
 bench-settlement: install
 	$(BIN)/python -m benchmarks.settlement $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
 
 # Needs PostgreSQL (BENCH_DATABASE_URL, a scratch database) and wrk.
 bench-read: install
-	$(BIN)/python -m benchmarks.listing_read --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
+	$(BIN)/python -m benchmarks.listing_read --port $(BENCH_PORT) --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
 
-# Every benchmark in turn on the scratch PostgreSQL database BENCH_DATABASE_URL (wrk, pgbench).
-bench: bench-read bench-orders bench-listings bench-matching bench-settlement bench-credit bench-audit
+bench-statements: install
+	$(BIN)/python -m benchmarks.statement_counts $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
+
+# Every benchmark in one run on the scratch PostgreSQL database BENCH_DATABASE_URL (wrk, pgbench),
+# printed as one table: each figure, measured beside its baseline, against its target.
+# BENCH_QUICK=1 scales everything down to check the table end to end in a few minutes.
+bench: install
+	$(BIN)/python -m benchmarks.suite --port $(BENCH_PORT) $${BENCH_QUICK:+--quick} --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
 
 # Many workers on one PostgreSQL: two gunicorn hosts and the scheduler under a mixed trade load
 # for SOAK_SECONDS (default 120), a worker killed with SIGKILL part-way, then every invariant
