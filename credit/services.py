@@ -1,7 +1,7 @@
 """Use cases of trading credit: findings, scores, penalties, enforcement.
 
 Other domains call `record_system_event` (the service's own findings), `ensure_may_list`,
-`ensure_may_trade`, `trade_restricted` (the same rule as SQL, for queries), `credit_levels`
+`ensure_may_trade`, `trade_restricted` (the same rule as SQL, for queries), `credit_level_of`
 and `credit_level`; nothing here knows about listings or orders. The
 blacklist lives in `credit.blacklisting`, objections and repairs in `credit.remedies`.
 """
@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, ScalarSelect, exists, select
 from sqlalchemy.orm import Session
 
 from app import audit, clock
@@ -223,12 +223,15 @@ def credit_level(session: Session, party_id: uuid.UUID) -> Level:
     return cached.level if cached is not None else level(BASE_SCORE)
 
 
-def credit_levels(session: Session, party_ids: set[uuid.UUID]) -> dict[uuid.UUID, Level]:
-    """`credit_level` of many parties in one query."""
-    cached = {party_id: cached_level for party_id, cached_level in session.execute(
-        select(CreditProfile.party_id, CreditProfile.level)
-        .where(CreditProfile.party_id.in_(party_ids)))}
-    return {party_id: cached.get(party_id, level(BASE_SCORE)) for party_id in party_ids}
+def credit_level_of(party_id: Any) -> ScalarSelect[Level]:
+    """SQL: the cached credit level of the party in `party_id` (a column), NULL for a party
+    never scored (see `level_or_base`), so a query ranks many parties' rows at once."""
+    return select(CreditProfile.level).where(
+        CreditProfile.party_id == party_id).scalar_subquery()
+
+
+def level_or_base(cached: Level | None) -> Level:
+    return cached if cached is not None else level(BASE_SCORE)
 
 
 # The matching engine ranks better-rated merchants higher by this many points out of 100.

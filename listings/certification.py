@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, case, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -56,6 +56,18 @@ def certification_satisfied(session: Session, listing_id: uuid.UUID, at: datetim
     # refreshed when a certification is added later in the same session.
     return _satisfying(session.scalars(
         select(Certification).where(Certification.listing_id == listing_id)), at)
+
+
+def best_rating_of(listing_id: Any, at: datetime) -> ScalarSelect[int]:
+    """SQL: the rank (see `rating_of_rank`) of the best rating valid at `at` of the listing
+    in `listing_id` (a column), NULL without one — `best_ratings` inside a query of listings."""
+    rank = case(*[(Certification.rating == rating, n) for n, rating in enumerate(Rating)])
+    return select(func.min(rank)).where(Certification.listing_id == listing_id,
+                                        Certification.valid_until > at).scalar_subquery()
+
+
+def rating_of_rank(rank: int | None) -> Rating | None:
+    return None if rank is None else list(Rating)[rank]
 
 
 def best_ratings(session: Session, listing_ids: Iterable[uuid.UUID],

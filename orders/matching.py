@@ -42,7 +42,7 @@ from app.db import JsonArrayContains
 from credit import services as credit
 from credit.scoring import Level
 from listings import pricing
-from listings.certification import best_ratings
+from listings.certification import best_rating_of, rating_of_rank
 from listings.models import (
     Classification,
     Listing,
@@ -87,8 +87,11 @@ _CANDIDATE_COLUMNS = (Listing.id, Listing.merchant_id, Listing.title, Listing.de
 
 
 def candidates(session: Session, demand: Demand, at: datetime, limit: int) -> Select:
-    """The cheapest `limit` listings that meet every hard constraint of the demand."""
-    stmt = select(*_CANDIDATE_COLUMNS).where(
+    """The cheapest `limit` listings that meet every hard constraint of the demand, each
+    with its merchant's credit level and its best valid rating (rank) for scoring."""
+    stmt = select(*_CANDIDATE_COLUMNS,
+                  credit.credit_level_of(Listing.merchant_id).label("merchant_level"),
+                  best_rating_of(Listing.id, at).label("best_rating_rank")).where(
         *pricing.within_binding_bands(session, demand.category, at),
         Listing.status == ListingStatus.LISTED,
         Listing.category == demand.category,
@@ -149,15 +152,12 @@ def keywords_found(keywords: Sequence[str], listing: Row) -> list[str]:
     return [word for word in keywords if word.casefold() in text]
 
 
-def rank(session: Session, demand: Demand, listings: Sequence[Row],
-         at: datetime) -> list[Match]:
-    """Score the listings for the demand, best first (ties broken as documented)."""
-    levels = credit.credit_levels(session, {listing.merchant_id for listing in listings})
-    ratings = best_ratings(session, [listing.id for listing in listings], at)
+def rank(demand: Demand, listings: Sequence[Row], at: datetime) -> list[Match]:
+    """Score the candidate rows for the demand, best first (ties broken as documented)."""
     matches = []
     for listing in listings:
-        points, reasons = score(demand, listing, levels[listing.merchant_id],
-                                ratings.get(listing.id))
+        points, reasons = score(demand, listing, credit.level_or_base(listing.merchant_level),
+                                rating_of_rank(listing.best_rating_rank))
         matches.append(Match(listing_id=listing.id, merchant_id=listing.merchant_id,
                              title=listing.title, unit_price=listing.unit_price,
                              currency=listing.currency, score=points, reasons=reasons,
@@ -169,8 +169,7 @@ def rank(session: Session, demand: Demand, listings: Sequence[Row],
 def matches_for(session: Session, demand: Demand, at: datetime) -> list[Match]:
     """The listings meeting every hard constraint of the demand, ranked best first."""
     limit = current_app.config["MATCH_CANDIDATES"]
-    return rank(session, demand,
-                list(session.execute(candidates(session, demand, at, limit))), at)
+    return rank(demand, list(session.execute(candidates(session, demand, at, limit))), at)
 
 
 def fitting_demands(listing: Listing, at: datetime) -> Select:

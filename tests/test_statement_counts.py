@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from benchmarks.statement_counts import count_statements, paginated_gets
 
-# Statements per request: authentication, then COUNT and the page; more where the endpoint
-# reads more, once per page: the blacklist which of the page's findings are under objection;
-# matching the demand, both parties' restrictions, the binding bands, the candidates, the
-# merchants' levels and the certifications.
+# Statements per request: authentication, then COUNT and the page (the blacklist's dispute
+# flags are a column of its page). The two matching lists read what they match first: the
+# demand (or the listing with its certifications), whether the caller may trade, and the
+# binding guide prices of the category; the demand's ranked candidates are one query with
+# each merchant's level and best rating, the listing's fitting demands a COUNT and a page.
 BUDGET = {
     "/api/v1/parties": 3, "/api/v1/listings": 3, "/api/v1/admission-rules": 3,
-    "/api/v1/credit/blacklist": 4, "/api/v1/guide-prices": 3, "/api/v1/orders": 3,
+    "/api/v1/credit/blacklist": 3, "/api/v1/guide-prices": 3, "/api/v1/orders": 3,
     "/api/v1/demands": 3, "/api/v1/settlement/runs": 3, "/api/v1/payouts": 3,
     "/api/v1/parties/{party_id}/statement": 3,
-    "/api/v1/demands/{demand_id}/matches": 7,
-    "/api/v1/listings/{listing_id}/matches": 7,
+    "/api/v1/demands/{demand_id}/matches": 5,
+    "/api/v1/listings/{listing_id}/matches": 6,
 }
 
 

@@ -1,0 +1,263 @@
+"""Every benchmark in one run on a scratch PostgreSQL database, printed as one table of figures
+against their targets.
+
+    python -m benchmarks.suite --database-url URL [--quick] [--port 8642]
+
+Needs a scratch PostgreSQL database (each benchmark drops and rebuilds its schema in turn),
+`wrk` and `pgbench`. Each row is measured in the same run as its baseline (HTTP rounds
+alternate with the bare endpoint's or pgbench's; batched settlement follows one order per
+transaction on the same data), medians of three rounds where there are rounds. --quick
+scales everything down to check the table end to end in a few minutes: its figures are not
+the targets' sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import psycopg
+import sqlalchemy as sa
+
+from benchmarks import (
+    audit_chain,
+    credit_blacklist,
+    listing_read,
+    listings_search,
+    matching,
+    order_placement,
+    settlement,
+    statement_counts,
+)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big each benchmark runs."""
+
+    listings: int  # the catalog GET /listings/{id} reads from
+    match_sizes: tuple[int, int]
+    orders: int  # settled in batches, after `single` one per transaction
+    single: int
+    parties: int
+    events: int  # credit events on the chain the blacklist reads
+    audit_entries: int
+    searched_listings: int
+    deals: int
+    seconds: int  # per HTTP or pgbench round
+    rounds: int
+    requests: int  # timed requests per figure of the in-process benchmarks
+
+
+# The sizes the targets are stated at.
+FULL = Scale(listings=100_000, match_sizes=(10_000, 100_000), orders=100_000, single=5_000,
+             parties=100_000, events=1_000_000, audit_entries=100_000,
+             searched_listings=100_000, deals=100_000, seconds=10, rounds=3, requests=300)
+QUICK = Scale(listings=2_000, match_sizes=(2_000, 20_000), orders=2_000, single=500,
+              parties=2_000, events=20_000, audit_entries=5_000, searched_listings=2_000,
+              deals=2_000, seconds=2, rounds=3, requests=100)
+
+WORKERS, CONNECTIONS = 4, 8  # gunicorn's sync workers; wrk's and pgbench's connections
+STATEMENT_BUDGET = 3  # per list request, at any page size
+TARGETS = {"read": 0.35, "orders": 0.30, "paced_p99_ms": 25.0, "matching": 1.5,
+           "settlement": 5.0, "blacklist_p99_ms": 10.0}
+
+
+@dataclass
+class Row:
+    """One line of the table: the issue's row number, what, how much, against what."""
+
+    number: str
+    measure: str
+    figure: str
+    target: str = "—"
+    met: bool | None = None  # None: a figure without a target
+
+
+def read_rows(figures: listing_read.ReadFigures) -> list[Row]:
+    errors = sum(r[3] for r in figures.reads + figures.bares)
+    return [Row("1", f"GET /listings/{{id}} ÷ GET /healthz, req/s ({figures.listings:,} "
+                     "listings)",
+                f"{figures.read_rps:,.0f} ÷ {figures.bare_rps:,.0f} = {figures.ratio:.2f}"
+                + (f", {errors} errors" if errors else ""),
+                f"≥ {TARGETS['read']:.2f}", figures.ratio >= TARGETS["read"] and not errors)]
+
+
+def order_rows(figures: order_placement.OrderFigures) -> list[Row]:
+    errors = sum(r[3] for r in figures.http_rounds)
+    return [
+        Row("2", "POST /orders ÷ pgbench running the same SQL, per s",
+            f"{figures.http_rps:,.0f} ÷ {figures.sql_tps:,.0f} = {figures.ratio:.2f}"
+            + (f", {errors} errors" if errors else ""),
+            f"≥ {TARGETS['orders']:.2f}", figures.ratio >= TARGETS["orders"] and not errors),
+        Row("2", f"POST /orders paced at 60 % ({figures.paced_rate:,.0f}/s), p50 / p99",
+            f"{figures.paced_p50:.1f} / {figures.paced_p99:.1f} ms"
+            + (f", {figures.paced_failures} failed" if figures.paced_failures else ""),
+            f"p99 ≤ {TARGETS['paced_p99_ms']:.0f} ms",
+            figures.paced_p99 <= TARGETS["paced_p99_ms"] and not figures.paced_failures),
+    ]
+
+
+def statement_rows(figures: statement_counts.StatementFigures) -> list[Row]:
+    rows = [Row("3", f"SQL statements, GET {template}", f"{small} / {large} (page 10 / 100)",
+                f"equal, ≤ {STATEMENT_BUDGET}", small == large and large <= STATEMENT_BUDGET)
+            for template, (small, large) in figures.counts.items()]
+    if figures.unmeasured:
+        rows.append(Row("3", "paginated GETs not measured", ", ".join(sorted(
+            figures.unmeasured)), "none", False))
+    return rows
+
+
+def matching_rows(figures: matching.MatchingFigures) -> list[Row]:
+    (small, (_, small_p99, _)), (large, (_, large_p99, _)) = figures.results.items()
+    return [Row("4", f"matching p99, one demand, {small:,} → {large:,} listings",
+                f"{small_p99:.1f} → {large_p99:.1f} ms = {figures.p99_ratio:.2f}x",
+                f"≤ {TARGETS['matching']}x", figures.p99_ratio <= TARGETS["matching"])]
+
+
+def settlement_rows(figures: settlement.SettlementFigures) -> list[Row]:
+    return [Row("5", f"settlement, batches of {figures.batch} ÷ one order per transaction",
+                f"{figures.batch_rate:,.0f} ÷ {figures.single_rate:,.0f} orders/s = "
+                f"{figures.ratio:.1f}x ({figures.batch_orders:,} orders)"
+                + ("" if figures.verified else ", ledger NOT verified"),
+                f"≥ {TARGETS['settlement']:.0f}x",
+                figures.ratio >= TARGETS["settlement"] and figures.verified)]
+
+
+def credit_rows(figures: credit_blacklist.CreditFigures) -> list[Row]:
+    return [Row("6", f"blacklist p99, {label} ({figures.events:,} events)", f"{p99:.2f} ms",
+                f"≤ {TARGETS['blacklist_p99_ms']:.0f} ms", p99 <= TARGETS["blacklist_p99_ms"])
+            for label, _, p99 in figures.queries]
+
+
+def chain_rows(audit: audit_chain.AuditFigures,
+               credit: credit_blacklist.CreditFigures) -> list[Row]:
+    # No target: figures to compare between runs; a broken chain is still a failure.
+    return [Row("7", "audit chain verification",
+                f"{audit.verify_rate:,.0f} entries/s ({audit.chain_entries:,}"
+                f"{'' if audit.chain_valid else ', INVALID'})",
+                met=None if audit.chain_valid else False),
+            Row("7", "credit chain verification",
+                f"{credit.verify_rate:,.0f} entries/s ({credit.chain_entries:,}"
+                f"{'' if credit.chain_valid else ', INVALID'})",
+                met=None if credit.chain_valid else False)]
+
+
+def search_rows(figures: listings_search.SearchFigures) -> list[Row]:
+    # What `make bench` printed before the suite, kept as figures without a target.
+    name, (_, p99, _) = max(figures.searches.items(), key=lambda item: item[1][1])
+    return [Row("+", f"listing search p99, slowest of {len(figures.searches)} "
+                     f"({figures.listings:,} listings)", f"{p99:.1f} ms ({name})"),
+            Row("+", f"price guidance p99 ({figures.deals:,} deals)",
+                f"{figures.guidance[1]:.1f} ms")]
+
+
+T = TypeVar("T")
+
+
+def timed(name: str, durations: dict[str, float], call: Callable[[], T]) -> T:
+    """Run one benchmark, reporting progress on stderr (stdout is the table)."""
+    print(f"… {name}", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    result = call()
+    durations[name] = time.perf_counter() - started
+    print(f"  {name}: {durations[name]:.0f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def postgres_version(database_url: str) -> str:
+    libpq_url = sa.make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(libpq_url) as connection:
+        version = connection.execute("SELECT version()").fetchone()[0]  # type: ignore[index]
+    return version.split(",")[0]  # "PostgreSQL 16.4 (...) on x86_64-pc-linux-gnu"
+
+
+def run(database_url: str, scale: Scale, port: int) -> tuple[list[Row], dict[str, float]]:
+    """Every benchmark in turn on the database; the table's rows and each one's seconds."""
+    durations: dict[str, float] = {}
+    rows: list[Row] = []
+    rows += read_rows(timed("listing_read", durations, lambda: listing_read.measure(
+        database_url, listings=scale.listings, seconds=scale.seconds, rounds=scale.rounds,
+        workers=WORKERS, connections=CONNECTIONS, port=port)))
+    rows += order_rows(timed("order_placement", durations, lambda: order_placement.measure(
+        database_url, seconds=scale.seconds, rounds=scale.rounds, workers=WORKERS,
+        connections=CONNECTIONS, port=port)))
+    rows += statement_rows(timed("statement_counts", durations,
+                                 lambda: statement_counts.measure(database_url)))
+    rows += matching_rows(timed("matching", durations, lambda: matching.measure(
+        database_url, sizes=scale.match_sizes, requests=scale.requests)))
+    rows += settlement_rows(timed("settlement", durations, lambda: settlement.measure(
+        database_url, orders=scale.orders, single=scale.single)))
+    credit = timed("credit_blacklist", durations, lambda: credit_blacklist.measure(
+        database_url, parties_count=scale.parties, events=scale.events,
+        rounds=scale.requests))
+    rows += credit_rows(credit)
+    audit = timed("audit_chain", durations, lambda: audit_chain.measure(
+        database_url, entries=scale.audit_entries))
+    rows += chain_rows(audit, credit)
+    rows += search_rows(timed("listings_search", durations, lambda: listings_search.measure(
+        database_url, listings=scale.searched_listings, requests=scale.requests,
+        deals=scale.deals)))
+    return rows, durations
+
+
+def print_table(rows: list[Row], header: list[tuple[str, str]]) -> None:
+    for label, value in header:
+        print(f"{label:<10} {value}")
+    print()
+    widths = [max(len(getattr(row, field)) for row in rows) for field in ("measure", "figure")]
+    print(f"{'#':<2} {'measure':<{widths[0]}}  {'figure':<{widths[1]}}  {'target':<14} met")
+    for row in rows:
+        met = {True: "yes", False: "NO", None: "—"}[row.met]
+        print(f"{row.number:<2} {row.measure:<{widths[0]}}  {row.figure:<{widths[1]}}  "
+              f"{row.target:<14} {met}")
+    judged = [row for row in rows if row.met is not None]
+    print()
+    print(f"targets met: {sum(1 for row in judged if row.met)} of {len(judged)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True,
+                        help="a scratch PostgreSQL database: its schema is dropped")
+    parser.add_argument("--quick", action="store_true",
+                        help="scaled down (2,000 listings, 20,000 events, 2 s rounds)")
+    parser.add_argument("--port", type=int, default=order_placement.PORT,
+                        help="gunicorn's port")
+    args = parser.parse_args(argv)
+    if not sa.make_url(args.database_url).drivername.startswith("postgresql"):
+        sys.exit("the suite needs a scratch PostgreSQL database")
+    for tool in ("wrk", "pgbench"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (Debian: apt-get install {tool})")
+
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    scale = QUICK if args.quick else FULL
+    rows, durations = run(args.database_url, scale, args.port)
+    total = time.perf_counter() - started
+
+    minutes, seconds = divmod(round(total), 60)
+    print_table(rows, [
+        ("run", f"{started_at:%Y-%m-%d %H:%M} UTC, {minutes} min {seconds} s"
+                + (" — QUICK: scaled down, not the targets' sizes" if args.quick else "")),
+        ("machine", f"{os.cpu_count()} cores ({platform.machine()}, {platform.system()} "
+                    f"{platform.release()}); {postgres_version(args.database_url)}"),
+        ("setup", f"gunicorn {WORKERS} sync workers on :{args.port}, wrk and pgbench with "
+                  f"{CONNECTIONS} connections on the same machine, {scale.rounds} alternating "
+                  f"rounds of {scale.seconds} s, medians; {scale.requests} requests per "
+                  "in-process figure"),
+        ("times", ", ".join(f"{name} {seconds:.0f} s" for name, seconds in durations.items())),
+    ])
+
+
+if __name__ == "__main__":
+    main()
