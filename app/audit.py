@@ -138,22 +138,19 @@ def _write_pending_entries(session: Session) -> None:
     if not pending:
         return
     session.flush()  # subjects created in this transaction get their ids
-    seq, prev_hash = lock_and_read_head(session, AuditEntry, _CHAIN_LOCK_KEY)
     at = clock.now()
-    for item in pending:
+    # All but the links is built before the chain is locked: the lock is held until commit,
+    # and every writer of the exchange queues for it.
+    entries = [AuditEntry(occurred_at=at, actor_id=item.actor_id, action=item.action,
+                          subject_type=item.subject_type, subject_id=_subject_id(item.subject),
+                          details=item.details, payload_digest=digest(item.details))
+               for item in pending]
+    seq, prev_hash = lock_and_read_head(session, AuditEntry, _CHAIN_LOCK_KEY)
+    for entry in entries:
         seq += 1
-        entry = AuditEntry(
-            occurred_at=at,
-            actor_id=item.actor_id,
-            action=item.action,
-            subject_type=item.subject_type,
-            subject_id=_subject_id(item.subject),
-            details=item.details,
-            payload_digest=digest(item.details),
-        )
         entry.seal(seq, prev_hash)
         prev_hash = entry.hash
-        session.add(entry)
+    session.add_all(entries)
 
 
 @event.listens_for(Session, "after_commit")

@@ -15,14 +15,25 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Response, current_app, make_response, request
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, delete, select, text
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Integer,
+    Select,
+    String,
+    Text,
+    bindparam,
+    delete,
+    select,
+    text,
+)
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app import clock
 from app.api import document_errors
 from app.audit import canonical_json
-from app.db import Base, unit_of_work, upsert_insert
+from app.db import Base, unit_of_work
 from app.errors import Conflict, ValidationFailed
 from app.parties.auth import current_party
 
@@ -86,9 +97,23 @@ def _insert_ignoring_conflict(session: Session, values: dict[str, Any]) -> Idemp
     """The new key's row, or None when the key is already there. RETURNING the row (not
     rowcount, which psycopg 3 resets when SQLAlchemy closes an INSERT's cursor) also spares
     reading it back."""
-    stmt = (upsert_insert(session, IdempotencyKey).values(**values).on_conflict_do_nothing()
-            .returning(IdempotencyKey))
-    return session.scalars(stmt, execution_options={"populate_existing": True}).first()
+    return session.scalars(_CLAIM, values, execution_options={"populate_existing": True}).first()
+
+
+def _claim_statement() -> Select:
+    # Written as text: SQLAlchemy's ON CONFLICT inserts carry no cache key, so they would be
+    # compiled afresh on every idempotent POST. Both databases speak this SQL.
+    table = IdempotencyKey.__table__
+    inserted = ("party_id", "key", "request_fingerprint", "created_at")
+    sql = (f"INSERT INTO {table.name} ({', '.join(inserted)}) "
+           f"VALUES ({', '.join(':' + name for name in inserted)}) "
+           f"ON CONFLICT DO NOTHING RETURNING {', '.join(table.c.keys())}")
+    statement = text(sql).bindparams(
+        *[bindparam(name, type_=table.c[name].type) for name in inserted]).columns(*table.c)
+    return select(IdempotencyKey).from_statement(statement)
+
+
+_CLAIM = _claim_statement()
 
 
 def _claim(session: Session, party_id: uuid.UUID, key: str,

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, exists, select
+from sqlalchemy import ColumnElement, ScalarSelect, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from app import audit, clock
@@ -181,11 +181,16 @@ def pay_fine(session: Session, *, penalty_id: uuid.UUID, actor: Actor) -> Penalt
     return penalty
 
 
+# Built once: every order, demand and listing submission asks it of one or two parties.
+_ACTIVE_PENALTIES = select(Penalty).where(
+    Penalty.party_id == bindparam("party_id"), Penalty.lifted_at.is_(None),
+    Penalty.starts_at <= bindparam("at"), Penalty.ends_at > bindparam("at"),
+).order_by(Penalty.starts_at)
+
+
 def active_penalties(session: Session, party_id: uuid.UUID, at: datetime) -> list[Penalty]:
     """The party's penalties in force at `at`, oldest first."""
-    stmt = select(Penalty).where(Penalty.party_id == party_id, Penalty.lifted_at.is_(None),
-                                 Penalty.starts_at <= at, Penalty.ends_at > at)
-    return list(session.scalars(stmt.order_by(Penalty.starts_at)))
+    return list(session.scalars(_ACTIVE_PENALTIES, {"party_id": party_id, "at": at}))
 
 
 def _ensure_free_of(session: Session, party_id: uuid.UUID, kind: PenaltyKind,

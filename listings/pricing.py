@@ -28,7 +28,7 @@ import zlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select, text, update
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app import audit, clock
@@ -38,7 +38,7 @@ from listings.errors import OverlappingGuidePrice, PriceOutOfBand
 from listings.models import Classification, GuidePrice, Listing, ListingStatus, PriceModel
 
 
-def _in_force(at: datetime) -> list[ColumnElement[bool]]:
+def _in_force(at: datetime | BindParameter[datetime]) -> list[ColumnElement[bool]]:
     return [GuidePrice.effective_from <= at,
             or_(GuidePrice.effective_to.is_(None), GuidePrice.effective_to > at),
             or_(GuidePrice.superseded_at.is_(None), GuidePrice.superseded_at > at)]
@@ -145,9 +145,13 @@ def guide_prices_query(*, category: str | None = None, in_force_at: datetime | N
                          GuidePrice.id)
 
 
+# Built once: every order placement and matching request reads it.
+_IN_FORCE_FOR_CATEGORY = select(GuidePrice).where(
+    GuidePrice.category == bindparam("category"), *_in_force(bindparam("at")))
+
+
 def in_force_for_category(session: Session, category: str, at: datetime) -> list[GuidePrice]:
-    return list(session.scalars(select(GuidePrice).where(
-        GuidePrice.category == category, *_in_force(at))))
+    return list(session.scalars(_IN_FORCE_FOR_CATEGORY, {"category": category, "at": at}))
 
 
 def _pick(guides: list[GuidePrice], classification: Classification,
