@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Enum, MetaData, Uuid
+from sqlalchemy import BigInteger, Boolean, DateTime, Enum, Index, MetaData, Uuid
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
@@ -95,6 +95,13 @@ def unit_of_work(session: Session | None = None) -> Iterator[Session]:
         raise
     finally:
         session.info[_DEPTH] = depth
+
+
+def substring_index(name: str, column: str) -> Index:
+    """A trigram index serving `ILIKE '%word%'` searches on PostgreSQL (pg_trgm, created by
+    the migrations); SQLite, the embedded default, scans instead."""
+    return Index(name, column, postgresql_using="gin",
+                 postgresql_ops={column: "gin_trgm_ops"}).ddl_if(dialect="postgresql")
 
 
 def upsert_insert(session: Session, model: type[Base]) -> Any:

@@ -9,12 +9,13 @@ record (a finding, an objection decision, a repair decision, the nightly refresh
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy import Select, and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from app import audit
@@ -126,9 +127,23 @@ def end_expired_publicity(session: Session, *, at: datetime) -> int:
 
 
 def blacklist_query(*, q: str | None = None, credit_code: str | None = None,
-                    at: datetime) -> Select:
+                    at: datetime) -> tuple[Select, dict[str, Any]]:
     """Parties on the blacklist now, one row each (the decision publicised longest), with
-    their party rows, newest listing first."""
+    their party rows, newest listing first; and the values to run it with."""
+    values: dict[str, Any] = {"at": at}
+    if q:
+        values["q"] = q.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    if credit_code:
+        values["credit_code"] = normalize_credit_code(credit_code)
+    return _blacklist_statement(bool(q), bool(credit_code)), values
+
+
+@functools.cache
+def _blacklist_statement(by_name: bool, by_code: bool) -> Select:
+    # Built once per kind of search, its values bound: a public, unauthenticated query whose
+    # construction cost more than running it on its indexes.
+    at = bindparam("at", type_=BlacklistEntry.listed_at.type)
+
     def active(entry: Any) -> Any:
         return and_(entry.ended_at.is_(None), entry.listed_at <= at, entry.publicity_until > at)
 
@@ -142,10 +157,11 @@ def blacklist_query(*, q: str | None = None, credit_code: str | None = None,
                  other.id < BlacklistEntry.id)))
     stmt = (select(BlacklistEntry, Party).join(Party, Party.id == BlacklistEntry.party_id)
             .where(active(BlacklistEntry), ~outranked))
-    if q:
-        stmt = stmt.where(Party.name.icontains(q, autoescape=True))
-    if credit_code:
-        stmt = stmt.where(Party.credit_code == normalize_credit_code(credit_code))
+    if by_name:
+        stmt = stmt.where(Party.name.icontains(bindparam("q", type_=Party.name.type),
+                                               escape="/"))
+    if by_code:
+        stmt = stmt.where(Party.credit_code == bindparam("credit_code"))
     return stmt.order_by(BlacklistEntry.listed_at.desc(), BlacklistEntry.id)
 
 

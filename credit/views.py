@@ -4,13 +4,14 @@ API shows them. Routes serialize what these return and run no queries of their o
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, exists, func, select
+from sqlalchemy import Row, Select, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
 from app.api import MAX_OFFSET
@@ -97,29 +98,41 @@ def blacklist_page(session: Session, *, q: str | None, credit_code: str | None, 
                    first: int, size: int, full: bool) -> tuple[list[dict[str, Any]], int]:
     """One page of the blacklist and the total; regulators (`full`) see the decision's
     details too."""
-    stmt = blacklisting.blacklist_query(q=q, credit_code=credit_code, at=at)
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    stmt, values = blacklisting.blacklist_query(q=q, credit_code=credit_code, at=at)
+    counting, paging = _page_statements(stmt)
+    total = session.scalar(counting, values) or 0
     if first > MAX_OFFSET:
-        return [], total or 0
-    rows = session.execute(_with_dispute_flag(stmt).limit(size).offset(first)).all()
-    return _blacklisted_rows(rows, full), total or 0
+        return [], total
+    rows = session.execute(paging, {**values, "limit": size, "offset": first}).all()
+    return _blacklisted_rows(rows, full), total
 
 
 def blacklist_csv(session: Session, *, q: str | None, credit_code: str | None,
                   at: datetime) -> tuple[str, int]:
     """The regulators' export: every row of the search (not one page), in full, as CSV
     text, and how many rows it holds."""
-    stmt = _with_dispute_flag(blacklisting.blacklist_query(q=q, credit_code=credit_code, at=at))
+    stmt, values = blacklisting.blacklist_query(q=q, credit_code=credit_code, at=at)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=BLACKLIST_CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     count = 0
     # Fetched in chunks, so memory holds the text being written rather than every ORM row.
-    for chunk in session.execute(stmt.execution_options(yield_per=_CSV_CHUNK)).partitions():
+    chunks = session.execute(_with_dispute_flag(stmt).execution_options(yield_per=_CSV_CHUNK),
+                             values).partitions()
+    for chunk in chunks:
         rows = _blacklisted_rows(chunk, full=True)
         writer.writerows(rows)
         count += len(rows)
     return out.getvalue(), count
+
+
+@functools.cache
+def _page_statements(stmt: Select) -> tuple[Select, Select]:
+    """The COUNT and the page (limit and offset bound) of a blacklist query, built once each
+    (the query itself is built once per kind of search)."""
+    counting = select(func.count()).select_from(stmt.order_by(None).subquery())
+    paging = _with_dispute_flag(stmt).limit(bindparam("limit")).offset(bindparam("offset"))
+    return counting, paging
 
 
 def _with_dispute_flag(stmt: Select) -> Select:

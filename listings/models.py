@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, composite, mapped_column, relationship
 
 from app import clock
-from app.db import Base, created_at, str_enum, uuid_pk
+from app.db import Base, created_at, str_enum, substring_index, uuid_pk
 from app.errors import InvalidTransition
 from listings.errors import NotFlagged
 
@@ -238,6 +238,9 @@ class Listing(Base):
         Index("ix_listings_merchant_status", "merchant_id", "status"),
         # The catalog's default order (newest first) reads this backwards and stops early.
         Index("ix_listings_created_at_id", "created_at", "id"),
+        # The catalog's word search (title or description contains each word).
+        substring_index("ix_listings_title_trgm", "title"),
+        substring_index("ix_listings_description_trgm", "description"),
     )
 
     @property

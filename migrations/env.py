@@ -90,6 +90,15 @@ def run_migrations_online():
 
     connectable = get_engine()
 
+    # Objects the models create on one database only (`.ddl_if(dialect=...)`, such as the
+    # PostgreSQL trigram indexes) are not expected on the others.
+    def include_object(obj, name, type_, reflected, compare_to):
+        condition = getattr(obj, "_ddl_if", None)
+        return (condition is None or condition.dialect is None
+                or condition.dialect == connectable.dialect.name)
+
+    conf_args.setdefault("include_object", include_object)
+
     with connectable.connect() as connection:
         context.configure(
             connection=connection,

@@ -11,7 +11,7 @@ from typing import Protocol
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, created_at, str_enum, uuid_pk
+from app.db import Base, created_at, str_enum, substring_index, uuid_pk
 
 
 class PartyKind(enum.StrEnum):
@@ -69,6 +69,9 @@ class Party(Base):
     kind: Mapped[PartyKind] = mapped_column(str_enum(PartyKind, "party_kind"))
     roles: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[created_at]
+
+    # The blacklist is searched by a fragment of a name.
+    __table_args__ = (substring_index("ix_parties_name_trgm", "name"),)
 
     def has_role(self, *roles: Role) -> bool:
         """True when the party holds any of the given roles."""
