@@ -658,6 +658,7 @@ def test_a_wrong_key_on_the_blacklist_is_unauthorized(client, listed):
     ("Analytics", [1]),
     ("100%", [2]),
     ("%", [2]),  # a literal percent sign, not a wildcard
+    ("_", []),  # nor is an underscore
     ("Clean", []),  # not blacklisted
     ("Nobody", []),
 ])
