@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, select, text
 from sqlalchemy.orm import Session
 
 from app.db import JsonArrayContains
@@ -59,6 +59,7 @@ QUALITY_POINTS = 15
 KEYWORD_POINTS = 15
 
 _listing = Listing.__table__.c
+_CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,12 @@ def rank(demand: Demand, listings: Sequence[Row], at: datetime) -> list[Match]:
 def matches_for(session: Session, demand: Demand, at: datetime) -> list[Match]:
     """The listings meeting every hard constraint of the demand, ranked best first."""
     limit = current_app.config["MATCH_CANDIDATES"]
+    if session.get_bind().dialect.name == "postgresql":
+        # Planned for this demand's values, not once for any: a generic plan cannot tell how
+        # many listings a category, budget and purpose keep, guesses a handful, and reads and
+        # sorts every listing of the category under the budget instead of the cheapest few
+        # hundred in index order (2x slower at 100,000 listings).
+        session.execute(_CUSTOM_PLANS)
     return rank(demand, list(session.execute(candidates(session, demand, at, limit))), at)
 
 
