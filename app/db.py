@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
+import random
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Enum, Index, MetaData, Uuid
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, registry
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -102,6 +106,35 @@ def substring_index(name: str, column: str) -> Index:
     the migrations); SQLite, the embedded default, scans instead."""
     return Index(name, column, postgresql_using="gin",
                  postgresql_ops={column: "gin_trgm_ops"}).ddl_if(dialect="postgresql")
+
+
+# PostgreSQL's "serialization failure" and "deadlock detected": the transaction lost a race
+# and rolled back whole, so running it again is safe.
+_LOST_RACE = {"40001", "40P01"}
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def lost_a_race(error: BaseException) -> bool:
+    return isinstance(error, OperationalError) and \
+        getattr(error.orig, "sqlstate", None) in _LOST_RACE
+
+
+def retrying(work: Callable[[Session], T], *, attempts: int = 5) -> T:
+    """Run `work` in a unit of work of its own, and again (after a short random pause) when
+    the database chose it to lose a deadlock: for background work that locks many rows in
+    an order the data decides (settlement, payouts), where no caller is there to retry."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with unit_of_work() as session:
+                return work(session)
+        except OperationalError as error:
+            if attempt == attempts or not lost_a_race(error):
+                raise
+            log.warning("transaction lost a race (%s); running it again",
+                        getattr(error.orig, "sqlstate", None))
+            time.sleep(random.uniform(0, 0.05 * attempt))
+    raise AssertionError("unreachable")
 
 
 def upsert_insert(session: Session, model: type[Base]) -> Any:

@@ -31,7 +31,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app import audit, clock, ledger
-from app.db import unit_of_work
+from app.db import retrying, unit_of_work
 from app.errors import NotFound, ValidationFailed
 from app.faults import crash_point
 from app.parties.models import OVERSEERS, Actor, Party
@@ -222,10 +222,12 @@ def _send_stripe_transfers(payout_ids: Iterable[uuid.UUID]) -> None:
 def pay_out(run_id: uuid.UUID) -> None:
     """Create the run's payouts (phase one, committed), write bank files, and send every
     Stripe transfer still in transit (this run's, and any a crash left behind)."""
-    with unit_of_work() as session:
+    def create(session: Session) -> None:
         run = session.get(SettlementRun, run_id)
         assert run is not None
         create_payouts(session, run)
+
+    retrying(create)  # it locks payees' accounts party by party: it may lose a deadlock
     crash_point("payout.initiated")
     with unit_of_work() as session:
         for batch in session.scalars(select(PayoutBatch).where(

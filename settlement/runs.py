@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import unit_of_work
+from app.db import retrying, unit_of_work
 from app.faults import crash_point
 from app.parties.models import Actor
 from settlement import payouts
@@ -54,13 +54,14 @@ def _reverse_counted(session: Session, run_id: uuid.UUID, size: int) -> int:
 
 def _repeat(batch: Any, crash: str | None = None) -> None:
     """Run transactions of `batch` until one finds nothing left; a batch that collided with
-    another run's (the same order settled meanwhile) rolls back and is tried again."""
+    another run's (the same order settled meanwhile) rolls back and is tried again, as one
+    that lost a deadlock is (a refund reversal locks payees in refund order, a payout in
+    party order)."""
     collisions = 0
     while True:
         try:
-            with unit_of_work() as session:
-                if not batch(session):
-                    return
+            if not retrying(batch):
+                return
             if crash:
                 crash_point(crash)
         except IntegrityError:
