@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, and_, bindparam, or_, select
+from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from app import audit, clock
@@ -16,7 +16,7 @@ from app.errors import VersionConflict
 from app.parties.models import OVERSEERS, Actor, Party, Role
 from credit import services as credit
 from credit.scoring import Level
-from listings import admission, pricing
+from listings import admission, pricing, text_search
 from listings.certification import certification_satisfied
 from listings.errors import (
     AdmissionProhibited,
@@ -352,15 +352,8 @@ def search_listings(*, viewer: Actor, filters: dict[str, Any]) -> Select:
             # reaches only the viewer's own listings, or it would reveal them anyway.
             stmt = stmt.where(Listing.merchant_id == viewer.id)
     if filters.get("q"):
-        stmt = stmt.where(_text_matches(filters["q"]))
+        stmt = stmt.where(text_search.text_matches(filters["q"]))
     return stmt.order_by(Listing.created_at.desc(), Listing.id.desc())
-
-
-def _text_matches(q: str) -> Any:
-    """Every word appears in the title or the description."""
-    return and_(*(or_(Listing.title.icontains(word, autoescape=True),
-                      Listing.description.icontains(word, autoescape=True))
-                  for word in q.split()))
 
 
 def listing_trace(session: Session, *, listing_id: uuid.UUID,

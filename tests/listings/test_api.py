@@ -876,6 +876,13 @@ LISTED = {TRAFFIC, WEATHER, CREDIT, FARM}
     ({"q": "hourly rainfall"}, {WEATHER}),
     ({"q": "traffic rainfall"}, set()),
     ({"q": "100%"}, set()),
+    # Two-character words (a character-pair index serves them on PostgreSQL).
+    ({"q": "交通"}, {TRAFFIC}),
+    ({"q": "气象"}, {WEATHER}),
+    ({"q": "小时"}, {WEATHER}),  # in the description
+    ({"q": "HO"}, {TRAFFIC, WEATHER}),  # "Hourly", ignoring case
+    ({"q": "0%"}, set()),
+    ({"q": "交通 hourly"}, {TRAFFIC}),
     ({"classification": "open"}, {WEATHER, FARM}),
     ({"status": "listed"}, LISTED),
     ({"status": "draft"}, set()),
