@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, composite, mapped_column, relationship
 
@@ -241,6 +242,11 @@ class Listing(Base):
         # The catalog's word search (title or description contains each word).
         substring_index("ix_listings_title_trgm", "title"),
         substring_index("ix_listings_description_trgm", "description"),
+        # Two-character words: the character pairs of the text (listings.text_search). The
+        # expression as PostgreSQL prints it back, so the migrations check compares equal.
+        Index("ix_listings_text_bigrams",
+              text("text_bigrams(lower((title::text || ' '::text) || description))"),
+              postgresql_using="gin").ddl_if(dialect="postgresql"),
     )
 
     @property
