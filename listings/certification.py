@@ -60,7 +60,7 @@ def certification_satisfied(session: Session, listing_id: uuid.UUID, at: datetim
 
 def best_rating_of(listing_id: Any, at: datetime) -> ScalarSelect[int]:
     """SQL: the rank (see `rating_of_rank`) of the best rating valid at `at` of the listing
-    in `listing_id` (a column), NULL without one — `best_ratings` inside a query of listings."""
+    in `listing_id` (a column), NULL without one: scores a query's listings in that query."""
     rank = case(*[(Certification.rating == rating, n) for n, rating in enumerate(Rating)])
     return select(func.min(rank)).where(Certification.listing_id == listing_id,
                                         Certification.valid_until > at).scalar_subquery()
@@ -70,17 +70,9 @@ def rating_of_rank(rank: int | None) -> Rating | None:
     return None if rank is None else list(Rating)[rank]
 
 
-def best_ratings(session: Session, listing_ids: Iterable[uuid.UUID],
-                 at: datetime) -> dict[uuid.UUID, Rating]:
-    """The best valid rating (any scope) of each listing that holds one, in one query."""
-    best: dict[uuid.UUID, Rating] = {}
-    for listing_id, rating in session.execute(
-            select(Certification.listing_id, Certification.rating).where(
-                Certification.listing_id.in_(list(listing_ids)),
-                Certification.valid_until > at)).tuples():
-        if listing_id not in best or rating.at_least(best[listing_id]):
-            best[listing_id] = rating
-    return best
+def best_rating(session: Session, listing_id: uuid.UUID, at: datetime) -> Rating | None:
+    """The best rating (any scope) of one listing valid at `at`, None without one."""
+    return rating_of_rank(session.scalar(select(best_rating_of(listing_id, at))))
 
 
 def certify_listing(session: Session, *, listing_id: uuid.UUID, certifier: Party,

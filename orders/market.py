@@ -20,7 +20,7 @@ from app import clock
 from app.parties.models import Actor
 from listings import pricing
 from listings import services as listings
-from listings.certification import best_ratings
+from listings.certification import best_rating
 from listings.guidance import Band, Guidance, MarketFacts, suggest
 from listings.models import GuidePrice, Listing, ListingStatus
 from orders.models import Demand, DemandStatus, Order, OrderStatus
@@ -114,7 +114,7 @@ def price_guidance(session: Session, *, listing_id: uuid.UUID, viewer: Actor | N
         unit_price=listing.unit_price,
         reference_price=guide.reference_price if guide else None,
         band=Band(guide.floor_price, guide.ceiling_price, guide.binding) if guide else None,
-        rating=best_ratings(session, [listing.id], now).get(listing.id),
+        rating=best_rating(session, listing.id, now),
         quality_count=quality.count, quality_average=quality.average,
         open_demands=open_demands(session, listing.category, now),
         listed_supply=listed_supply(session, listing.category),
