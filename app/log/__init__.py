@@ -1,0 +1,1 @@
+"""The evidence log: Merkle tree, sealer, signed checkpoints, proofs, vouchers' evidence."""
