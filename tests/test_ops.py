@@ -17,6 +17,21 @@ def test_healthz_answers_ok(client):
     assert response.json == {"status": "ok"}
 
 
+def test_the_root_answers_json_linking_the_docs_the_contract_and_the_probes(client):
+    response = client.get("/")
+
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    links = response.json["links"]
+    assert links == {"docs": "/docs", "openapi": "/openapi.json", "health": "/healthz",
+                     "readiness": "/readyz", "api": "/api/v1"}
+    # Every link but the API's prefix answers, and the root itself is in the contract.
+    for name, link in links.items():
+        if name != "api":
+            assert client.get(link).status_code == 200, link
+    assert "/" in client.get("/openapi.json").json["paths"]
+
+
 def test_readyz_answers_ok_when_the_database_answers(client):
     response = client.get("/readyz")
     assert response.status_code == 200
