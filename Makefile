@@ -1,5 +1,6 @@
 # Two commands set up everything on a fresh machine with Python 3.11:
-#   make run   install, migrate the embedded SQLite database, seed demo data, serve on :5000
+#   make run   install, migrate the embedded SQLite database, seed demo data, serve on
+#              HOST:PORT (127.0.0.1:5000)
 #   make test  install, run the whole suite (add TEST_DATABASE_URL for the PostgreSQL runs)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -13,24 +14,31 @@ export FLASK_APP := app
 	bench-matching bench-orders bench-settlement bench-read bench-statements bench soak fuzz
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	@echo "Creating $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml requirements.lock
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
-	touch $@
+	@echo "Installing the dependencies into $(VENV) (about a minute)"
+	@$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $@
 
 install: $(VENV)/.installed
 
 migrate: install
-	$(BIN)/flask db upgrade
+	@$(BIN)/flask db upgrade $(MIGRATE_ARGS)
 
 seed: migrate
-	$(BIN)/flask seed-demo
+	@$(BIN)/flask seed-demo
 
+# make run keeps to what a newcomer needs: the demo keys and where the API answers (no line
+# per migration; the server logs one line per request).
+run: MIGRATE_ARGS := -x quiet=true
 run: seed
-	@echo "API docs: http://$(HOST):$(PORT)/docs  (OpenAPI: /openapi.json; demo keys above)"
-	SCHEDULER_IN_WEB=true $(BIN)/flask run --host $(HOST) --port $(PORT)
+	@echo
+	@echo "Serving http://$(HOST):$(PORT)/ (API explorer /docs, contract /openapi.json) until"\
+		"Ctrl+C; make run HOST=... PORT=... moves it."
+	@SCHEDULER_IN_WEB=true $(BIN)/flask run --host $(HOST) --port $(PORT)
 
 # The PostgreSQL runs join by themselves when a local server lets the postgres user in.
 LOCAL_TEST_DATABASE := postgresql://postgres@127.0.0.1:5432/dx_test
