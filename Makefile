@@ -40,13 +40,18 @@ run: seed
 		"Ctrl+C; make run HOST=... PORT=... moves it."
 	@SCHEDULER_IN_WEB=true $(BIN)/flask run --host $(HOST) --port $(PORT)
 
-# The PostgreSQL runs join by themselves when a local server lets the postgres user in.
+# Without TEST_DATABASE_URL, the PostgreSQL runs join by themselves when a local server lets
+# the postgres user in: its database dx_test is created if missing. A TEST_DATABASE_URL given
+# is used as it is, and no local server is asked or touched: make expands $(shell) even in
+# `make -n`, so local_postgres is only expanded when TEST_DATABASE_URL is empty.
 LOCAL_TEST_DATABASE := postgresql://postgres@127.0.0.1:5432/dx_test
 local_postgres = $(shell psql -h 127.0.0.1 -U postgres -d postgres -tAc 'select 1' >/dev/null 2>&1 \
 	&& { createdb -h 127.0.0.1 -U postgres dx_test 2>/dev/null; echo $(LOCAL_TEST_DATABASE); })
+# The shell reads a given URL from the environment, so the command line shown never holds it.
+test_database = $${TEST_DATABASE_URL:-$(if $(TEST_DATABASE_URL),,$(local_postgres))}
 
 test: install
-	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$(local_postgres)}" $(BIN)/pytest
+	TEST_DATABASE_URL="$(test_database)" $(BIN)/pytest
 
 # Schema fuzzing at depth: schemathesis over every operation of /openapi.json as each role,
 # FUZZ_EXAMPLES generated cases per operation plus its coverage phase (boundary values,
@@ -55,7 +60,7 @@ test: install
 FUZZ_EXAMPLES ?= 100
 fuzz: install
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_COVERAGE=1 \
-		TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$(local_postgres)}" $(BIN)/pytest tests/test_fuzz.py
+		TEST_DATABASE_URL="$(test_database)" $(BIN)/pytest tests/test_fuzz.py
 
 lint: install
 	$(BIN)/ruff check .
