@@ -11,7 +11,8 @@ PORT ?= 5000
 export FLASK_APP := app
 
 .PHONY: install run test lint migrate seed clean bench-audit bench-listings bench-credit \
-	bench-matching bench-orders bench-settlement bench-read bench-statements bench soak fuzz
+	bench-matching bench-orders bench-settlement bench-read bench-statements bench soak fuzz \
+	bench-tools
 
 $(BIN)/python:
 	@echo "Creating $(VENV) with $(PYTHON)"
@@ -85,15 +86,24 @@ bench-credit: install
 bench-matching: install
 	$(BIN)/python -m benchmarks.matching $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
 
+# The load generators (BENCH_TOOLS) of the HTTP benchmarks, checked before anything is
+# installed or built. Debian: apt-get install wrk; pgbench comes with PostgreSQL.
+bench-tools:
+	@for tool in $(BENCH_TOOLS); do command -v $$tool >/dev/null || { \
+		echo "make $(MAKECMDGOALS) needs $$tool, which is not installed" \
+			"(Debian: apt-get install wrk; pgbench comes with postgresql)" >&2; exit 1; }; done
+
 # Needs PostgreSQL (BENCH_DATABASE_URL, a scratch database), wrk and pgbench.
-bench-orders: install
+bench-orders: BENCH_TOOLS := wrk pgbench
+bench-orders: bench-tools install
 	$(BIN)/python -m benchmarks.order_placement --port $(BENCH_PORT) --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
 
 bench-settlement: install
 	$(BIN)/python -m benchmarks.settlement $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
 
 # Needs PostgreSQL (BENCH_DATABASE_URL, a scratch database) and wrk.
-bench-read: install
+bench-read: BENCH_TOOLS := wrk
+bench-read: bench-tools install
 	$(BIN)/python -m benchmarks.listing_read --port $(BENCH_PORT) --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
 
 bench-statements: install
@@ -102,7 +112,8 @@ bench-statements: install
 # Every benchmark in one run on the scratch PostgreSQL database BENCH_DATABASE_URL (wrk, pgbench),
 # printed as one table: each figure, measured beside its baseline, against its target.
 # BENCH_QUICK=1 scales everything down to check the table end to end in a few minutes.
-bench: install
+bench: BENCH_TOOLS := wrk pgbench
+bench: bench-tools install
 	$(BIN)/python -m benchmarks.suite --port $(BENCH_PORT) $${BENCH_QUICK:+--quick} --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
 
 # Many workers on one PostgreSQL: two gunicorn hosts and the scheduler under a mixed trade load

@@ -157,6 +157,17 @@ end
 """
 
 
+# The Debian packages of the load generators the HTTP benchmarks run.
+TOOL_PACKAGES = {"wrk": "wrk", "pgbench": "postgresql"}
+
+
+def require_tools(*tools: str) -> None:
+    """Exit at once, naming the package, when a load generator is not installed."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (Debian: apt-get install {TOOL_PACKAGES[tool]})")
+
+
 def start_gunicorn(url: str, workers: int, port: int = PORT) -> subprocess.Popen:
     """gunicorn with production settings on the port, once it answers /healthz."""
     # Another server on the port would answer the health check and take the load unnoticed.
@@ -304,9 +315,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--port", type=int, default=PORT, help="gunicorn's port")
     args = parser.parse_args()
-    for tool in ("wrk", "pgbench"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed (Debian: apt-get install {tool})")
+    require_tools("wrk", "pgbench")
     figures = measure(args.database_url, seconds=args.seconds, rounds=args.rounds,
                       workers=args.workers, connections=args.connections, port=args.port)
     sql_rounds, http_rounds = figures.sql_rounds, figures.http_rounds

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -236,9 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not sa.make_url(args.database_url).drivername.startswith("postgresql"):
         sys.exit("the suite needs a scratch PostgreSQL database")
-    for tool in ("wrk", "pgbench"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed (Debian: apt-get install {tool})")
+    order_placement.require_tools("wrk", "pgbench")
 
     started_at = datetime.now(UTC)
     started = time.perf_counter()

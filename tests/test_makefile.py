@@ -55,3 +55,18 @@ def test_without_a_test_database_the_local_server_s_dx_test_is_created_and_used(
     assert shown.returncode == 0, shown.stderr
     assert "createdb -h 127.0.0.1 -U postgres dx_test" in calls.read_text().splitlines()
     assert "postgresql://postgres@127.0.0.1:5432/dx_test" in shown.stdout
+
+
+@pytest.mark.parametrize("goal, missing", [("bench-orders", "wrk"), ("bench", "pgbench"),
+                                           ("bench-read", "wrk")])
+def test_a_benchmark_without_its_load_generator_fails_at_once_naming_it(tmp_path, goal,
+                                                                         missing):
+    # A PATH of stand-ins holding the benchmark's other tool, and nothing else.
+    stand_ins(tmp_path, *({"wrk", "pgbench"} - {missing}))
+
+    ran = make(goal, path=str(tmp_path), BENCH_DATABASE_URL=ELSEWHERE)
+
+    assert ran.returncode != 0
+    assert f"make {goal} needs {missing}, which is not installed" in ran.stderr
+    assert "apt-get install wrk" in ran.stderr
+    assert ran.stdout == ""  # nothing installed, built or run before
