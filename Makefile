@@ -1,5 +1,6 @@
 # Two commands set up everything on a fresh machine with Python 3.11:
-#   make run   install, migrate the embedded SQLite database, seed demo data, serve on :5000
+#   make run   install, migrate the embedded SQLite database, seed demo data, serve on
+#              HOST:PORT (127.0.0.1:5000)
 #   make test  install, run the whole suite (add TEST_DATABASE_URL for the PostgreSQL runs)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -10,35 +11,48 @@ PORT ?= 5000
 export FLASK_APP := app
 
 .PHONY: install run test lint migrate seed clean bench-audit bench-listings bench-credit \
-	bench-matching bench-orders bench-settlement bench-read bench-statements bench soak fuzz
+	bench-matching bench-orders bench-settlement bench-read bench-statements bench soak fuzz \
+	bench-tools
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	@echo "Creating $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml requirements.lock
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
-	touch $@
+	@echo "Installing the dependencies into $(VENV) (about a minute)"
+	@$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $@
 
 install: $(VENV)/.installed
 
 migrate: install
-	$(BIN)/flask db upgrade
+	@$(BIN)/flask db upgrade $(MIGRATE_ARGS)
 
 seed: migrate
-	$(BIN)/flask seed-demo
+	@$(BIN)/flask seed-demo
 
+# make run keeps to what a newcomer needs: the demo keys and where the API answers (no line
+# per migration; the server logs one line per request).
+run: MIGRATE_ARGS := -x quiet=true
 run: seed
-	@echo "API docs: http://$(HOST):$(PORT)/docs  (OpenAPI: /openapi.json; demo keys above)"
-	SCHEDULER_IN_WEB=true $(BIN)/flask run --host $(HOST) --port $(PORT)
+	@echo
+	@echo "Serving http://$(HOST):$(PORT)/ (API explorer /docs, contract /openapi.json) until"\
+		"Ctrl+C; make run HOST=... PORT=... moves it."
+	@SCHEDULER_IN_WEB=true $(BIN)/flask run --host $(HOST) --port $(PORT)
 
-# The PostgreSQL runs join by themselves when a local server lets the postgres user in.
+# Without TEST_DATABASE_URL, the PostgreSQL runs join by themselves when a local server lets
+# the postgres user in: its database dx_test is created if missing. A TEST_DATABASE_URL given
+# is used as it is, and no local server is asked or touched: make expands $(shell) even in
+# `make -n`, so local_postgres is only expanded when TEST_DATABASE_URL is empty.
 LOCAL_TEST_DATABASE := postgresql://postgres@127.0.0.1:5432/dx_test
 local_postgres = $(shell psql -h 127.0.0.1 -U postgres -d postgres -tAc 'select 1' >/dev/null 2>&1 \
 	&& { createdb -h 127.0.0.1 -U postgres dx_test 2>/dev/null; echo $(LOCAL_TEST_DATABASE); })
+# The shell reads a given URL from the environment, so the command line shown never holds it.
+test_database = $${TEST_DATABASE_URL:-$(if $(TEST_DATABASE_URL),,$(local_postgres))}
 
 test: install
-	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$(local_postgres)}" $(BIN)/pytest
+	TEST_DATABASE_URL="$(test_database)" $(BIN)/pytest
 
 # Schema fuzzing at depth: schemathesis over every operation of /openapi.json as each role,
 # FUZZ_EXAMPLES generated cases per operation plus its coverage phase (boundary values,
@@ -47,7 +61,7 @@ test: install
 FUZZ_EXAMPLES ?= 100
 fuzz: install
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_COVERAGE=1 \
-		TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$(local_postgres)}" $(BIN)/pytest tests/test_fuzz.py
+		TEST_DATABASE_URL="$(test_database)" $(BIN)/pytest tests/test_fuzz.py
 
 lint: install
 	$(BIN)/ruff check .
@@ -72,15 +86,24 @@ bench-credit: install
 bench-matching: install
 	$(BIN)/python -m benchmarks.matching $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
 
+# The load generators (BENCH_TOOLS) of the HTTP benchmarks, checked before anything is
+# installed or built. Debian: apt-get install wrk; pgbench comes with PostgreSQL.
+bench-tools:
+	@for tool in $(BENCH_TOOLS); do command -v $$tool >/dev/null || { \
+		echo "make $(MAKECMDGOALS) needs $$tool, which is not installed" \
+			"(Debian: apt-get install wrk; pgbench comes with postgresql)" >&2; exit 1; }; done
+
 # Needs PostgreSQL (BENCH_DATABASE_URL, a scratch database), wrk and pgbench.
-bench-orders: install
+bench-orders: BENCH_TOOLS := wrk pgbench
+bench-orders: bench-tools install
 	$(BIN)/python -m benchmarks.order_placement --port $(BENCH_PORT) --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
 
 bench-settlement: install
 	$(BIN)/python -m benchmarks.settlement $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
 
 # Needs PostgreSQL (BENCH_DATABASE_URL, a scratch database) and wrk.
-bench-read: install
+bench-read: BENCH_TOOLS := wrk
+bench-read: bench-tools install
 	$(BIN)/python -m benchmarks.listing_read --port $(BENCH_PORT) --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
 
 bench-statements: install
@@ -89,7 +112,8 @@ bench-statements: install
 # Every benchmark in one run on the scratch PostgreSQL database BENCH_DATABASE_URL (wrk, pgbench),
 # printed as one table: each figure, measured beside its baseline, against its target.
 # BENCH_QUICK=1 scales everything down to check the table end to end in a few minutes.
-bench: install
+bench: BENCH_TOOLS := wrk pgbench
+bench: bench-tools install
 	$(BIN)/python -m benchmarks.suite --port $(BENCH_PORT) $${BENCH_QUICK:+--quick} --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
 
 # Many workers on one PostgreSQL: two gunicorn hosts and the scheduler under a mixed trade load

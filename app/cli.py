@@ -3,7 +3,9 @@ groups: settlement run / verify)."""
 
 from __future__ import annotations
 
+import shlex
 import sys
+from typing import NamedTuple
 
 import click
 from flask import Flask, current_app
@@ -22,17 +24,30 @@ parties_cli = AppGroup("parties", help="Manage parties.")
 audit_cli = AppGroup("audit", help="The audit trail.")
 scheduler_cli = AppGroup("scheduler", help="Scheduled jobs.")
 
+class DemoParty(NamedTuple):
+    name: str
+    credit_code: str
+    kind: PartyKind
+    roles: list[Role]
+    key_variable: str  # the shell variable seed-demo exports its key as
+
+
 # The demo market: fixed names and valid credit codes, so seeding twice changes nothing.
 DEMO_PARTIES = [
-    ("Demo Exchange Operations", "91310000MA1K000019", PartyKind.INSTITUTION, [Role.OPERATOR]),
-    ("Demo Market Regulator", "11310000MA1K00002L", PartyKind.PUBLIC_AGENCY, [Role.REGULATOR]),
-    ("Demo Certification Centre", "91310000MA1K00003F", PartyKind.INSTITUTION,
-     [Role.CERTIFIER]),
-    ("Demo Traffic Data Co.", "91350100M000100Y43", PartyKind.ENTERPRISE, [Role.MERCHANT]),
-    ("Demo Geo Analytics Co.", "911100001000079554", PartyKind.ENTERPRISE,
-     [Role.MERCHANT, Role.BROKER]),
-    ("Demo Insurance Co.", "91110000802100433B", PartyKind.ENTERPRISE, [Role.BUYER]),
-    ("Demo City Transport Bureau", "11310000MA1K00005X", PartyKind.PUBLIC_AGENCY, [Role.BUYER]),
+    DemoParty("Demo Exchange Operations", "91310000MA1K000019", PartyKind.INSTITUTION,
+              [Role.OPERATOR], "OPERATOR_KEY"),
+    DemoParty("Demo Market Regulator", "11310000MA1K00002L", PartyKind.PUBLIC_AGENCY,
+              [Role.REGULATOR], "REGULATOR_KEY"),
+    DemoParty("Demo Certification Centre", "91310000MA1K00003F", PartyKind.INSTITUTION,
+              [Role.CERTIFIER], "CERTIFIER_KEY"),
+    DemoParty("Demo Traffic Data Co.", "91350100M000100Y43", PartyKind.ENTERPRISE,
+              [Role.MERCHANT], "MERCHANT_KEY"),
+    DemoParty("Demo Geo Analytics Co.", "911100001000079554", PartyKind.ENTERPRISE,
+              [Role.MERCHANT, Role.BROKER], "BROKER_KEY"),
+    DemoParty("Demo Insurance Co.", "91110000802100433B", PartyKind.ENTERPRISE,
+              [Role.BUYER], "BUYER_KEY"),
+    DemoParty("Demo City Transport Bureau", "11310000MA1K00005X", PartyKind.PUBLIC_AGENCY,
+              [Role.BUYER], "BUREAU_KEY"),
 ]
 
 
@@ -66,7 +81,7 @@ def seed_demo_data() -> tuple[list[tuple[Party, str]], CatalogSummary]:
     then the demo catalog's admission rules and listings that are missing."""
     seeded = []
     with unit_of_work() as session:
-        for name, code, kind, roles in DEMO_PARTIES:
+        for name, code, kind, roles, _ in DEMO_PARTIES:
             party = session.scalar(select(Party).where(Party.credit_code == code))
             if party is None:
                 party, issued = parties.register_party(
@@ -91,13 +106,20 @@ def seed_demo_data() -> tuple[list[tuple[Party, str]], CatalogSummary]:
 
 
 def seed_demo() -> None:
-    """Seed the demo market (idempotent) and print each demo party's API key."""
+    """Seed the demo market (idempotent) and print each demo party's API key, in a table and
+    as export lines for a shell."""
     if current_app.config["ENV_NAME"] == "production":
         _fail("seed-demo refuses to run in production")
     seeded, catalog = seed_demo_data()
     for party, raw in seeded:
         click.echo(f"{'/'.join(party.roles):<16} {party.name:<28} {raw}")
     click.echo(catalog.line())
+    click.echo()
+    click.echo("# The same keys for your shell. Seeding again (every `make run` does) revokes "
+               "them and prints new ones.")
+    for demo, (party, raw) in zip(DEMO_PARTIES, seeded, strict=True):
+        click.echo(f"export {demo.key_variable}={shlex.quote(raw)}"
+                   f"  # {party.name} ({'/'.join(party.roles)})")
 
 
 @audit_cli.command("verify")

@@ -13,6 +13,7 @@ from pythonjsonlogger.json import JsonFormatter
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger("app.access")
+TERMINAL_QUIET = ("werkzeug", "apscheduler")
 
 
 class RequestIdFilter(logging.Filter):
@@ -35,6 +36,12 @@ def configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(app.config["LOG_LEVEL"])
+    # At a terminal (make run) the access line per request is enough: werkzeug repeats it,
+    # and APScheduler's INFO lines repeat every job at start and at each run. Their warnings
+    # and errors still show; JSON logs, read by machines, keep everything.
+    for chatty in TERMINAL_QUIET:
+        logging.getLogger(chatty).setLevel(logging.NOTSET if app.config["LOG_JSON"]
+                                           else logging.WARNING)
 
     @app.before_request
     def assign_request_id() -> None:

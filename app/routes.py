@@ -1,4 +1,5 @@
-"""The shell's own routes: liveness, readiness and audit-chain verification."""
+"""The shell's own routes: the root's links, liveness, readiness and audit-chain
+verification."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from app.extensions import db
 from app.parties.auth import require_role
 from app.parties.models import Role
 
-ops = Blueprint("operations", __name__, description="Liveness and readiness probes")
+ops = Blueprint("operations", __name__,
+                description="The root's links, liveness and readiness probes")
 audit_blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit",
                       description="The hash-chained audit trail")
 
@@ -32,6 +34,33 @@ class ChainReportSchema(Schema):
     head_hash = fields.String(allow_none=True)
     first_bad_entry = fields.Integer(allow_none=True,
                                      metadata={"description": "seq of the first entry that fails"})
+
+
+class RootLinksSchema(Schema):
+    docs = fields.String(metadata={"example": "/docs"})
+    openapi = fields.String(metadata={"example": "/openapi.json"})
+    health = fields.String(metadata={"example": "/healthz"})
+    readiness = fields.String(metadata={"example": "/readyz"})
+    api = fields.String(metadata={"example": "/api/v1"})
+
+
+class RootSchema(Schema):
+    name = fields.String()
+    links = fields.Nested(RootLinksSchema)
+
+
+@ops.route("/")
+class Root(MethodView):
+    @ops.response(200, RootSchema)
+    def get(self) -> dict[str, Any]:
+        """Where to start: the API explorer, the OpenAPI contract and the probes."""
+        config = current_app.config
+        prefix = config["OPENAPI_URL_PREFIX"].rstrip("/")
+        return {"name": config["API_TITLE"], "links": {
+            "docs": f"{prefix}/{config['OPENAPI_SWAGGER_UI_PATH']}",
+            "openapi": f"{prefix}/{config['OPENAPI_JSON_PATH']}",
+            "health": "/healthz", "readiness": "/readyz",
+            "api": "/api/v1"}}
 
 
 @ops.route("/healthz")

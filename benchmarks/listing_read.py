@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import statistics
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from app.extensions import db
 from app.parties import services as parties
 from app.parties.models import SYSTEM, PartyKind, Role
 from benchmarks.listings_search import credit_code, load_listings, load_merchants, scratch_app
-from benchmarks.order_placement import PORT, run_wrk, start_gunicorn, stop
+from benchmarks.order_placement import PORT, require_tools, run_wrk, start_gunicorn, stop
 from listings.models import Listing
 
 READ_SCRIPT = """
@@ -109,8 +107,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--port", type=int, default=PORT, help="gunicorn's port")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+    require_tools("wrk")
     figures = measure(args.database_url, listings=args.listings, seconds=args.seconds,
                       rounds=args.rounds, workers=args.workers, connections=args.connections,
                       port=args.port)

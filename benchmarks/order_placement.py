@@ -8,7 +8,9 @@ One real POST /orders is recorded statement by statement; those statements, with
 request's own values, become the pgbench script (new ids, the idempotency key and the audit
 chain's next link computed per transaction), so both sides run the same transaction. Each
 round runs pgbench, then wrk against gunicorn; the table shows medians of the rounds, the
-ratio, and wrk paced (a pause per request) to about 60 % of the measured maximum rate.
+ratio, and latency at 60 % of the measured maximum rate, measured open-loop
+(benchmarks/open_loop.py: requests sent on a fixed schedule, each latency counted from the
+request's due time, so a stall is not hidden as it is by wrk, which waits for each answer).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from app.db import unit_of_work
 from app.extensions import db
 from app.parties import services as parties
 from app.parties.models import SYSTEM, PartyKind, Role
+from benchmarks import open_loop
 from benchmarks.listings_search import credit_code, percentile, recorded_statements, scratch_app
 
 ORDERS = "/api/v1/orders"
@@ -141,7 +144,7 @@ def run_pgbench(script: Path, url: str, seconds: int, connections: int,
     return tps, statistics.median(latencies), percentile(latencies, 0.99)
 
 
-# --- HTTP: gunicorn, wrk, and paced requests -------------------------------------------------
+# --- HTTP: gunicorn, wrk, and open-loop requests ---------------------------------------------
 
 WRK_SCRIPT = """
 local counter = 0
@@ -155,6 +158,17 @@ request = function()
     ["Idempotency-Key"] = prefix .. "-" .. counter}, '%(body)s')
 end
 """
+
+
+# The Debian packages of the load generators the HTTP benchmarks run.
+TOOL_PACKAGES = {"wrk": "wrk", "pgbench": "postgresql"}
+
+
+def require_tools(*tools: str) -> None:
+    """Exit at once, naming the package, when a load generator is not installed."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (Debian: apt-get install {TOOL_PACKAGES[tool]})")
 
 
 def start_gunicorn(url: str, workers: int, port: int = PORT) -> subprocess.Popen:
@@ -206,26 +220,25 @@ def _wrk_ms(out: str, label: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def paced(work: Path, script: str, rate: float, seconds: int, connections: int,
-          port: int = PORT) -> tuple[float, float, float, int]:
-    """wrk with a pause before each request of each connection, tuned by a first run so the
-    rate achieved is about `rate`. Returns the achieved requests/s, p50 and p99 (ms) as wrk
-    measures them (from each request's sending) and non-2xx responses. (A Python client
-    pacing open-loop was measured too, but on two cores it starved next to the server and
-    its own lateness dominated its latencies.)"""
-    pause_ms = connections / rate * 1000
-    for _ in range(2):
-        path = work / "paced.lua"
-        path.write_text(script + f"\nfunction delay() return {max(0, round(pause_ms))} end\n")
-        achieved, p50, p99, errors = run_wrk(path, seconds, connections, port)
-        # Each connection's cycle is its pause plus a request's latency: take the latency off.
-        pause_ms -= (connections / achieved - connections / rate) * 1000
-    return achieved, p50, p99, errors
+def open_loop_orders(listing_id: str, auth: str, rate: float, seconds: int,
+                     port: int = PORT) -> open_loop.OpenLoopFigures:
+    """POST /orders sent open-loop at `rate` per second, each with its own Idempotency-Key."""
+    body = order_body(listing_id).encode()
+    run_id = secrets.token_hex(4)
+    host = f"127.0.0.1:{port}"
+
+    def request(n: int) -> bytes:
+        return open_loop.http_request("POST", ORDERS, host, {
+            "Authorization": auth, "Content-Type": "application/json",
+            "Idempotency-Key": f"open-{run_id}-{n}"}, body)
+
+    return open_loop.run(f"http://{host}", request, rate=rate, seconds=seconds)
 
 
 @dataclass
 class OrderFigures:
-    """Rounds of pgbench and of wrk (alternating), and the paced run at 60 % of wrk's rate."""
+    """Rounds of pgbench and of wrk (alternating), and the open-loop run at 60 % of wrk's
+    rate."""
 
     statements: int  # SQL statements of one POST /orders
     workers: int
@@ -233,10 +246,7 @@ class OrderFigures:
     seconds: int
     sql_rounds: list[tuple[float, float, float]]  # tps, p50 ms, p99 ms
     http_rounds: list[tuple[float, float, float, int]]  # req/s, p50 ms, p99 ms, errors
-    paced_rate: float
-    paced_p50: float
-    paced_p99: float
-    paced_failures: int
+    open_loop: open_loop.OpenLoopFigures
 
     @property
     def sql_tps(self) -> float:
@@ -253,7 +263,8 @@ class OrderFigures:
 
 def measure(database_url: str, *, seconds: int = 10, rounds: int = 3, workers: int = 4,
             connections: int = 8, port: int = PORT) -> OrderFigures:
-    """Record one order's SQL, then alternate pgbench and wrk rounds, then pace at 60 %."""
+    """Record one order's SQL, then alternate pgbench and wrk rounds, then send open-loop at
+    60 % of wrk's rate."""
     app = scratch_app(database_url)
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     with app.app_context():
@@ -274,8 +285,7 @@ def measure(database_url: str, *, seconds: int = 10, rounds: int = 3, workers: i
 
     work = Path(tempfile.mkdtemp(prefix="bench-orders-"))
     (work / "order.sql").write_text(script_text)
-    script = WRK_SCRIPT % {"path": ORDERS, "auth": auth, "body": body}
-    (work / "orders.lua").write_text(script)
+    (work / "orders.lua").write_text(WRK_SCRIPT % {"path": ORDERS, "auth": auth, "body": body})
     server = start_gunicorn(libpq_url, workers, port)
     try:
         # Warm-up, not counted: prepared statements, caches and the workers' first requests.
@@ -287,12 +297,11 @@ def measure(database_url: str, *, seconds: int = 10, rounds: int = 3, workers: i
                                           connections, work))
             http_rounds.append(run_wrk(work / "orders.lua", seconds, connections, port))
         rate = 0.6 * statistics.median(r[0] for r in http_rounds)
-        rate, paced_p50, paced_p99, paced_failures = paced(work, script, rate, seconds,
-                                                           connections, port)
+        opened = open_loop_orders(listing_id, auth, rate, seconds, port)
     finally:
         stop(server)
     return OrderFigures(len(statements), workers, connections, seconds, sql_rounds,
-                        http_rounds, rate, paced_p50, paced_p99, paced_failures)
+                        http_rounds, opened)
 
 
 def main() -> None:
@@ -304,9 +313,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--port", type=int, default=PORT, help="gunicorn's port")
     args = parser.parse_args()
-    for tool in ("wrk", "pgbench"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed (Debian: apt-get install {tool})")
+    require_tools("wrk", "pgbench")
     figures = measure(args.database_url, seconds=args.seconds, rounds=args.rounds,
                       workers=args.workers, connections=args.connections, port=args.port)
     sql_rounds, http_rounds = figures.sql_rounds, figures.http_rounds
@@ -324,12 +331,15 @@ def main() -> None:
           f"{statistics.median(r[1] for r in http_rounds):>8.1f} "
           f"{statistics.median(r[2] for r in http_rounds):>8.1f} "
           f"{sum(r[3] for r in http_rounds):>7}")
-    share = figures.paced_rate / figures.http_rps
-    print(f"{f'HTTP, wrk paced to {share:.0%} of the maximum':<44} {figures.paced_rate:>8.0f} "
-          f"{figures.paced_p50:>8.1f} {figures.paced_p99:>8.1f} {figures.paced_failures:>7}")
+    opened = figures.open_loop
+    print(f"{f'HTTP, open-loop at {opened.rate / figures.http_rps:.0%} of the maximum':<44} "
+          f"{opened.achieved:>8.0f} {opened.p50:>8.1f} {opened.p99:>8.1f} {opened.failures:>7}")
     per_round = [h[0] / s[0] for h, s in zip(http_rounds, sql_rounds, strict=True)]
     print(f"ratio HTTP / pgbench: {figures.ratio:.2f}   "
           f"(rounds: {', '.join(f'{ratio:.2f}' for ratio in per_round)})")
+    print(f"open-loop: {opened.sent:,} requests due at {opened.rate:,.0f}/s, latency from each "
+          f"one's due time (max {opened.max:.1f} ms); the client's send lag p99 "
+          f"{opened.lag_p99:.1f} ms")
 
 
 if __name__ == "__main__":

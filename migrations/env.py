@@ -12,6 +12,9 @@ config = context.config
 # This line sets up loggers basically.
 fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
+# `flask db upgrade -x quiet=true` (make run): warnings and errors only, no line per revision.
+if context.get_x_argument(as_dictionary=True).get('quiet') == 'true':
+    logging.getLogger('alembic').setLevel(logging.WARNING)
 
 
 def get_engine():

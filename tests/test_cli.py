@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+from pathlib import Path
+
 import sqlalchemy as sa
 
 from app.audit import AuditEntry
@@ -101,11 +106,46 @@ def seed_demo(app) -> list[str]:
     return result.stdout.strip().splitlines()
 
 
+def table(lines: list[str]) -> list[str]:
+    """seed-demo's table: one line per demo party, up to its catalog summary."""
+    summary = next(n for n, line in enumerate(lines) if line.startswith("catalog: "))
+    return lines[:summary + 1]
+
+
 def seed_keys(app) -> list[str]:
-    """The keys seed-demo prints, one line per demo party, before its catalog summary."""
+    """The keys seed-demo prints in its table, one line per demo party."""
+    return [line.split()[-1] for line in table(seed_demo(app))[:-1]]
+
+
+def exported(lines: list[str]) -> dict[str, str]:
+    """The variables that seed-demo's lines after its table set when pasted into a shell."""
+    pasted = "\n".join(lines[len(table(lines)):])
+    shell = subprocess.run(["bash", "-c", pasted + "\nenv"], capture_output=True, text=True,
+                           env={"PATH": os.environ["PATH"]}, check=True)
+    assert not shell.stderr
+    return dict(line.split("=", 1) for line in shell.stdout.splitlines()
+                if line.split("=", 1)[0].endswith("_KEY"))
+
+
+def test_seed_demo_prints_each_key_as_an_export_line_a_shell_takes(app, client):
+    first = seed_demo(app)
     lines = seed_demo(app)
-    assert lines[-1].startswith("catalog: ")
-    return [line.split()[-1] for line in lines[:-1]]
+
+    variables = exported(lines)
+    assert sorted(variables.values()) == sorted(line.split()[-1] for line in table(lines)[:-1])
+    for party in DEMO_PARTIES:
+        me = client.get(ME, headers=bearer(variables[party.key_variable]))
+        assert me.status_code == 200, party.key_variable
+        assert me.json["name"] == party.name
+    assert {"OPERATOR_KEY", "REGULATOR_KEY", "CERTIFIER_KEY", "MERCHANT_KEY",
+            "BUYER_KEY"} <= set(variables)
+    # The README's walk through the API uses no key variable that is not printed.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert set(re.findall(r"\$\{?([A-Z_]+_KEY)\b", readme)) <= set(variables)
+    # They say that seeding again (every `make run`) revokes them, and it does.
+    assert any(line.startswith("#") and "revoke" in line for line in lines)
+    for key in exported(first).values():
+        assert client.get(ME, headers=bearer(key)).status_code == 401
 
 
 def test_seed_demo_twice_leaves_the_seven_demo_parties_with_fresh_keys(app, client):
@@ -115,8 +155,8 @@ def test_seed_demo_twice_leaves_the_seven_demo_parties_with_fresh_keys(app, clie
     assert len(first) == len(second) == len(DEMO_PARTIES) == 7
     assert set(first).isdisjoint(second)
     stored = db.session.execute(sa.select(Party.credit_code, Party.name)).all()
-    assert sorted(stored) == sorted((code, name) for name, code, _, _ in DEMO_PARTIES)
-    for key, (name, code, kind, roles) in zip(second, DEMO_PARTIES, strict=True):
+    assert sorted(stored) == sorted((party.credit_code, party.name) for party in DEMO_PARTIES)
+    for key, (name, code, kind, roles, _) in zip(second, DEMO_PARTIES, strict=True):
         me = client.get(ME, headers=bearer(key))
         assert me.status_code == 200, name
         assert (me.json["name"], me.json["credit_code"]) == (name, code)
@@ -150,8 +190,9 @@ def test_seed_demo_twice_grows_the_demo_catalog_once_through_admission(app, clie
                                .offset(audited))
     assert set(again) == {"api_key.revoked", "api_key.issued"}
     assert listings >= 10
-    assert "created now: 0 listings, 0 rules" in second[-1]
-    assert first[-1].split("created now:")[0] == second[-1].split("created now:")[0]
+    summaries = table(first)[-1], table(second)[-1]
+    assert "created now: 0 listings, 0 rules" in summaries[1]
+    assert summaries[0].split("created now:")[0] == summaries[1].split("created now:")[0]
     lists = set(db.session.scalars(sa.select(AdmissionRule.admission_list)))
     assert lists == {AdmissionList.POSITIVE, AdmissionList.NEGATIVE}
     statuses = db.session.execute(sa.select(Listing.id, Listing.status)).all()
@@ -165,7 +206,7 @@ def test_seed_demo_twice_grows_the_demo_catalog_once_through_admission(app, clie
     assert certified[0].classification is Classification.SENSITIVE
     # A buyer finds exactly the listed ones through the API, and nothing else.
     keys = dict(zip((name for name, *_ in DEMO_PARTIES),
-                    (line.split()[-1] for line in second[:-1]), strict=True))
+                    (line.split()[-1] for line in table(second)[:-1]), strict=True))
     buyer = keys["Demo Insurance Co."]
     found = client.get("/api/v1/listings", query_string={"page_size": 100},
                        headers=bearer(buyer))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from http.client import HTTPConnection
+
 import pytest
+from werkzeug.serving import make_server
 
 from app import create_app
 from app.parties.models import Role
-from config import ProductionConfig
+from config import DevelopmentConfig, ProductionConfig
 from tests.conftest import make_app
 from tests.factories import PartyBodyFactory, make_member
 
@@ -15,6 +20,21 @@ def test_healthz_answers_ok(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json == {"status": "ok"}
+
+
+def test_the_root_answers_json_linking_the_docs_the_contract_and_the_probes(client):
+    response = client.get("/")
+
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    links = response.json["links"]
+    assert links == {"docs": "/docs", "openapi": "/openapi.json", "health": "/healthz",
+                     "readiness": "/readyz", "api": "/api/v1"}
+    # Every link but the API's prefix answers, and the root itself is in the contract.
+    for name, link in links.items():
+        if name != "api":
+            assert client.get(link).status_code == 200, link
+    assert "/" in client.get("/openapi.json").json["paths"]
 
 
 def test_readyz_answers_ok_when_the_database_answers(client):
@@ -37,6 +57,44 @@ def test_every_response_carries_a_request_id_and_echoes_a_valid_one(client):
     assert echoed.headers["X-Request-ID"] == "trace-42"
     replaced = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
     assert replaced.headers["X-Request-ID"] != "bad id with spaces"
+
+
+class Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_make_run_s_server_logs_each_request_once_and_no_scheduler_chatter(tmp_path):
+    """As `make run` starts it: plain logs for a terminal, the scheduler in the web process,
+    served by werkzeug."""
+    collected = Collected()
+    loggers = [logging.getLogger(name) for name in ("apscheduler", "werkzeug", "app.access")]
+    for logger in loggers:
+        logger.addHandler(collected)
+    app = create_app(DevelopmentConfig, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/d.db",
+                     LOG_JSON=False, SCHEDULER_IN_WEB=True)
+    server = make_server("127.0.0.1", 0, app)
+    try:
+        serving = threading.Thread(target=server.handle_request)
+        serving.start()
+        connection = HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().status == 200
+        serving.join(timeout=10)
+    finally:
+        server.server_close()
+        app.extensions["scheduler"].shutdown(wait=False)
+        for logger in loggers:
+            logger.removeHandler(collected)
+
+    assert [(record.name, record.getMessage()) for record in collected.records
+            if record.levelno < logging.WARNING and record.name != "app.access"] == []
+    assert [record.getMessage().split()[:3] for record in collected.records
+            if record.name == "app.access"] == [["GET", "/healthz", "200"]]
 
 
 PRODUCTION_SECRET = "a-random-production-secret-of-40-chars!!"
