@@ -218,8 +218,11 @@ def _presented_key() -> tuple[uuid.UUID, str, str] | None:
     key = request.headers.get(HEADER)
     if key is None:
         return None
-    if not 1 <= len(key) <= MAX_KEY_LENGTH:
-        raise ValidationFailed(errors={HEADER: [f"Must be 1 to {MAX_KEY_LENGTH} characters."]})
+    # Printable: a NUL is refused by PostgreSQL (a 500), other control characters are
+    # no client's key and would reach the logs as they are.
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise ValidationFailed(errors={HEADER: [
+            f"Must be 1 to {MAX_KEY_LENGTH} printable characters."]})
     return current_party().id, key, request_fingerprint()
 
 
