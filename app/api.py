@@ -90,7 +90,7 @@ class FullMatch(ma.validate.Regexp):
     newline, so "acct_1\\n" passed `^acct_[0-9A-Za-z]+$`; the pattern is still documented
     as the OpenAPI `pattern`."""
 
-    def __call__(self, value: str) -> str:
+    def __call__(self, value: Any) -> Any:
         if self.regex.fullmatch(value) is None:
             raise ma.ValidationError(self._format_error(value))
         return value
