@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http
+import json
+import re
 from collections.abc import Callable, Mapping
 from copy import deepcopy
 from datetime import datetime
@@ -32,16 +34,24 @@ MAX_OFFSET = 2**53
 
 
 class Schema(ma.Schema):
-    """Base schema: unknown fields are refused, never silently dropped; text may not carry
-    NUL characters (PostgreSQL refuses them) and dates must be plausible."""
+    """Base schema: unknown fields are refused, never silently dropped; text must be storable
+    (no NUL characters, which PostgreSQL refuses, nor unpaired surrogates, which no database
+    can encode) and dates must be plausible."""
 
     class Meta:
         unknown = ma.RAISE
 
     @ma.pre_load
-    def _refuse_nul_characters(self, data: Any, **kwargs: Any) -> Any:
-        if _contains_nul(data):
-            raise ma.ValidationError("Text may not contain NUL characters.")
+    def _refuse_unstorable_text(self, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(data, Mapping):
+            if message := unstorable_text(data):
+                raise ma.ValidationError(message)
+            return data
+        for name, value in data.items():
+            if message := unstorable_text(name):
+                raise ma.ValidationError(message)
+            if message := unstorable_text(value):
+                raise ma.ValidationError(message, str(name))
         return data
 
     @ma.post_load
@@ -75,14 +85,38 @@ class StrictFloat(ma.fields.Float):
         return super()._validated(value)
 
 
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):  # JSON objects, and webargs' query MultiDictProxy
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_contains_nul(v) for v in value)
-    return False
+class FullMatch(ma.validate.Regexp):
+    """A Regexp the whole value must match. Regexp's re.match lets `$` match before a final
+    newline, so "acct_1\\n" passed `^acct_[0-9A-Za-z]+$`; the pattern is still documented
+    as the OpenAPI `pattern`."""
+
+    def __call__(self, value: Any) -> Any:
+        if self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
+
+
+# A lone half of a UTF-16 surrogate pair: JSON's "\udc80" escape decodes to one, which no
+# UTF-8 encoder (PostgreSQL's driver, SQLite's, a log file's) accepts.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unstorable_text(value: Any) -> str | None:
+    """Why some text in a (nested) JSON value or query cannot be stored, or None."""
+    pending = [value]  # walked without recursion: a deep document must not overflow the stack
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "Text may not contain NUL characters."
+            if _SURROGATE.search(item):
+                return "Text may not contain unpaired surrogates (a lone \\ud800-\\udfff escape)."
+        elif isinstance(item, Mapping):  # JSON objects, and webargs' query MultiDictProxy
+            for pair in item.items():
+                pending.extend(pair)
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return None
 
 
 class ProblemSchema(Schema):
@@ -113,6 +147,13 @@ class Parser(FlaskParser):
             # which webargs does not treat as a decoding error: it would become a 500.
             _refuse_truncated_stream(req)
             raise MalformedJson("The request body nests too deeply to be parsed.") from None
+        except ValueError as error:
+            if isinstance(error, json.JSONDecodeError):
+                raise  # webargs answers it (_handle_invalid_json_error)
+            # An integer of more digits than Python converts (sys.get_int_max_str_digits(),
+            # 4,300) is refused by json.loads with a plain ValueError: a 500 otherwise.
+            _refuse_truncated_stream(req)
+            raise MalformedJson("The request body holds a number too long to be parsed.") from None
         _refuse_truncated_stream(req)
         return loaded
 

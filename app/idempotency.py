@@ -34,7 +34,7 @@ from app import clock
 from app.api import document_errors
 from app.audit import canonical_json
 from app.db import Base, unit_of_work
-from app.errors import Conflict, ValidationFailed
+from app.errors import Conflict, DomainError, ValidationFailed, domain_error_problem
 from app.parties.auth import current_party
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -157,7 +157,9 @@ def idempotent(view: F) -> F:
 
     Same key and same request → the stored response is replayed and nothing runs again;
     same key and another request → 409 idempotency_key_reused. The view runs inside the
-    key's transaction, so errors roll back the key too and the request may be retried.
+    key's transaction, so errors roll back the key too and the request may be retried; a
+    refusal whose record is kept (`keeps_changes`) commits with its answer stored under the
+    key, so a retry replays that refusal instead of acting again.
     """
 
     @wraps(view)
@@ -170,7 +172,15 @@ def idempotent(view: F) -> F:
             row, claimed = _claim(session, party_id, key, fingerprint)
             if not claimed:
                 return _replay(row, fingerprint)
-            response = make_response(view(*args, **kwargs))
+            try:
+                response = make_response(view(*args, **kwargs))
+            except DomainError as error:
+                if error.keeps_changes:
+                    # The refusal's record commits, and the key with it: stored without an
+                    # answer, the key would turn every retry away as "in progress" until it
+                    # expires. The refusal is the answer, replayed to a retry.
+                    row.store(domain_error_problem(error))
+                raise
             row.store(response)
             return response
 
@@ -218,8 +228,11 @@ def _presented_key() -> tuple[uuid.UUID, str, str] | None:
     key = request.headers.get(HEADER)
     if key is None:
         return None
-    if not 1 <= len(key) <= MAX_KEY_LENGTH:
-        raise ValidationFailed(errors={HEADER: [f"Must be 1 to {MAX_KEY_LENGTH} characters."]})
+    # Printable: a NUL is refused by PostgreSQL (a 500), other control characters are
+    # no client's key and would reach the logs as they are.
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise ValidationFailed(errors={HEADER: [
+            f"Must be 1 to {MAX_KEY_LENGTH} printable characters."]})
     return current_party().id, key, request_fingerprint()
 
 

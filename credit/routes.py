@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, request
+from flask import Response, request, stream_with_context
 from flask.views import MethodView
 
 from app import clock
@@ -75,20 +76,28 @@ class Blacklist(MethodView):
             ["application/json", "text/csv"]) == "text/csv"
         if wants_csv and not full:
             raise Forbidden("The CSV export is for regulators.")
-        search = {"q": args.get("q"), "credit_code": args.get("credit_code"), "at": clock.now()}
+        search: dict[str, Any] = {"q": args.get("q"), "credit_code": args.get("credit_code"),
+                                  "at": clock.now()}
         with unit_of_work() as session:
             if wants_csv:
-                # Regulators export the list to file it: the whole result set, not a page.
-                text, total = views.blacklist_csv(session, **search)
+                total = views.blacklist_total(session, **search)
             else:
                 rows, total = views.blacklist_page(
                     session, **search, first=pagination_parameters.first_item,
                     size=pagination_parameters.page_size, full=full)
         pagination_parameters.item_count = total
         if wants_csv:
-            return Response(text, mimetype="text/csv",
+            # Regulators export the list to file it: the whole result set, not a page,
+            # streamed as it is read.
+            return Response(stream_with_context(_blacklist_csv(search)), mimetype="text/csv",
                             headers={"Content-Disposition": "attachment; filename=blacklist.csv"})
         return rows
+
+
+def _blacklist_csv(search: dict[str, Any]) -> Iterator[str]:
+    """The export's lines, read in a transaction that lasts as long as the download."""
+    with unit_of_work() as session:
+        yield from views.blacklist_csv(session, **search)
 
 
 @blp.route("/events/<uuid:event_id>/objections")

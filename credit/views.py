@@ -3,17 +3,17 @@ API shows them. Routes serialize what these return and run no queries of their o
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Row, Select, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
+from app import csv_export
 from app.api import MAX_OFFSET
 from app.parties.models import OVERSEERS, Actor, Party
 from credit import blacklisting, ledger, services
@@ -32,7 +32,7 @@ from credit.scoring import BASE_SCORE, level
 BLACKLIST_CSV_COLUMNS = ["party_id", "name", "credit_code", "reason", "listed_at",
                          "publicity_min_until", "publicity_until", "disputed", "event_id",
                          "blacklist_id", "party_kind"]
-# Rows fetched per round trip while writing the CSV export, which holds the whole list.
+# Rows fetched per round trip while streaming the CSV export, which holds the whole list.
 _CSV_CHUNK = 1000
 
 
@@ -107,23 +107,26 @@ def blacklist_page(session: Session, *, q: str | None, credit_code: str | None, 
     return _blacklisted_rows(rows, full), total
 
 
-def blacklist_csv(session: Session, *, q: str | None, credit_code: str | None,
-                  at: datetime) -> tuple[str, int]:
-    """The regulators' export: every row of the search (not one page), in full, as CSV
-    text, and how many rows it holds."""
+def blacklist_total(session: Session, *, q: str | None, credit_code: str | None,
+                    at: datetime) -> int:
+    """How many rows a search of the blacklist holds."""
     stmt, values = blacklisting.blacklist_query(q=q, credit_code=credit_code, at=at)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=BLACKLIST_CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    count = 0
-    # Fetched in chunks, so memory holds the text being written rather than every ORM row.
+    counting, _ = _page_statements(stmt)
+    return session.scalar(counting, values) or 0
+
+
+def blacklist_csv(session: Session, *, q: str | None, credit_code: str | None,
+                  at: datetime) -> Iterator[str]:
+    """The regulators' export: every row of the search (not one page), in full, as CSV
+    lines produced while they are sent (the session must stay open until the last)."""
+    stmt, values = blacklisting.blacklist_query(q=q, credit_code=credit_code, at=at)
+    # Fetched in chunks: memory holds one chunk of rows, whatever the list's length.
     chunks = session.execute(_with_dispute_flag(stmt).execution_options(yield_per=_CSV_CHUNK),
                              values).partitions()
-    for chunk in chunks:
-        rows = _blacklisted_rows(chunk, full=True)
-        writer.writerows(rows)
-        count += len(rows)
-    return out.getvalue(), count
+    rows = (row for chunk in chunks for row in _blacklisted_rows(chunk, full=True))
+    yield from csv_export.lines(chain(
+        [BLACKLIST_CSV_COLUMNS], ([row[column] for column in BLACKLIST_CSV_COLUMNS]
+                                  for row in rows)))
 
 
 @functools.cache

@@ -41,9 +41,5 @@ class InvalidSignature(DomainError):
     status, code, title = 400, "invalid_signature", "The webhook signature does not verify"
 
 
-class InvalidPayload(DomainError):
-    status, code, title = 400, "invalid_payload", "The webhook payload is not a Stripe event"
-
-
 class NoCompletedOrder(Forbidden):
     code, title = "no_completed_order", "Only buyers who completed an order may do this"

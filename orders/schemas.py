@@ -9,6 +9,8 @@ from listings.models import Classification, DeliveryMode, Territory
 from orders.models import DemandStatus, DisputeOutcome, OrderStatus, PaymentStatus
 
 _ref = validate.Length(min=1, max=500)
+# A payment's reference is stored in payments.reference, VARCHAR(200).
+_payment_reference = validate.Length(min=1, max=200)
 
 
 class OrderCreateSchema(Schema):
@@ -72,7 +74,7 @@ class OrderQueryArgsSchema(Schema):
 
 
 class PaymentConfirmSchema(Schema):
-    reference = fields.String(required=True, validate=_ref,
+    reference = fields.String(required=True, validate=_payment_reference,
                               metadata={"description": "The bank transfer's reference"})
 
 

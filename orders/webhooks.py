@@ -8,9 +8,11 @@ Stripe, and its amount must equal the order's before the order is paid.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import stripe
@@ -19,31 +21,71 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import audit, clock
+from app.api import unstorable_text
 from app.db import upsert_insert
 from orders import money
-from orders.errors import InvalidPayload, InvalidSignature
+from orders.errors import InvalidSignature
 from orders.models import Order, OrderStatus, Payment, StripeEvent
 from orders.payments import stripe_client
 
 log = logging.getLogger(__name__)
 
 
-def verified_event(payload: bytes, signature: str | None) -> stripe.Event:
-    """The event, if the Stripe-Signature header verifies against the raw body."""
+@dataclass(frozen=True)
+class Event:
+    """What a delivery carries that we use: the event's id and type and its object."""
+
+    id: str
+    type: str
+    object: dict[str, Any]
+
+
+def receive(session: Session, payload: bytes, signature: str | None) -> dict[str, Any]:
+    """Verify one delivery, record and apply its event; the acknowledgement for Stripe.
+
+    A bad signature is refused (400). A signed body that holds no usable event is
+    acknowledged and ignored: Stripe retries anything but a 2xx for days, and a body it
+    signed will not mend by being sent again.
+    """
+    event = verified_event(payload, signature)
+    if event is None:
+        log.warning("signed stripe delivery of %d bytes holds no usable event: ignored",
+                    len(payload))
+        return {"received": True, "outcome": "ignored"}
+    return {"received": True, "event_id": event.id, "outcome": handle_event(session, event)}
+
+
+def verified_event(payload: bytes, signature: str | None) -> Event | None:
+    """The event, if the Stripe-Signature header verifies against the raw body; None for a
+    signed body that is no event we can store."""
     secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
     if not secret:
         raise InvalidSignature("No webhook secret is configured.")
     if not signature:
         raise InvalidSignature("The Stripe-Signature header is missing.")
+    # Stripe signs UTF-8 text; a body that is not (replaced characters) cannot verify.
+    text = payload.decode("utf-8", errors="replace")
     try:
-        return stripe.Webhook.construct_event(payload, signature, secret)
+        stripe.WebhookSignature.verify_header(text, signature, secret,
+                                              stripe.Webhook.DEFAULT_TOLERANCE)
     except stripe.SignatureVerificationError:
         raise InvalidSignature() from None
-    except ValueError:
-        raise InvalidPayload() from None
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):  # not JSON, too deep, or too long an integer
+        return None
+    if not isinstance(document, dict) or unstorable_text(document):
+        return None
+    event_id, kind, data = document.get("id"), document.get("type"), document.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    # Lengths of stripe_events.event_id and .type.
+    if not (isinstance(event_id, str) and 0 < len(event_id) <= 255 and isinstance(kind, str)
+            and len(kind) <= 100 and isinstance(obj, dict)):
+        return None
+    return Event(event_id, kind, obj)
 
 
-def handle_event(session: Session, event: stripe.Event) -> str:
+def handle_event(session: Session, event: Event) -> str:
     """Record the event once and apply it; returns what happened (for the response and logs)."""
     inserted = session.scalar(
         upsert_insert(session, StripeEvent)
@@ -56,9 +98,11 @@ def handle_event(session: Session, event: stripe.Event) -> str:
     handler = HANDLERS.get(event.type)
     if handler is None:
         return "ignored"
-    obj = event.data.object.to_dict()
-    if obj.get("object") != "payment_intent" or not obj.get("id"):
-        raise InvalidPayload(f"A {event.type} event must carry a payment_intent.")
+    obj = event.object
+    if obj.get("object") != "payment_intent" or not isinstance(obj.get("id"), str):
+        log.warning("stripe event %s (%s) carries no payment_intent: ignored", event.id,
+                    event.type)
+        return "ignored"
     return handler(session, obj)
 
 
@@ -69,9 +113,9 @@ def _order_for(session: Session, intent: dict[str, Any]) -> Order | None:
         .with_for_update().execution_options(populate_existing=True)).first()
     if order is not None:
         return order
-    metadata = intent.get("metadata") or {}
+    metadata = intent.get("metadata")
     try:
-        order_id = uuid.UUID(str(metadata.get("order_id")))
+        order_id = uuid.UUID(str(metadata.get("order_id") if isinstance(metadata, dict) else None))
     except ValueError:
         return None
     order = session.get(Order, order_id, with_for_update=True, populate_existing=True)
@@ -84,7 +128,14 @@ def _order_for(session: Session, intent: dict[str, Any]) -> Order | None:
 
 def _payment_succeeded(session: Session, hint: dict[str, Any]) -> str:
     # Re-read: the payload may be stale or reordered; Stripe's current state decides.
-    intent = stripe_client().v1.payment_intents.retrieve(hint["id"]).to_dict()
+    try:
+        intent = stripe_client().v1.payment_intents.retrieve(hint["id"]).to_dict()
+    except stripe.InvalidRequestError as error:
+        if error.http_status != 404:
+            raise
+        log.warning("stripe event names payment %s, which Stripe does not know: ignored",
+                    hint["id"])
+        return "unknown_payment_intent"
     intent_id = intent["id"]
     order = _order_for(session, intent)
     if order is None:

@@ -16,7 +16,6 @@ connected account, `transfer_group` the run's id, the idempotency key from the p
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import tempfile
@@ -30,7 +29,7 @@ from flask import current_app
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from app import audit, clock, ledger
+from app import audit, clock, csv_export, ledger
 from app.db import retrying, unit_of_work
 from app.errors import NotFound, ValidationFailed
 from app.faults import crash_point
@@ -164,7 +163,8 @@ def write_bank_file(session: Session, batch: PayoutBatch) -> Path:
     path = folder / f"payouts-{batch.run_id}.csv"
     handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
     with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
+        # Names escaped where a spreadsheet would run them; amount_fen stays a number.
+        writer = csv_export.Writer(out)
         writer.writerow(["payout_id", "payee_name", "credit_code", "bank_name", "account_name",
                          "account_number", "amount_fen", "currency"])
         for payout in payouts:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.api import Schema
+from app.api import FullMatch, Schema
 from settlement.models import PayoutMethod, PayoutStatus, RunStatus
 
 
@@ -85,9 +85,9 @@ class PayoutAccountSchema(Schema):
     account_name = fields.String(load_default=None, allow_none=True,
                                  validate=validate.Length(min=1, max=200))
     account_number = fields.String(load_default=None, allow_none=True,
-                                   validate=validate.Regexp(r"^[0-9A-Za-z -]{4,64}$"))
+                                   validate=FullMatch(r"^[0-9A-Za-z -]{4,64}$"))
     stripe_account_id = fields.String(load_default=None, allow_none=True,
-                                      validate=validate.Regexp(r"^acct_[0-9A-Za-z]{1,64}$"))
+                                      validate=FullMatch(r"^acct_[0-9A-Za-z]{1,64}$"))
     updated_at = fields.DateTime(dump_only=True)
 
 

@@ -54,6 +54,16 @@ class PaymentDeclined(DomainError):
     status, code, title = 402, "payment_declined", "The payment was declined"
 
 
+class PaymentFlagged(DomainError):
+    """A refusal whose record survives (like a prohibited listing's credit finding)."""
+
+    status, code, title = 422, "payment_flagged", "The payment was flagged and refused"
+    keeps_changes = True
+
+
+FLAGGED = "test_payment.flagged"
+
+
 class Budget:
     """How many of the next payments fail on purpose; thread-safe, so racing requests share it."""
 
@@ -101,6 +111,11 @@ def _payments_blueprint() -> Blueprint:
             payment = {"id": uuid.uuid4(), "payer_id": payer.id, "created_at": clock.now(),
                        **body}
             with unit_of_work() as session:
+                if config["TEST_PAYMENTS_FLAGS"].take():
+                    audit.record(session, actor_id=payer.id, action=FLAGGED,
+                                 subject=payment["id"], subject_type="test_payment",
+                                 details={"order_ref": body["order_ref"]})
+                    raise PaymentFlagged("Flagged by the fraud rules.")
                 audit.record(session, actor_id=payer.id, action=EFFECT, subject=payment["id"],
                              subject_type="test_payment",
                              details={"order_ref": body["order_ref"], "amount": body["amount"]})
@@ -126,7 +141,7 @@ def payments_app(backend: str, migrated_app: Flask) -> Iterator[Flask]:
 def app(payments_app: Flask) -> Iterator[Flask]:
     """No app context is held: each request gets its own session, as in production."""
     payments_app.config.update(TEST_PAYMENTS_DELAY_SECONDS=0.0, TEST_PAYMENTS_DECLINES=Budget(),
-                               TEST_PAYMENTS_CRASHES=Budget())
+                               TEST_PAYMENTS_CRASHES=Budget(), TEST_PAYMENTS_FLAGS=Budget())
     yield payments_app
     empty_tables(payments_app)
     clock.reset()
@@ -168,10 +183,11 @@ def _scalar(app: Flask, stmt: Any) -> Any:
         return connection.scalar(stmt)
 
 
-def effects(app: Flask) -> int:
-    """Payments that really happened (their audit entries were committed)."""
+def effects(app: Flask, action: str = EFFECT) -> int:
+    """Payments that really happened (their audit entries were committed), or other
+    recorded actions."""
     count = sa.select(sa.func.count()).select_from(audit.AuditEntry.__table__).where(
-        audit.AuditEntry.action == EFFECT)
+        audit.AuditEntry.action == action)
     return _scalar(app, count)
 
 
@@ -469,6 +485,31 @@ def test_domain_error_in_the_view_rolls_back_key_and_effect_so_a_retry_runs(app,
     assert not is_replay(retried)
     assert effects(app) == 1
     assert stored_keys(app) == ["pay-1"]
+
+
+def test_a_refusal_that_keeps_its_record_stores_its_answer_with_the_key(app, client):
+    # keeps_changes commits the unit of work on error: the key must not commit without an
+    # answer (every retry would be told "in progress" until the key expires).
+    app.config["TEST_PAYMENTS_FLAGS"] = Budget(1)
+    payer = new_payer(app)
+
+    flagged = pay(client, payer, key="pay-1")
+    assert flagged.status_code == 422
+    assert problem_code(flagged) == "payment_flagged"
+    assert effects(app, FLAGGED) == 1
+    assert stored_keys(app) == ["pay-1"]
+
+    retried = pay(client, payer, key="pay-1")
+    assert retried.status_code == 422, retried.get_data(as_text=True)
+    assert is_replay(retried)
+    assert retried.mimetype == PROBLEM_MIMETYPE
+    assert retried.get_data() == flagged.get_data()
+    assert effects(app, FLAGGED) == 1  # the refusal acted once
+    assert effects(app) == 0
+
+    fresh = pay(client, payer, key="pay-2")
+    assert fresh.status_code == 201
+    assert effects(app) == 1
 
 
 def test_unexpected_error_in_the_view_stores_no_key_so_a_retry_runs(app, client):

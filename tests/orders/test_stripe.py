@@ -328,6 +328,66 @@ def test_unknown_events_are_acknowledged_and_ignored(market):
                              headers=market.buyer.headers).json["status"] == "pending_payment"
 
 
+def deliver_signed(client: FlaskClient, payload: bytes) -> TestResponse:
+    """A body signed with the app's secret, whatever it holds."""
+    return client.post(WEBHOOK, data=payload, headers={"Content-Type": "application/json",
+                                                       "Stripe-Signature": signature(payload)})
+
+
+def test_a_signed_event_for_an_unknown_payment_intent_is_acknowledged_and_ignored(market):
+    order = market.place()
+    intent = market.intent_of(order["id"]).to_dict()
+    unknown = {**intent, "id": "pi_nobody_knows_this_one", "metadata": {}}
+    event = {**event_for(market.intent_of(order["id"]), "payment_intent.succeeded"),
+             "data": {"object": unknown}}
+
+    answer = deliver_event(market.client, event)
+
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.json["outcome"] == "unknown_payment_intent"
+    assert count(Payment) == 0
+    assert market.client.get(f"{ORDERS}/{order['id']}",
+                             headers=market.buyer.headers).json["status"] == "pending_payment"
+    # Acknowledged once: a redelivery is a duplicate, not another look-up at Stripe.
+    assert deliver_event(market.client, event).json["outcome"] == "duplicate"
+
+
+@pytest.mark.parametrize("payload", [
+    b"",
+    b"not json",
+    b"[]",
+    b"{}",
+    b'{"id": 5, "type": "payment_intent.succeeded"}',
+    b'{"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": {"id": 7}}}',
+    b'{"id": "evt_2", "type": "payment_intent.succeeded", "data": {"object": '
+    b'{"object": "charge", "id": "ch_1"}}}',
+    b'{"id": "evt_4", "type": "payment_intent.payment_failed", "data": {"object": '
+    b'{"object": "payment_intent", "id": "pi_1", "metadata": "order"}}}',
+    b'{"id": "evt_\\udc80", "type": "payment_intent.created", "data": {"object": {}}}',
+    b'{"id": "evt_3", "type": "payment_intent.created", "amount": ' + b"1" * 5000 + b"}",
+], ids=["empty", "not-json", "array", "empty-object", "numeric-id", "object-without-type",
+        "a-charge", "metadata-not-an-object", "lone-surrogate", "long-integer"])
+def test_a_signed_body_that_is_no_usable_event_is_acknowledged_and_ignored(market, payload):
+    # Stripe retries anything but a 2xx for days; retrying a body it signed cannot mend it.
+    answer = deliver_signed(market.client, payload)
+
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.json["received"] is True
+    assert answer.json["outcome"] == "ignored"
+    assert count(Payment) == 0
+
+
+@pytest.mark.parametrize("payload", [b"", b"not json", "caf\u00e9".encode("latin-1")],
+                         ids=["empty", "not-json", "not-utf8"])
+def test_an_unusable_body_with_a_bad_signature_is_still_refused(market, payload):
+    answer = market.client.post(WEBHOOK, data=payload, headers={
+        "Content-Type": "application/json", "Stripe-Signature": "t=1,v1=00"})
+
+    assert answer.status_code == 400
+    assert answer.json["code"] == "invalid_signature"
+    assert count(StripeEvent) == 0
+
+
 def test_a_full_refund_through_a_dispute_creates_a_stripe_refund(market):
     order = market.place()
     intent = market.pay_with(order["id"], "pm_card_visa")
