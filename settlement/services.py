@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from app import audit, clock, ledger
@@ -151,6 +151,18 @@ def reverse_refunds(session: Session, run_id: uuid.UUID | None,
                                 lines=postings)
         reversed_ += 1
     return len(refunds), reversed_
+
+
+def held_for_refunds(session: Session, party_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """What each payee still holds of orders with a refund not yet taken back: not final
+    (the reversal will take part of it), so not paid out until it is."""
+    waiting = select(Refund.order_id).where(
+        ~exists().where(RefundReversal.refund_id == Refund.id))
+    return {party_id: int(amount) for party_id, amount in session.execute(
+        select(AllocationLine.party_id,
+               func.sum(AllocationLine.amount - AllocationLine.reversed_amount))
+        .where(AllocationLine.order_id.in_(waiting), AllocationLine.party_id.in_(party_ids))
+        .group_by(AllocationLine.party_id)).tuples()}
 
 
 def _already_reversed(session: Session, refund_id: uuid.UUID) -> bool:

@@ -4,7 +4,7 @@ Two runs with different cut-offs started together (the daily job and a manual ru
 retried without Idempotency-Key, whose cut-off is "now") over a partly refunded order: the
 second waits for the first, so the order's payee is paid what is left after the refund, once.
 A run that waits too long answers 409; a run killed part-way is finished by the next run,
-whatever its cut-off."""
+whatever its cut-off; and a payout never pays what a refund still to be taken back holds."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app import clock
+from app.db import unit_of_work
 from app.extensions import db
+from settlement import payouts, services
 from settlement.models import RunStatus, SettlementRun
 from settlement.run_lock import run_lock
 from tests.factories import Member, run_together
@@ -138,3 +140,22 @@ def test_a_run_killed_part_way_is_finished_by_the_next_run_of_another_cut_off(ap
     report = verify_report()
     assert report.ok, report.violations
 
+
+def test_a_payout_leaves_out_what_an_order_with_a_refund_still_to_take_back_holds(
+        app, market):
+    m = market
+    partially_refunded_order(m, REFUND)
+    completed_order(m)
+    db.session.remove()
+    with unit_of_work() as session:  # a run's batch, its refund not yet taken back
+        run = services.open_run(session, up_to=clock.now(), actor=None)
+        services.settle_batch(session, run.id, run.up_to, 10)
+
+    with unit_of_work() as session:
+        paid = [payout.amount for payout in payouts.create_payouts(session, run)]
+
+    assert paid == [PRICE - PRICE // 20]  # the other order's 9 500
+    ok(retried_run(m.client, m.operator), 201)  # finishes that run, then runs its own
+    assert merchant_payouts(m) == [PAID_OUT, PRICE - PRICE // 20]
+    assert account_balance(f"clawback:{m.merchant.id}") == 0
+    assert trial().balanced
