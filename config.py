@@ -64,6 +64,10 @@ class Config:
     PLATFORM_FEE_BPS = _int("PLATFORM_FEE_BPS", 500)
     SETTLEMENT_CRON = os.environ.get("SETTLEMENT_CRON", "0 2 * * *")
     SETTLEMENT_BATCH_SIZE = _int("SETTLEMENT_BATCH_SIZE", 500)
+    # Settlement runs take turns: a run asked for through the API waits this long for the
+    # run in progress, then answers 409 (the daily job and the CLI wait as long as it takes).
+    # Below gunicorn's timeout.
+    SETTLEMENT_RUN_WAIT_SECONDS = _int("SETTLEMENT_RUN_WAIT_SECONDS", 10)
     # Where bank_file payout batches are written for the operator.
     PAYOUT_FILE_DIR = os.environ.get("PAYOUT_FILE_DIR", str(INSTANCE_DIR / "payouts"))
     # Stripe Connect transfers (stripe_connect payouts): another API base if set.

@@ -19,14 +19,20 @@ buyers post demands (some auto_order) and place orders (Idempotency-Key; some on
 with a handful of licenses, sold out under contention), the operator confirms payments,
 merchants deliver, buyers accept or dispute, the operator resolves disputes (full, partial or
 no refund), runs settlement and confirms payout batches now and then, and credit events are
-recorded. Every order acknowledged with 201 is remembered. At --kill-at of the time, a worker
-of the first host busy with a request (a child of the gunicorn master holding a client
+recorded. Settlement runs start two at a time: one names a cut-off, the other (a manual run
+retried without Idempotency-Key) defaults its cut-off to now, so two runs of different
+cut-offs meet over the partly refunded orders of the disputes, beside the scheduler's job.
+Every order acknowledged with 201 is remembered. At --kill-at of the time, a worker of the
+first host busy with a request (a child of the gunicorn master holding a client
 connection) is killed with SIGKILL; gunicorn starts another, and clients retry requests whose
 connection broke (with the same Idempotency-Key).
 
 At the end every process is stopped and the database is checked; each count must be 0:
 oversold licenses, orders settled twice, ledger and settlement violations (balanced
-transactions, cached balances equal to their entries), the audit and credit hash chains,
+transactions, cached balances equal to their entries), refunded money paid out (a refund's
+reversal that found its payee's money gone: every refund here comes before its order is
+settled, so only overlapping runs pay it out), settlement runs left running behind a later
+one, the audit and credit hash chains,
 acknowledged orders missing, orders nobody was acknowledged, payments and refunds recorded
 twice, 5xx answers, broken connections outside the worker kill, failed scheduled jobs. Exit
 status 1 on any violation (the processes' logs are kept then), 2 when the soak could not run.
@@ -78,7 +84,8 @@ CATEGORIES = ("transport", "weather", "energy")
 PURPOSES = ("research", "logistics_planning")
 # Answers that contention and the scheduler make normal, by problem code.
 EXPECTED_CODES = {"out_of_stock", "invalid_transition", "listing_not_available",
-                  "party_restricted", "listing_banned", "idempotency_key_in_progress"}
+                  "party_restricted", "listing_banned", "idempotency_key_in_progress",
+                  "settlement_run_in_progress"}
 
 
 class SoakError(RuntimeError):
@@ -658,20 +665,21 @@ class Client:
         self.http.call("POST", f"/disputes/{order.dispute_id}/resolve", "resolve dispute",
                        key=self.market.operator.key, body=body, idem=uuid.uuid4().hex)
 
-    def settle(self) -> None:
-        # Half the runs name a cut-off shared by every run started in the same 10 seconds
-        # (one run per cut-off: concurrent requests finish the same run).
+    def settle(self, named_cut_off: bool) -> None:
+        # Runs come two at a time. The first names a cut-off shared by every run started in
+        # the same 10 seconds (one run per cut-off: concurrent requests finish the same run);
+        # the second, a manual run retried without Idempotency-Key, settles up to now.
         body: dict[str, Any] = {}
-        if random.random() < 0.5:
+        key = uuid.uuid4().hex if named_cut_off else None
+        if named_cut_off:
             now = datetime.now(UTC).replace(microsecond=0)
             body["up_to"] = (now - timedelta(seconds=now.second % 10)).isoformat()
-        key = uuid.uuid4().hex
         answer = self.http.call("POST", "/settlement/runs", "settlement run",
                                 key=self.market.operator.key, body=body, idem=key)
         if answer.status == 201:
             with self.market.lock:
                 self.market.runs[answer.body["id"]] = answer.body["orders_settled"]
-            if random.random() < 0.2:
+            if key and random.random() < 0.2:
                 again = self.http.call("POST", "/settlement/runs", "settlement run (replay)",
                                        key=self.market.operator.key, body=body, idem=key)
                 if again.status != 201 or again.body != answer.body:
@@ -752,6 +760,7 @@ class Client:
             if now - market.last_settlement > self.settle_every:
                 market.last_settlement, market.settlements_due = now, 2
             settle_due = market.settlements_due > 0
+            named_cut_off = market.settlements_due == 2
             if settle_due:
                 market.settlements_due -= 1
             payouts_due = now - market.last_payouts > 2 * self.settle_every
@@ -768,7 +777,7 @@ class Client:
             (self.deliver, 25 if queues[1] else 0),
             (self.finish, 25 if queues[2] else 0),
             (self.resolve, 15 if queues[3] else 0),
-            (self.settle, 1000 if settle_due else 0),
+            (lambda: self.settle(named_cut_off), 1000 if settle_due else 0),
             (self.confirm_payouts, 1000 if payouts_due else 0),
             (self.credit_event, 2),
             (self.read, 6),
@@ -891,7 +900,8 @@ class Findings:
 
 
 def check_database(url: str, market: Market, findings: Findings) -> None:
-    from sqlalchemy import func, select
+    from sqlalchemy import exists, func, select
+    from sqlalchemy.orm import aliased
 
     from app import audit, create_app, ledger
     from app.db import unit_of_work
@@ -902,7 +912,13 @@ def check_database(url: str, market: Market, findings: Findings) -> None:
     from listings.models import Listing
     from orders.models import RELEASES_LICENSES, Demand, Dispute, Order, Payment, Refund
     from settlement import verification
-    from settlement.models import AllocationLine, OrderSettlement, Payout, SettlementRun
+    from settlement.models import (
+        AllocationLine,
+        OrderSettlement,
+        Payout,
+        RunStatus,
+        SettlementRun,
+    )
 
     sqlalchemy_url = sa.make_url(url).set(drivername="postgresql+psycopg")
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=sqlalchemy_url.render_as_string(
@@ -950,6 +966,26 @@ def check_database(url: str, market: Market, findings: Findings) -> None:
         half |= {order_id for order_id in marks if lines.get(order_id) != totals[order_id]}
         findings.check("orders settled in part (mark, lines, posting disagree)", len(half),
                        *map(str, half))
+        # Refunds here all come before their orders settle, so a reversal never finds its
+        # payee's money paid out: one that moved a clawback paid out refunded money.
+        clawed = list(session.scalars(
+            select(ledger.LedgerTransaction.key)
+            .join(ledger.LedgerEntry,
+                  ledger.LedgerEntry.transaction_id == ledger.LedgerTransaction.id)
+            .join(ledger.Account, ledger.Account.id == ledger.LedgerEntry.account_id)
+            .where(ledger.LedgerTransaction.kind == "reversal",
+                   ledger.Account.kind == "clawback", ledger.LedgerEntry.amount < 0)))
+        findings.check("refunded money paid out (reversals clawing back)", len(clawed),
+                       *clawed)
+        # Runs take turns, and each finishes any run left running first: one still running
+        # behind a run started after it was abandoned.
+        later = aliased(SettlementRun)
+        stuck = list(session.scalars(select(SettlementRun.id).where(
+            SettlementRun.status == RunStatus.RUNNING,
+            exists().where(later.status == RunStatus.COMPLETED,
+                           later.started_at > SettlementRun.started_at))))
+        findings.check("settlement runs left running behind a later run", len(stuck),
+                       *map(str, stuck))
 
         # Money in and out once: a payment and its posting per paid order, a refund per
         # refunded dispute.

@@ -1,6 +1,7 @@
 """Payouts: per payee per run, two-phase, through a payout provider.
 
-After a run, each payee with a payout account and money payable gets one payout: first
+After a run, each payee with a payout account and money payable gets one payout of what is
+final (never what it holds of an order whose refund is still to be taken back): first
 what it owes back (a clawback, after a refund took more than it still had) is netted from
 its payable balance; the rest moves payable → in transit in the transaction that creates
 the payout (phase one, committed before any provider is called). The provider then pays:
@@ -42,7 +43,7 @@ from settlement.models import (
     PayoutStatus,
     SettlementRun,
 )
-from settlement.services import clawback, payable
+from settlement.services import clawback, held_for_refunds, payable
 from settlement.views import PartyNotFound
 
 log = logging.getLogger(__name__)
@@ -63,25 +64,28 @@ def paid_out(party_id: uuid.UUID) -> ledger.AccountRef:
 # --- phase one: payouts created, money in transit --------------------------------------------
 
 def create_payouts(session: Session, run: SettlementRun) -> list[Payout]:
-    """One payout per payee with a payout account and money payable (none twice per run)."""
+    """One payout per payee with a payout account and money payable (none twice per run),
+    less what it holds of orders whose refunds are still to be taken back."""
     accounts = {account.party_id: account for account in session.scalars(
         select(PayoutAccount))}
     owed = session.execute(select(ledger.Account.party_id, ledger.Account.balance).where(
         ledger.Account.kind == "payable", ledger.Account.balance > 0,
         ledger.Account.party_id.in_(list(accounts))).order_by(ledger.Account.party_id)).all()
     existing = set(session.scalars(select(Payout.party_id).where(Payout.run_id == run.id)))
+    parties = [party_id for party_id, _ in owed if party_id not in existing]
+    # Locked (all three, in the ledger's one order, as confirmations lock them), then read
+    # again: a refund's reversal may be taking from it right now.
+    balances = {party_id: ledger.balances(
+        session, [payable(party_id), clawback(party_id), in_transit(party_id)],
+        for_update=True)[payable(party_id).code] for party_id in parties}
+    # Read under those locks: no allocation to these payees commits meanwhile.
+    held = held_for_refunds(session, parties)
     created = []
-    for party_id, _ in owed:
-        if party_id in existing:
+    for party_id in parties:
+        final = balances[party_id] - held.get(party_id, 0)
+        if final <= 0:
             continue
-        # Locked (all three, in the ledger's one order, as confirmations lock them), then
-        # read again: a refund's reversal may be taking from it right now.
-        balance = ledger.balances(
-            session, [payable(party_id), clawback(party_id), in_transit(party_id)],
-            for_update=True)[payable(party_id).code]
-        if balance <= 0:
-            continue
-        amount = balance - _net_clawback(session, run, party_id, balance)
+        amount = final - _net_clawback(session, run, party_id, final)
         if amount <= 0:
             continue
         method = accounts[party_id].method

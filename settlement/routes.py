@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import send_file
+from flask import current_app, send_file
 from flask.views import MethodView
 
 from app import clock, ledger
@@ -42,8 +42,11 @@ class Runs(MethodView):
     @blp.response(201, RunSchema)
     def post(self, body: dict[str, Any]) -> Any:
         """Settle every completed, unsettled order up to `up_to` (Idempotency-Key). One run
-        per cut-off: the same `up_to` again finishes and returns that run."""
-        return runs.settle(up_to=body["up_to"] or clock.now(), actor=current_party())
+        per cut-off: the same `up_to` again finishes and returns that run. One run at a
+        time: this one waits for a run in progress (SETTLEMENT_RUN_WAIT_SECONDS), then
+        answers 409 `settlement_run_in_progress`."""
+        return runs.settle(up_to=body["up_to"] or clock.now(), actor=current_party(),
+                           wait_seconds=current_app.config["SETTLEMENT_RUN_WAIT_SECONDS"])
 
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.response(200, RunSchema(many=True))

@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from app import audit, clock, ledger
@@ -116,8 +116,10 @@ def _allocation_posting(order: Order, shares: list[allocation.Share]) -> ledger.
                           description=f"Allocation of order {order.id}", lines=lines)
 
 
-def reverse_refunds(session: Session, run_id: uuid.UUID | None, limit: int) -> int:
-    """Take refunds of settled orders back from their allocation lines; how many."""
+def reverse_refunds(session: Session, run_id: uuid.UUID | None,
+                    limit: int) -> tuple[int, int]:
+    """Take refunds of settled orders back from their allocation lines: how many it found,
+    and how many it reversed (the others, a reversal that locked them first took back)."""
     refunds = list(session.scalars(select(Refund).where(
         exists().where(OrderSettlement.order_id == Refund.order_id),
         ~exists().where(RefundReversal.refund_id == Refund.id))
@@ -126,10 +128,13 @@ def reverse_refunds(session: Session, run_id: uuid.UUID | None, limit: int) -> i
         # Clearing first, as every posting that touches it locks it first: reading payees'
         # balances under it cannot deadlock with a settlement batch.
         ledger.balances(session, [BUYER_CLEARING], for_update=True)
+    reversed_ = 0
     for refund in refunds:
         lines = list(session.scalars(select(AllocationLine).where(
             AllocationLine.order_id == refund.order_id).order_by(AllocationLine.position)
             .with_for_update()))
+        if _already_reversed(session, refund.id):
+            continue  # by a reversal that held these lines before us
         taken = allocation.reversal(refund.amount, [line.net_amount for line in lines])
         postings: list[tuple[ledger.AccountRef, int]] = [(BUYER_CLEARING, refund.amount)]
         from_payable: dict[uuid.UUID, int] = {}  # a payee may hold several of the lines
@@ -144,7 +149,24 @@ def reverse_refunds(session: Session, run_id: uuid.UUID | None, limit: int) -> i
         ledger.post_transaction(session, key=f"refund:{refund.id}:reversed", kind="reversal",
                                 description=f"Refund {refund.id} taken back from payees",
                                 lines=postings)
-    return len(refunds)
+        reversed_ += 1
+    return len(refunds), reversed_
+
+
+def held_for_refunds(session: Session, party_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """What each payee still holds of orders with a refund not yet taken back: not final
+    (the reversal will take part of it), so not paid out until it is."""
+    waiting = select(Refund.order_id).where(
+        ~exists().where(RefundReversal.refund_id == Refund.id))
+    return {party_id: int(amount) for party_id, amount in session.execute(
+        select(AllocationLine.party_id,
+               func.sum(AllocationLine.amount - AllocationLine.reversed_amount))
+        .where(AllocationLine.order_id.in_(waiting), AllocationLine.party_id.in_(party_ids))
+        .group_by(AllocationLine.party_id)).tuples()}
+
+
+def _already_reversed(session: Session, refund_id: uuid.UUID) -> bool:
+    return session.scalar(select(exists().where(RefundReversal.refund_id == refund_id)))
 
 
 def _take_back(session: Session, line: AllocationLine, amount: int,

@@ -30,6 +30,8 @@ REQUIRED_CHECKS = {
     "ledger and settlement violations (settlement.verification)",
     "cached balances differing from their entries", "audit chain broken",
     "credit chain broken", "acknowledged orders missing", "5xx answers",
+    "refunded money paid out (reversals clawing back)",
+    "settlement runs left running behind a later run",
 }
 
 

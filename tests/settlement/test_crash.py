@@ -7,13 +7,10 @@ process is what PostgreSQL's crash semantics are about)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from datetime import timedelta
-from pathlib import Path
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -22,6 +19,7 @@ from sqlalchemy.orm import Session
 from app import clock
 from app.extensions import db
 from settlement.models import OrderSettlement, RefundReversal, RunStatus, SettlementRun
+from tests.settlement import helpers
 from tests.settlement.helpers import (
     EXPECTED_SPLIT,
     UNIT_PRICE,
@@ -39,19 +37,12 @@ from tests.settlement.helpers import (
 
 pytestmark = pytest.mark.postgres_only
 
-ROOT = Path(__file__).resolve().parents[2]
 ORDERS = 12
 BATCH = 5
 
 
-def flask(app, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """A `flask` command in its own process, on the test's database."""
-    environment = {name: value for name, value in os.environ.items() if name != "CRASH_AT"}
-    environment |= {"APP_ENV": "testing", "FLASK_APP": "app",
-                    "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-                    "SETTLEMENT_BATCH_SIZE": str(BATCH), **env}
-    return subprocess.run([sys.executable, "-m", "flask", *args], cwd=ROOT, env=environment,
-                          capture_output=True, text=True, timeout=120, check=False)
+# `flask` commands in processes of their own, five orders per batch.
+flask = partial(helpers.flask, SETTLEMENT_BATCH_SIZE=str(BATCH))
 
 
 def the_run() -> SettlementRun:
