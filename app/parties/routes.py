@@ -9,7 +9,7 @@ from flask.views import MethodView
 
 from app.api import Blueprint, SQLPage
 from app.db import unit_of_work
-from app.limits import limit
+from app.limits import limit, per_address
 from app.parties import services
 from app.parties.auth import authenticated_party, current_party, optional_auth, require_role
 from app.parties.models import Party, Role
@@ -47,7 +47,7 @@ class Parties(MethodView):
         """The register of parties (operators and regulators), paginated."""
         return services.parties_query(**args)
 
-    @limit("RATE_LIMIT_REGISTRATION")
+    @limit("RATE_LIMIT_REGISTRATION", by=per_address)
     @optional_auth
     @blp.arguments(PartyCreateSchema)
     @blp.response(201, PartyCreatedSchema)
@@ -90,6 +90,7 @@ class PartyApiKeys(MethodView):
         with unit_of_work() as session:
             return services.list_api_keys(session, party_id=party_id, actor=current_party())
 
+    @limit("RATE_LIMIT_KEY_ISSUANCE")
     @require_role()
     @blp.response(201, ApiKeyCreatedSchema)
     @blp.alt_response(404, response="NOT_FOUND")
