@@ -34,6 +34,10 @@ class Role(enum.StrEnum):
 SELF_REGISTRATION_ROLES = frozenset({Role.MERCHANT, Role.BUYER, Role.BROKER})
 # Roles that see every party's objects (operators run the exchange, regulators oversee it).
 OVERSEERS = (Role.OPERATOR, Role.REGULATOR)
+# Roles independent of the operators (separation of duties): their parties are registered and
+# given keys by the command line or by themselves, never by an operator through the API, who
+# could otherwise act as one (decide objections and repairs, certify listings).
+INDEPENDENT_ROLES = frozenset({Role.REGULATOR, Role.CERTIFIER})
 
 
 class Actor(Protocol):

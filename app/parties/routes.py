@@ -54,7 +54,7 @@ class Parties(MethodView):
     @blp.alt_response(403, response="FORBIDDEN")
     @blp.alt_response(409, response="CONFLICT")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Register a party (merchant, buyer or broker; operators may grant any role)."""
+        """Register a party (merchant, buyer or broker; operators may grant operator)."""
         with unit_of_work() as session:
             party, issued = services.register_party(session, actor=authenticated_party(), **body)
         return _created(party, issued)
@@ -95,7 +95,7 @@ class PartyApiKeys(MethodView):
     @blp.response(201, ApiKeyCreatedSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     def post(self, party_id: uuid.UUID) -> dict[str, Any]:
-        """Issue another key for the party (itself or an operator); shown once."""
+        """Issue another key (the party, or an operator unless it regulates or certifies)."""
         with unit_of_work() as session:
             issued = services.issue_api_key_for(session, party_id=party_id, actor=current_party())
         return {**_attributes(issued.key, ApiKeySchema), "api_key": issued.raw}

@@ -16,12 +16,14 @@ from app.parties.auth import generate_api_key, hash_api_key
 from app.parties.credit_code import is_valid_credit_code, normalize_credit_code
 from app.parties.errors import DuplicateCreditCode, InvalidCreditCode
 from app.parties.models import (
+    INDEPENDENT_ROLES,
     SELF_REGISTRATION_ROLES,
     Actor,
     ApiKey,
     Party,
     PartyKind,
     Role,
+    SystemActor,
 )
 
 
@@ -48,6 +50,10 @@ def register_party(
     privileged = [role.value for role in wanted if role not in SELF_REGISTRATION_ROLES]
     if privileged and not is_operator:
         raise Forbidden(f"Only an operator can grant the roles: {', '.join(privileged)}.")
+    independent = [role.value for role in wanted if role in INDEPENDENT_ROLES]
+    if independent and not isinstance(actor, SystemActor):
+        raise Forbidden(f"Parties with the roles {', '.join(independent)} are registered with "
+                        "`flask parties create`: whoever registers one holds its first key.")
     code = normalize_credit_code(credit_code)
     if not is_valid_credit_code(code):
         raise InvalidCreditCode(
@@ -116,8 +122,19 @@ def issue_api_key(session: Session, *, party: Party, actor: Actor) -> IssuedKey:
 
 
 def issue_api_key_for(session: Session, *, party_id: uuid.UUID, actor: Actor) -> IssuedKey:
-    """Issue another key for a party the actor manages."""
-    return issue_api_key(session, party=_managed_party(session, party_id, actor), actor=actor)
+    """Issue another key for a party the actor manages; a regulator's or a certifier's only
+    for itself."""
+    party = _managed_party(session, party_id, actor)
+    if party.id != actor.id and party.has_role(*INDEPENDENT_ROLES):
+        raise Forbidden("Only a regulator or certifier itself (or `flask parties issue-key`) "
+                        "issues its keys.")
+    return issue_api_key(session, party=party, actor=actor)
+
+
+def party_with_credit_code(session: Session, *, credit_code: str) -> Party | None:
+    """The party registered with this credit code, however it is spelled."""
+    return session.scalar(select(Party).where(
+        Party.credit_code == normalize_credit_code(credit_code)))
 
 
 def list_api_keys(session: Session, *, party_id: uuid.UUID, actor: Actor) -> list[ApiKey]:

@@ -126,21 +126,34 @@ def test_a_merchant_key_does_not_let_a_registration_take_a_privileged_role(clien
     assert count(Party) == before
 
 
-def test_an_operator_may_register_a_regulator(client):
+def test_an_operator_may_register_another_operator(client):
     operator = make_member(Role.OPERATOR)
 
-    body = PartyBodyFactory(roles=["regulator"], kind="public_agency")
+    body = PartyBodyFactory(roles=["operator"], kind="institution")
     response = client.post(PARTIES, json=body, headers=operator.headers)
 
     assert response.status_code == 201
-    assert response.json["roles"] == ["regulator"]
-    regulator_key = bearer(response.json["api_key"])
-    assert client.get(ME, headers=regulator_key).json["id"] == response.json["id"]
-    assert client.get("/api/v1/audit/verify", headers=regulator_key).status_code == 200
+    assert response.json["roles"] == ["operator"]
+    new_key = bearer(response.json["api_key"])
+    assert client.get(ME, headers=new_key).json["id"] == response.json["id"]
+    assert client.get("/api/v1/audit/verify", headers=new_key).status_code == 200
     registered = [e for e in audit_trail() if e.action == "party.registered"
                   and e.subject_id == response.json["id"]]
     assert len(registered) == 1
     assert str(registered[0].actor_id) == operator.id
+
+
+@pytest.mark.parametrize("roles", [["regulator"], ["certifier"], ["operator", "regulator"]])
+def test_an_operator_cannot_register_an_overseer_through_the_api(client, roles):
+    """Its first key would be the operator's: regulators and certifiers come from the CLI."""
+    operator = make_member(Role.OPERATOR)
+    before = (count(Party), count(ApiKey), count(AuditEntry))
+
+    response = client.post(PARTIES, json=PartyBodyFactory(roles=roles, kind="public_agency"),
+                           headers=operator.headers)
+
+    assert_problem(response, 403, "forbidden")
+    assert (count(Party), count(ApiKey), count(AuditEntry)) == before
 
 
 def test_registration_with_a_wrong_key_is_refused_rather_than_treated_as_anonymous(client):
@@ -333,6 +346,22 @@ def test_another_party_cannot_issue_a_key_for_a_party(client, roles):
 
     assert_problem(response, 403, "forbidden")
     assert len(keys_of(target.id)) == 1
+
+
+@pytest.mark.parametrize("roles", [(Role.REGULATOR,), (Role.CERTIFIER,),
+                                   (Role.MERCHANT, Role.CERTIFIER)])
+def test_an_operator_cannot_issue_a_key_for_a_regulator_or_a_certifier(client, roles):
+    """Separation of duties: an operator holding a regulator's key could decide objections."""
+    operator = make_member(Role.OPERATOR)
+    overseer = make_member(*roles)
+
+    response = issue_key(client, operator, overseer.id)
+
+    assert_problem(response, 403, "forbidden")
+    assert len(keys_of(overseer.id)) == 1
+    own = issue_key(client, overseer)
+    assert own.status_code == 201
+    assert client.get(ME, headers=bearer(own.json["api_key"])).json["id"] == overseer.id
 
 
 def test_an_operator_issuing_a_key_for_an_unknown_party_gets_404(client):
