@@ -72,6 +72,20 @@ def test_parties_create_with_an_invalid_code_exits_non_zero_and_stores_nothing(a
     assert count(ApiKey) == 0
 
 
+def test_parties_create_applies_the_name_rule(app):
+    runner = app.test_cli_runner()
+    blank = runner.invoke(args=["parties", "create", "--name", "   ", "--credit-code",
+                                new_credit_code(), "--role", "regulator"])
+    hidden = runner.invoke(args=["parties", "create", "--name", "Market\u200b Regulator",
+                                 "--credit-code", new_credit_code(), "--role", "regulator"])
+    too_long = runner.invoke(args=["parties", "create", "--name", "数" * 201,
+                                   "--credit-code", new_credit_code(), "--role", "regulator"])
+
+    for result in (blank, hidden, too_long):
+        assert result.exit_code != 0 and "invalid_party_name" in result.output
+    assert count(Party) == 0
+
+
 def test_parties_create_with_a_duplicate_code_exits_non_zero(app):
     code = new_credit_code()
     runner = app.test_cli_runner()
