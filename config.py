@@ -98,6 +98,9 @@ class Config:
     # the header is the client's to forge.
     TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0)
 
+    # GET /metrics wants it as a bearer token; unset, production does not serve the metrics.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN")
+
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     LOG_JSON = os.environ.get("LOG_JSON", "true").lower() == "true"
 

@@ -156,6 +156,15 @@ def test_behind_a_trusted_proxy_each_client_is_counted_by_its_forwarded_address(
     assert client.get(ME, headers={**WRONG, **neighbour}).status_code == 401
 
 
+@pytest.mark.parametrize("limit_overrides", [{"METRICS_TOKEN": "metrics-" + "x" * 32}])
+def test_wrong_metrics_tokens_count_as_failed_authentications(client, limit_overrides):
+    for n in range(3):
+        assert client.get("/metrics", headers=bearer(f"guess{n}")).status_code == 401
+    assert_rate_limited(client.get("/metrics", headers=bearer("guess")))
+    scrape = client.get("/metrics", headers=bearer(limit_overrides["METRICS_TOKEN"]))
+    assert scrape.status_code == 200
+
+
 # Registration, key issuance and trading: per address and per party
 
 

@@ -42,7 +42,8 @@ def hash_api_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-def _bearer_token() -> str | None:
+def bearer_token() -> str | None:
+    """The token of the Authorization header, None without one; 401 for another scheme."""
     header = request.headers.get("Authorization")
     if header is None:
         return None
@@ -59,7 +60,7 @@ def authenticated_party() -> Party | None:
     if cached is not _ANONYMOUS:
         return cached  # type: ignore[return-value]
     try:
-        token = _bearer_token()
+        token = bearer_token()
     except Unauthorized:
         limits.count_failed_authentication()
         raise
