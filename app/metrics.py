@@ -20,7 +20,7 @@ import hmac
 import os
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
@@ -46,6 +46,8 @@ LATENCY = Histogram("exchange_http_request_duration_seconds", "Time to answer a 
                     ["method", "route"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
 
+E = TypeVar("E", bound=enum.Enum)
+
 _TABLE_ROWS = text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table)")
 _VALUE_SHARES = text("""
     SELECT c.reltuples, s.most_common_vals::text::text[] AS vals, s.most_common_freqs AS freqs
@@ -62,20 +64,21 @@ def table_rows(session: Session, model: Any) -> int:
     return max(0, round(rows or 0))  # -1 until the table is first analysed
 
 
-def rows_by_value(session: Session, column: InstrumentedAttribute[Any],
-                  values: Iterable[enum.Enum]) -> dict[enum.Enum, int]:
+def rows_by_value(session: Session, column: InstrumentedAttribute[E],
+                  values: Iterable[E]) -> dict[E, int]:
     """Rows holding each value of an enum column: PostgreSQL's estimate (its share among
     the column's most common values times the table's rows), SQLite's count."""
-    values = list(values)
+    wanted = list(values)
     if session.get_bind().dialect.name != "postgresql":
-        counted = dict(session.execute(select(column, func.count()).where(column.in_(values))
-                                       .group_by(column)).tuples().all())
-        return {value: counted.get(value, 0) for value in values}
+        counted: dict[E, int] = dict(session.execute(
+            select(column, func.count()).where(column.in_(wanted)).group_by(column)
+        ).tuples().all())
+        return {value: counted.get(value, 0) for value in wanted}
     stats = session.execute(_VALUE_SHARES, {"table": column.class_.__tablename__,
                                             "column": column.key}).one_or_none()
     shares = dict(zip(stats.vals, stats.freqs, strict=True)) if stats and stats.vals else {}
     rows = max(0.0, stats.reltuples) if stats else 0.0
-    return {value: round(shares.get(value.value, 0.0) * rows) for value in values}
+    return {value: round(shares.get(value.value, 0.0) * rows) for value in wanted}
 
 
 class BusinessCollector(Collector):
@@ -94,7 +97,7 @@ class BusinessCollector(Collector):
         in_flight = [OrderStatus.PENDING_PAYMENT, OrderStatus.PAID, OrderStatus.DELIVERED,
                      OrderStatus.DISPUTED]
         with self.app.app_context():
-            session = db.session
+            session = db.session()
             counted = dict(session.execute(
                 select(Order.status, func.count()).where(Order.status.in_(in_flight))
                 .group_by(Order.status)).tuples().all())
@@ -110,8 +113,9 @@ class BusinessCollector(Collector):
             payouts = GaugeMetricFamily("exchange_payouts",
                                         "Payouts by status (estimated on PostgreSQL)",
                                         labels=["status"])
-            for status, count in rows_by_value(session, Payout.status, PayoutStatus).items():
-                payouts.add_metric([status.value], count)
+            for payout_status, count in rows_by_value(session, Payout.status,
+                                                      PayoutStatus).items():
+                payouts.add_metric([payout_status.value], count)
             yield payouts
             for name, doc, model in (
                     ("exchange_orders_settled", "Orders settled", OrderSettlement),
