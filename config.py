@@ -92,8 +92,18 @@ class Config:
     RATE_LIMITS_ENABLED = os.environ.get("RATE_LIMITS_ENABLED", "true").lower() == "true"
     RATE_LIMIT_AUTH_FAILURES = os.environ.get("RATE_LIMIT_AUTH_FAILURES", "20 per minute")
     RATE_LIMIT_REGISTRATION = os.environ.get("RATE_LIMIT_REGISTRATION", "10 per hour")
+    RATE_LIMIT_KEY_ISSUANCE = os.environ.get("RATE_LIMIT_KEY_ISSUANCE", "10 per hour")
     RATE_LIMIT_TRADING = os.environ.get("RATE_LIMIT_TRADING", "120 per minute")
     RATE_LIMIT_DISPUTES = os.environ.get("RATE_LIMIT_DISPUTES", "20 per hour")
+    # Several deployments may share one Redis: each counts under its own prefix.
+    RATE_LIMIT_KEY_PREFIX = os.environ.get("RATE_LIMIT_KEY_PREFIX", "exchange")
+    # Proxies in front of the service that append to X-Forwarded-For (a load balancer: 1).
+    # Each client's address for the limits is read there only when this is set; otherwise
+    # the header is the client's to forge.
+    TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0)
+
+    # GET /metrics wants it as a bearer token; unset, production does not serve the metrics.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN")
 
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     LOG_JSON = os.environ.get("LOG_JSON", "true").lower() == "true"

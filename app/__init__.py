@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import (
     INSTANCE_DIR,
@@ -53,6 +54,11 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
         app.config["SQLALCHEMY_DATABASE_URI"])
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         INSTANCE_DIR.mkdir(exist_ok=True)
+    if app.config["TRUSTED_PROXY_HOPS"]:
+        # The client's address and scheme as the trusted proxies saw them, never further back:
+        # whatever a client writes into X-Forwarded-For itself comes before their entries.
+        hops = app.config["TRUSTED_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
     configure_logging(app)
     init_limits(app)

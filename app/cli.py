@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import click
 from flask import Flask, current_app
@@ -51,7 +51,7 @@ DEMO_PARTIES = [
 ]
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(1)
 
@@ -76,13 +76,27 @@ def create_party(name: str, credit_code: str, roles: tuple[str, ...], kind: str)
     click.echo(issued.raw)
 
 
+@parties_cli.command("issue-key")
+@click.option("--credit-code", required=True)
+def issue_key(credit_code: str) -> None:
+    """Issue another key for a party (regulators and certifiers included, whose keys no
+    operator may issue through the API); prints it alone on the last line."""
+    with unit_of_work() as session:
+        party = parties.party_with_credit_code(session, credit_code=credit_code)
+        if party is None:
+            _fail(f"error: not_found: no party has the credit code {credit_code}")
+        issued = parties.issue_api_key(session, party=party, actor=SYSTEM)
+    click.echo(f"party {party.id} ({', '.join(party.roles)})")
+    click.echo(issued.raw)
+
+
 def seed_demo_data() -> tuple[list[tuple[Party, str]], CatalogSummary]:
     """Create the demo parties that are missing and give each a fresh key (old ones revoked),
     then the demo catalog's admission rules and listings that are missing."""
     seeded = []
     with unit_of_work() as session:
         for name, code, kind, roles, _ in DEMO_PARTIES:
-            party = session.scalar(select(Party).where(Party.credit_code == code))
+            party = parties.party_with_credit_code(session, credit_code=code)
             if party is None:
                 party, issued = parties.register_party(
                     session, name=name, credit_code=code, kind=kind, roles=roles,

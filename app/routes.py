@@ -76,9 +76,11 @@ class Metrics(MethodView):
     @ops.doc(security=[], responses={"200": {
         "description": "Prometheus text exposition format",
         "content": {"text/plain": {"schema": {"type": "string"}}}}})
+    @ops.alt_response(401, response="UNAUTHORIZED")
+    @ops.alt_response(404, response="NOT_FOUND")
     def get(self) -> Any:
-        """Request rate and latency per route, and the exchange's business counts, for
-        Prometheus (no API key: expose it on the internal network only)."""
+        """Request rate and latency per route, and business counts (Bearer METRICS_TOKEN)."""
+        metrics.authorize_scrape()
         return metrics.exposition(current_app._get_current_object())  # type: ignore[attr-defined]
 
 

@@ -77,6 +77,20 @@ def test_parties_create_with_an_invalid_code_exits_non_zero_and_stores_nothing(a
     assert count(ApiKey) == 0
 
 
+def test_parties_create_applies_the_name_rule(app):
+    runner = app.test_cli_runner()
+    blank = runner.invoke(args=["parties", "create", "--name", "   ", "--credit-code",
+                                new_credit_code(), "--role", "regulator"])
+    hidden = runner.invoke(args=["parties", "create", "--name", "Market\u200b Regulator",
+                                 "--credit-code", new_credit_code(), "--role", "regulator"])
+    too_long = runner.invoke(args=["parties", "create", "--name", "数" * 201,
+                                   "--credit-code", new_credit_code(), "--role", "regulator"])
+
+    for result in (blank, hidden, too_long):
+        assert result.exit_code != 0 and "invalid_party_name" in result.output
+    assert count(Party) == 0
+
+
 def test_parties_create_with_a_duplicate_code_exits_non_zero(app):
     code = new_credit_code()
     runner = app.test_cli_runner()
@@ -89,6 +103,34 @@ def test_parties_create_with_a_duplicate_code_exits_non_zero(app):
     assert again.exit_code != 0
     assert "duplicate_credit_code" in again.output
     assert count(Party) == 1
+
+
+def test_parties_issue_key_prints_a_new_key_of_a_regulator(app, client):
+    code = new_credit_code()
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["parties", "create", "--name", "Market Regulator",
+                                  "--credit-code", code, "--role", "regulator"])
+    assert created.exit_code == 0, created.output
+
+    result = runner.invoke(args=["parties", "issue-key", "--credit-code", code.lower()])
+
+    assert result.exit_code == 0, result.output
+    key = last_line(result.stdout)
+    assert key.startswith("dx_") and key != last_line(created.stdout)
+    assert client.get(ME, headers=bearer(key)).json["roles"] == ["regulator"]
+    assert client.get(ME, headers=bearer(last_line(created.stdout))).status_code == 200
+    issued = db.session.scalars(sa.select(AuditEntry).where(
+        AuditEntry.action == "api_key.issued")).all()
+    assert [entry.actor_id for entry in issued] == [None, None]
+
+
+def test_parties_issue_key_for_an_unknown_code_exits_non_zero(app):
+    result = app.test_cli_runner().invoke(args=["parties", "issue-key", "--credit-code",
+                                                new_credit_code()])
+
+    assert result.exit_code != 0
+    assert "not_found" in result.output
+    assert count(ApiKey) == 0
 
 
 def test_parties_create_refuses_an_unknown_role(app):

@@ -42,7 +42,8 @@ def hash_api_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-def _bearer_token() -> str | None:
+def bearer_token() -> str | None:
+    """The token of the Authorization header, None without one; 401 for another scheme."""
     header = request.headers.get("Authorization")
     if header is None:
         return None
@@ -53,13 +54,13 @@ def _bearer_token() -> str | None:
 
 
 def authenticated_party() -> Party | None:
-    """The party whose key came with the request, None when none came; 401 for a bad key."""
+    """The party whose key came with the request, None when none came; 401 for a bad key
+    (429 once the address has failed too often: a valid key always passes)."""
     cached = request.environ.get(_PARTY_ENVIRON_KEY, _ANONYMOUS)
     if cached is not _ANONYMOUS:
         return cached  # type: ignore[return-value]
-    limits.ensure_not_guessing_keys()
     try:
-        token = _bearer_token()
+        token = bearer_token()
     except Unauthorized:
         limits.count_failed_authentication()
         raise

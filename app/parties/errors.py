@@ -11,3 +11,11 @@ class InvalidCreditCode(DomainError):
 
 class DuplicateCreditCode(Conflict):
     code, title = "duplicate_credit_code", "A party with this credit code exists"
+
+
+class InvalidPartyName(DomainError):
+    status, code, title = 422, "invalid_party_name", "Invalid party name"
+
+
+class DuplicatePartyName(Conflict):
+    code, title = "duplicate_party_name", "A party with this name exists"

@@ -9,7 +9,7 @@ from flask.views import MethodView
 
 from app.api import Blueprint, SQLPage
 from app.db import unit_of_work
-from app.limits import limit
+from app.limits import limit, per_address
 from app.parties import services
 from app.parties.auth import authenticated_party, current_party, optional_auth, require_role
 from app.parties.models import Party, Role
@@ -47,14 +47,14 @@ class Parties(MethodView):
         """The register of parties (operators and regulators), paginated."""
         return services.parties_query(**args)
 
-    @limit("RATE_LIMIT_REGISTRATION")
+    @limit("RATE_LIMIT_REGISTRATION", by=per_address)
     @optional_auth
     @blp.arguments(PartyCreateSchema)
     @blp.response(201, PartyCreatedSchema)
     @blp.alt_response(403, response="FORBIDDEN")
     @blp.alt_response(409, response="CONFLICT")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Register a party (merchant, buyer or broker; operators may grant any role)."""
+        """Register a party (merchant, buyer or broker; operators may grant operator)."""
         with unit_of_work() as session:
             party, issued = services.register_party(session, actor=authenticated_party(), **body)
         return _created(party, issued)
@@ -90,11 +90,12 @@ class PartyApiKeys(MethodView):
         with unit_of_work() as session:
             return services.list_api_keys(session, party_id=party_id, actor=current_party())
 
+    @limit("RATE_LIMIT_KEY_ISSUANCE")
     @require_role()
     @blp.response(201, ApiKeyCreatedSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     def post(self, party_id: uuid.UUID) -> dict[str, Any]:
-        """Issue another key for the party (itself or an operator); shown once."""
+        """Issue another key (the party, or an operator unless it regulates or certifies)."""
         with unit_of_work() as session:
             issued = services.issue_api_key_for(session, party_id=party_id, actor=current_party())
         return {**_attributes(issued.key, ApiKeySchema), "api_key": issued.raw}

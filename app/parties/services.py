@@ -14,15 +14,18 @@ from app import audit, clock
 from app.errors import Forbidden, NotFound
 from app.parties.auth import generate_api_key, hash_api_key
 from app.parties.credit_code import is_valid_credit_code, normalize_credit_code
-from app.parties.errors import DuplicateCreditCode, InvalidCreditCode
+from app.parties.errors import DuplicateCreditCode, DuplicatePartyName, InvalidCreditCode
 from app.parties.models import (
+    INDEPENDENT_ROLES,
     SELF_REGISTRATION_ROLES,
     Actor,
     ApiKey,
     Party,
     PartyKind,
     Role,
+    SystemActor,
 )
+from app.parties.names import clean_party_name, name_key
 
 
 @dataclass(frozen=True)
@@ -48,29 +51,40 @@ def register_party(
     privileged = [role.value for role in wanted if role not in SELF_REGISTRATION_ROLES]
     if privileged and not is_operator:
         raise Forbidden(f"Only an operator can grant the roles: {', '.join(privileged)}.")
+    independent = [role.value for role in wanted if role in INDEPENDENT_ROLES]
+    if independent and not isinstance(actor, SystemActor):
+        raise Forbidden(f"Parties with the roles {', '.join(independent)} are registered with "
+                        "`flask parties create`: whoever registers one holds its first key.")
+    name = clean_party_name(name)
     code = normalize_credit_code(credit_code)
     if not is_valid_credit_code(code):
         raise InvalidCreditCode(
-            "The credit code must be 18 characters of 0-9 A-H J-N P-R T U W-Y with a valid "
-            "GB 32100-2015 check character.",
+            "The credit code must be 18 characters of 0-9 A-H J-N P-R T U W-Y structured as "
+            "GB 32100-2015 sets out (registration authority, organisation type, division) "
+            "with a valid check character.",
             errors={"credit_code": ["Not a valid unified social credit code."]})
-    if session.scalar(select(exists().where(Party.credit_code == code))):
-        raise DuplicateCreditCode(f"A party with credit code {code} is already registered.")
-    party = Party(name=name.strip(), credit_code=code, kind=kind,
-                  roles=[role.value for role in wanted])
+    _ensure_unregistered(session, name=name, code=code)
+    party = Party(name=name, credit_code=code, kind=kind, roles=[role.value for role in wanted])
     session.add(party)
     try:
         with session.begin_nested():
             session.flush()
-    except IntegrityError:  # a concurrent registration won the race
-        raise DuplicateCreditCode(
-            f"A party with credit code {code} is already registered.") from None
+    except IntegrityError:  # a concurrent registration won the race: say which one
+        _ensure_unregistered(session, name=name, code=code)
+        raise
     # Self-registration is the new party's own act.
     actor = actor or party
     audit.record(session, actor_id=actor.id, action="party.registered",
                  subject=party, details={"credit_code": code, "kind": kind.value,
                                          "roles": party.roles})
     return party, issue_api_key(session, party=party, actor=actor)
+
+
+def _ensure_unregistered(session: Session, *, name: str, code: str) -> None:
+    if session.scalar(select(exists().where(Party.credit_code == code))):
+        raise DuplicateCreditCode(f"A party with credit code {code} is already registered.")
+    if session.scalar(select(exists().where(Party.name_key == name_key(name)))):
+        raise DuplicatePartyName(f"A party named like {name!r} is already registered.")
 
 
 def parties_query(*, q: str | None = None, kind: PartyKind | None = None) -> Select:
@@ -116,8 +130,19 @@ def issue_api_key(session: Session, *, party: Party, actor: Actor) -> IssuedKey:
 
 
 def issue_api_key_for(session: Session, *, party_id: uuid.UUID, actor: Actor) -> IssuedKey:
-    """Issue another key for a party the actor manages."""
-    return issue_api_key(session, party=_managed_party(session, party_id, actor), actor=actor)
+    """Issue another key for a party the actor manages; a regulator's or a certifier's only
+    for itself."""
+    party = _managed_party(session, party_id, actor)
+    if party.id != actor.id and party.has_role(*INDEPENDENT_ROLES):
+        raise Forbidden("Only a regulator or certifier itself (or `flask parties issue-key`) "
+                        "issues its keys.")
+    return issue_api_key(session, party=party, actor=actor)
+
+
+def party_with_credit_code(session: Session, *, credit_code: str) -> Party | None:
+    """The party registered with this credit code, however it is spelled."""
+    return session.scalar(select(Party).where(
+        Party.credit_code == normalize_credit_code(credit_code)))
 
 
 def list_api_keys(session: Session, *, party_id: uuid.UUID, actor: Actor) -> list[ApiKey]:

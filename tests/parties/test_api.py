@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from app.audit import AuditEntry
 from app.extensions import db
+from app.parties.credit_code import check_character
 from app.parties.models import ApiKey, Party, Role
 from tests.factories import PartyBodyFactory, bearer, make_member, new_credit_code
 
@@ -89,6 +90,45 @@ def test_an_invalid_credit_code_is_refused_with_422_and_nothing_is_stored(client
     assert count(AuditEntry) == 0
 
 
+def with_check(first17: str) -> str:
+    return first17 + check_character(first17)
+
+
+@pytest.mark.parametrize("code", [
+    "000000000000000000",  # one character throughout (its check character fits)
+    "111111111111111111",
+    with_check("01310000MA1K00001"),  # no registration authority 0
+    with_check("B1310000MA1K00001"),  # nor B
+    with_check("94310000MA1K00001"),  # market regulation registers organisation types 1-3
+    with_check("57310000MA1K00001"),  # civil affairs has no type 7
+    with_check("913100A0MA1K00001"),  # the administrative division is six digits
+    with_check("91990000MA1K00001"),  # in no province
+    with_check("913100000000000000"[:17]),  # an organisation code of zeros
+])
+def test_a_structurally_invalid_credit_code_is_refused_even_with_its_check_character(
+        client, code):
+    response = client.post(PARTIES, json=PartyBodyFactory(credit_code=code))
+
+    assert_problem(response, 422, "invalid_credit_code")
+    assert "credit_code" in response.json["errors"]
+    assert count(Party) == 0
+
+
+@pytest.mark.parametrize("code", [
+    "91310000MA1K000019", "11310000MA1K00002L", "91350100M000100Y43", "911100001000079554",
+    "91110000802100433B", with_check("12100000400000624"), with_check("51440300MJL170201"),
+    with_check("52310115MJ5006437"), with_check("53100000500021676"),
+    with_check("92440300MA5DF4H8X"), with_check("93330782MA2EC1QL6"),
+    with_check("Y1440300MA5ERXE20"), with_check("N2330106MF2701234"),
+    with_check("31110000400834282"), with_check("81110000MC0000012"),
+])
+def test_credit_codes_of_every_registration_authority_are_accepted(client, code):
+    response = client.post(PARTIES, json=PartyBodyFactory(credit_code=code))
+
+    assert response.status_code == 201, response.json
+    assert response.json["credit_code"] == code
+
+
 def test_a_duplicate_credit_code_is_refused_with_409_and_one_party_remains(client):
     code = new_credit_code()
     first = client.post(PARTIES, json=PartyBodyFactory(credit_code=code))
@@ -101,6 +141,65 @@ def test_a_duplicate_credit_code_is_refused_with_409_and_one_party_remains(clien
     assert_problem(spelled_otherwise, 409, "duplicate_credit_code")
     assert db.session.scalar(
         sa.select(sa.func.count()).select_from(Party).where(Party.credit_code == code)) == 1
+    assert count(Party) == 1
+    assert count(ApiKey) == 1
+
+
+# Names
+
+
+@pytest.mark.parametrize("name", ["   ", "\u3000\u3000", " \u00a0 "])
+def test_a_blank_name_is_refused_and_nothing_is_stored(client, name):
+    response = client.post(PARTIES, json=PartyBodyFactory(name=name))
+
+    assert_problem(response, 422, "invalid_party_name")
+    assert "name" in response.json["errors"]
+    assert count(Party) == 0
+    assert count(ApiKey) == 0
+
+
+@pytest.mark.parametrize("name", [
+    "Acme \u202eoC ataD",  # right-to-left override: shows as "Acme Data Co"
+    "Ac\u200bme Data Co.",  # zero-width space
+    "Acme\u200d Data Co.",  # zero-width joiner
+    "\ufeffAcme Data Co.",  # byte order mark
+    "Acme \u2066Data\u2069 Co.",  # directional isolate
+    "Acme\u00adData Co.",  # soft hyphen
+    "Acme\u0007 Data Co.",  # a control character
+    "Acme\nData Co.",
+    "Acme\u3164Data Co.",  # Hangul filler: a letter that shows as nothing
+    "Acme Data Co.\ufe0f",  # variation selector
+    "Acme\U000e0041 Data Co.",  # tag character
+    "...",  # no letter or digit at all
+])
+def test_a_name_with_invisible_or_direction_characters_is_refused(client, name):
+    response = client.post(PARTIES, json=PartyBodyFactory(name=name))
+
+    assert_problem(response, 422, "invalid_party_name")
+    assert "name" in response.json["errors"]
+    assert count(Party) == 0
+
+
+def test_a_name_is_stored_trimmed_with_single_spaces(client):
+    response = client.post(PARTIES, json=PartyBodyFactory(name="  Acme \u00a0 Data\u3000Co.  "))
+
+    assert response.status_code == 201, response.json
+    assert response.json["name"] == "Acme Data Co."
+    assert db.session.scalar(sa.select(Party.name)) == "Acme Data Co."
+
+
+@pytest.mark.parametrize("taken, again", [
+    ("Acme Data Co.", "acme data co."),
+    ("Acme Data Co.", "\uff21\uff23\uff2d\uff25\u3000Data  Co."),  # full-width, ideographic space
+    ("上海数据有限公司", " 上海数据有限公司 "),
+    ("Straße Daten GmbH", "STRASSE DATEN GMBH"),
+])
+def test_a_name_another_party_holds_is_refused_with_409(client, taken, again):
+    assert client.post(PARTIES, json=PartyBodyFactory(name=taken)).status_code == 201
+
+    response = client.post(PARTIES, json=PartyBodyFactory(name=again))
+
+    assert_problem(response, 409, "duplicate_party_name")
     assert count(Party) == 1
     assert count(ApiKey) == 1
 
@@ -126,21 +225,34 @@ def test_a_merchant_key_does_not_let_a_registration_take_a_privileged_role(clien
     assert count(Party) == before
 
 
-def test_an_operator_may_register_a_regulator(client):
+def test_an_operator_may_register_another_operator(client):
     operator = make_member(Role.OPERATOR)
 
-    body = PartyBodyFactory(roles=["regulator"], kind="public_agency")
+    body = PartyBodyFactory(roles=["operator"], kind="institution")
     response = client.post(PARTIES, json=body, headers=operator.headers)
 
     assert response.status_code == 201
-    assert response.json["roles"] == ["regulator"]
-    regulator_key = bearer(response.json["api_key"])
-    assert client.get(ME, headers=regulator_key).json["id"] == response.json["id"]
-    assert client.get("/api/v1/audit/verify", headers=regulator_key).status_code == 200
+    assert response.json["roles"] == ["operator"]
+    new_key = bearer(response.json["api_key"])
+    assert client.get(ME, headers=new_key).json["id"] == response.json["id"]
+    assert client.get("/api/v1/audit/verify", headers=new_key).status_code == 200
     registered = [e for e in audit_trail() if e.action == "party.registered"
                   and e.subject_id == response.json["id"]]
     assert len(registered) == 1
     assert str(registered[0].actor_id) == operator.id
+
+
+@pytest.mark.parametrize("roles", [["regulator"], ["certifier"], ["operator", "regulator"]])
+def test_an_operator_cannot_register_an_overseer_through_the_api(client, roles):
+    """Its first key would be the operator's: regulators and certifiers come from the CLI."""
+    operator = make_member(Role.OPERATOR)
+    before = (count(Party), count(ApiKey), count(AuditEntry))
+
+    response = client.post(PARTIES, json=PartyBodyFactory(roles=roles, kind="public_agency"),
+                           headers=operator.headers)
+
+    assert_problem(response, 403, "forbidden")
+    assert (count(Party), count(ApiKey), count(AuditEntry)) == before
 
 
 def test_registration_with_a_wrong_key_is_refused_rather_than_treated_as_anonymous(client):
@@ -333,6 +445,22 @@ def test_another_party_cannot_issue_a_key_for_a_party(client, roles):
 
     assert_problem(response, 403, "forbidden")
     assert len(keys_of(target.id)) == 1
+
+
+@pytest.mark.parametrize("roles", [(Role.REGULATOR,), (Role.CERTIFIER,),
+                                   (Role.MERCHANT, Role.CERTIFIER)])
+def test_an_operator_cannot_issue_a_key_for_a_regulator_or_a_certifier(client, roles):
+    """Separation of duties: an operator holding a regulator's key could decide objections."""
+    operator = make_member(Role.OPERATOR)
+    overseer = make_member(*roles)
+
+    response = issue_key(client, operator, overseer.id)
+
+    assert_problem(response, 403, "forbidden")
+    assert len(keys_of(overseer.id)) == 1
+    own = issue_key(client, overseer)
+    assert own.status_code == 201
+    assert client.get(ME, headers=bearer(own.json["api_key"])).json["id"] == overseer.id
 
 
 def test_an_operator_issuing_a_key_for_an_unknown_party_gets_404(client):

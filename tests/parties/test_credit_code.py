@@ -1,4 +1,5 @@
-"""The unified social credit code (GB 32100-2015): charset, length and check character."""
+"""The unified social credit code (GB 32100-2015): charset, length, structure and check
+character."""
 
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ def test_the_check_character_of_the_published_examples_is_their_last_character(c
 def test_check_character_wraps_31_to_zero():
     # Σ ≡ 0 (mod 31) gives 31 - 0 = 31, which the standard writes as 0.
     assert check_character("0" * 17) == "0"
-    assert is_valid_credit_code("0" * 18)
+    assert is_valid_credit_code("91310000MA00000100")
+
+
+def test_zeros_throughout_fit_their_check_character_but_are_no_code():
+    assert check_character("0" * 17) == "0"
+    assert not is_valid_credit_code("0" * 18)
 
 
 @pytest.mark.parametrize("code", VALID_CODES)
