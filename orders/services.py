@@ -20,7 +20,7 @@ from app.parties.models import OVERSEERS, Actor, Party, PartyKind
 from credit import services as credit
 from listings import certification, pricing
 from listings.errors import ListingNotFound
-from listings.models import Listing, ListingStatus, QualityReport
+from listings.models import MIN_UNIT_PRICE, Listing, ListingStatus, QualityReport
 from orders import money
 from orders.errors import (
     InvalidBeneficiaries,
@@ -111,6 +111,10 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
         raise ListingNotAvailable(f"The listing is {listing.status.value}, not listed.")
     if listing.merchant_id == buyer.id:
         raise ListingNotAvailable("A merchant cannot buy its own listing.")
+    if listing.unit_price < MIN_UNIT_PRICE:
+        # Listed at 0 before prices had a floor: there is no payment to take for it.
+        raise ListingNotAvailable(f"The listing is priced at {listing.unit_price} fen, below "
+                                  f"the lowest price of {MIN_UNIT_PRICE} fen.")
     try:
         credit.ensure_may_trade(session, listing.merchant_id)
     except Forbidden:
