@@ -391,3 +391,16 @@ def test_an_order_at_the_lowest_price_is_paid_through_stripe_and_balances_the_le
     trial = market.client.get("/api/v1/ledger/trial-balance", headers=market.operator.headers)
     assert trial.json["balanced"] is True
     assert trial.json["total_debits"] == 1
+
+
+def test_an_order_over_the_unpaid_cap_opens_no_payment_intent(market, stripe_app, monkeypatch):
+    monkeypatch.setitem(stripe_app.config, "UNPAID_LICENSES_PER_BUYER_PER_LISTING", 1)
+    market.place()
+
+    response = market.client.post(ORDERS, json=order_body(market.listing),
+                                  headers=market.buyer.headers)
+
+    assert response.status_code == 409, response.json
+    assert response.json["code"] == "unpaid_limit_reached"
+    assert count(Order) == 1
+    assert len(market.sdk.v1.payment_intents.list().data) == 1
