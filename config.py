@@ -52,6 +52,14 @@ class Config:
     ORDER_PAYMENT_TTL_MINUTES = _int("ORDER_PAYMENT_TTL_MINUTES", 30)
     ORDER_AUTO_ACCEPT_DAYS = _int("ORDER_AUTO_ACCEPT_DAYS", 7)
     ORDER_DELIVERY_DAYS = _int("ORDER_DELIVERY_DAYS", 3)
+    # An unpaid order holds its licenses until it is paid, cancelled or expires: one buyer
+    # holds at most this many of a limited listing's licenses unpaid (409 beyond).
+    UNPAID_LICENSES_PER_BUYER_PER_LISTING = _int("UNPAID_LICENSES_PER_BUYER_PER_LISTING", 10)
+    # A buyer's unpaid orders cancelled or left to expire: the this-many-th within one window
+    # (windows of so many hours, counted from the epoch in UTC) is a credit finding, one per
+    # window.
+    ABANDONED_ORDERS_FINDING_COUNT = _int("ABANDONED_ORDERS_FINDING_COUNT", 5)
+    ABANDONED_ORDERS_WINDOW_HOURS = _int("ABANDONED_ORDERS_WINDOW_HOURS", 24)
     # A demand posted without expires_at stays open this long.
     DEMAND_TTL_DAYS = _int("DEMAND_TTL_DAYS", 30)
     # Matching scores at most this many candidates per demand (the cheapest that pass every

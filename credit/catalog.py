@@ -83,6 +83,8 @@ CATALOG: dict[str, EventKind] = {kind.code: kind for kind in (
     EventKind("lost_dispute", "A dispute decided against the party", penalties=_STANDARD),
     EventKind("payment_default", "An order left unpaid until it expired", Severity.MINOR,
               penalties=_STANDARD),
+    EventKind("order_abandonment", "Unpaid orders cancelled or left to expire again and again",
+              Severity.MINOR, penalties=_STANDARD),
     EventKind("prohibited_listing_attempt", "Tried to list data on the negative list",
               penalties={**_STANDARD, Severity.SERIOUS: (
                   PenaltySpec(PenaltyKind.WARNING, timedelta(days=365)),

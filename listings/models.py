@@ -28,6 +28,11 @@ from app.db import Base, created_at, str_enum, substring_index, uuid_pk
 from app.errors import InvalidTransition
 from listings.errors import NotFlagged
 
+# The lowest unit price, in fen. Every order is paid (it is placed `pending_payment` and
+# paid through a provider), and a zero total would have no payment to take, no ledger
+# movement to post and nothing to split at settlement: a product is priced, not free.
+MIN_UNIT_PRICE = 1
+
 
 class Classification(enum.StrEnum):
     """GB/T 43697-2024 grades, lowest first; core data is never traded."""

@@ -13,6 +13,7 @@ from app.api import Schema, StrictBoolean, StrictFloat
 from app.parties.auth import authenticated_party
 from listings import services
 from listings.models import (
+    MIN_UNIT_PRICE,
     AdmissionList,
     CertificationScope,
     Classification,
@@ -97,8 +98,8 @@ class ListingBodySchema(Schema):
     price_model = _enum(PriceModel, required=True)
     # strict: money and counts in JSON are integers; 12.5 or "12" is refused, not truncated.
     unit_price = fields.Integer(required=True, strict=True,
-                                validate=validate.Range(min=0, max=10**13),
-                                metadata={"description": "fen"})
+                                validate=validate.Range(min=MIN_UNIT_PRICE, max=10**13),
+                                metadata={"description": "fen, at least 1"})
     currency = fields.String(load_default="CNY", validate=validate.OneOf(["CNY"]))
     licenses_available = fields.Integer(load_default=None, allow_none=True, strict=True,
                                         validate=validate.Range(min=1, max=10**9),

@@ -26,7 +26,7 @@ from listings.errors import PriceOutOfBand
 from listings.models import Listing, ListingStatus
 from listings.signals import listing_listed
 from orders import matching, services
-from orders.errors import DemandNotFound, ListingNotAvailable, OutOfStock
+from orders.errors import DemandNotFound, ListingNotAvailable, OutOfStock, UnpaidLimitReached
 from orders.models import Demand, DemandStatus, Order
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,10 @@ def auto_order(session: Session, demand: Demand, buyer: Party, at: datetime) -> 
                 order = services.place_order(
                     session, buyer=buyer, listing_id=match.listing_id,
                     quantity=demand.quantity, purpose=demand.purpose, beneficiaries=[])
-        except (OutOfStock, ListingNotAvailable):
-            continue  # taken or withdrawn since the match was read: the next best
+        except (OutOfStock, ListingNotAvailable, UnpaidLimitReached):
+            # Taken or withdrawn since the match was read, or the buyer already holds its
+            # share of it unpaid: the next best.
+            continue
         demand.fulfil_with(order.id, at)
         session.flush()
         _record(session, SYSTEM, "demand.matched", demand, order_id=str(order.id),

@@ -21,6 +21,10 @@ class OutOfStock(Conflict):
     code, title = "out_of_stock", "Not enough licenses left"
 
 
+class UnpaidLimitReached(Conflict):
+    code, title = "unpaid_limit_reached", "Too many unpaid licenses of this listing held"
+
+
 class ListingNotAvailable(Conflict):
     code, title = "listing_not_available", "The listing cannot be ordered now"
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, Money, created_at, str_enum, uuid_pk
@@ -47,6 +47,16 @@ class DemandStatus(enum.StrEnum):
 
 # Holding licenses: an order that may still be paid or is paid keeps its licenses taken.
 RELEASES_LICENSES = {OrderStatus.CANCELLED, OrderStatus.EXPIRED}
+
+
+# The predicates of the partial indexes of orders below. Queries repeat them as written (a
+# bound parameter instead would keep PostgreSQL from using the index in a generic plan).
+UNPAID_ORDER = "status = 'pending_payment'"
+ABANDONED_ORDER = "status IN ('cancelled', 'expired')"
+
+
+def _partial_index(name: str, columns: tuple[str, ...], where: str) -> Index:
+    return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
 
 
 class Order(Base):
@@ -100,6 +110,13 @@ class Order(Base):
         # Deal statistics: completed orders of a category in a window, prices read from
         # the index alone.
         Index("ix_orders_deals", "category", "status", "completed_at", "unit_price"),
+        # What a buyer holds unpaid of a listing (the cap at placing), and the unpaid orders
+        # it abandoned in a window (the credit finding): partial, so each covers only the
+        # few rows it is asked for, however many orders a buyer has.
+        _partial_index("ix_orders_unpaid_buyer_listing", ("buyer_id", "listing_id"),
+                       UNPAID_ORDER),
+        _partial_index("ix_orders_abandoned_buyer_closed", ("buyer_id", "closed_at"),
+                       ABANDONED_ORDER),
     )
 
     def require_status(self, *allowed: OrderStatus, doing: str) -> None:

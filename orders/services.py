@@ -20,8 +20,8 @@ from app.parties.models import OVERSEERS, Actor, Party, PartyKind
 from credit import services as credit
 from listings import certification, pricing
 from listings.errors import ListingNotFound
-from listings.models import Listing, ListingStatus, QualityReport
-from orders import money
+from listings.models import MIN_UNIT_PRICE, Listing, ListingStatus, QualityReport
+from orders import holds, money
 from orders.errors import (
     InvalidBeneficiaries,
     ListingNotAvailable,
@@ -111,6 +111,10 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
         raise ListingNotAvailable(f"The listing is {listing.status.value}, not listed.")
     if listing.merchant_id == buyer.id:
         raise ListingNotAvailable("A merchant cannot buy its own listing.")
+    if listing.unit_price < MIN_UNIT_PRICE:
+        # Listed at 0 before prices had a floor: there is no payment to take for it.
+        raise ListingNotAvailable(f"The listing is priced at {listing.unit_price} fen, below "
+                                  f"the lowest price of {MIN_UNIT_PRICE} fen.")
     try:
         credit.ensure_may_trade(session, listing.merchant_id)
     except Forbidden:
@@ -128,6 +132,9 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
     if listing.licenses_available is not None and listing.licenses_available < quantity:
         # Seen already: refuse before a payment is opened (the UPDATE below is the guard).
         raise OutOfStock(f"Fewer than {quantity} licenses are left.")
+    # Likewise (the guard is the same check under the listing's lock, below).
+    holds.ensure_within_cap(session, buyer_id=buyer.id, listing=listing, quantity=quantity,
+                            counted=False)
     provider = provider_named(current_app.config["PAYMENT_PROVIDER"])
     order = Order(
         buyer_id=buyer.id, merchant_id=listing.merchant_id, listing_id=listing.id,
@@ -144,8 +151,11 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
     _record(session, buyer, "order.placed", order, listing_id=str(listing.id),
             quantity=quantity, total_amount=order.total_amount)
     # Last: the UPDATE locks the listing's row until commit, and every buyer of the product
-    # queues on that lock, so it is held for as little of the transaction as possible.
+    # queues on that lock, so it is held for as little of the transaction as possible. The
+    # buyer's unpaid licenses of the listing are counted under it, one order at a time.
     _take_licenses(session, listing, quantity)
+    holds.ensure_within_cap(session, buyer_id=buyer.id, listing=listing, quantity=quantity,
+                            counted=True)
     return order
 
 
@@ -210,10 +220,12 @@ def cancel_order(session: Session, *, order_id: uuid.UUID, actor: Actor) -> Orde
     """The buyer cancels before paying; the licenses go back."""
     order = get_order(session, order_id=order_id, viewer=actor, for_update=True)
     ensure_party_of(order, actor, "buyer_id")
+    holds.lock_buyers(session, [order.buyer_id])
     order.cancel(clock.now())
     _release_licenses(session, order)
     session.flush()
     _record(session, actor, "order.cancelled", order)
+    holds.count_abandonment(session, order)
     return order
 
 
@@ -263,10 +275,14 @@ def accept_order(session: Session, *, order_id: uuid.UUID, actor: Actor) -> Orde
 
 def expire_unpaid_orders(session: Session, *, at: datetime, actor: Actor) -> int:
     """Unpaid orders past their payment deadline expire and release their licenses; the
-    buyer's default is a (minor) credit finding. Running twice changes nothing more."""
+    buyer's default is a (minor) credit finding, and counts as an abandonment. Running twice
+    changes nothing more."""
     due = list(session.scalars(select(Order).where(
         Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= at)
         .with_for_update(skip_locked=True)))
+    # Every buyer first, before any listing's row: a cancellation holds its buyer, then the
+    # listing's row, and this job must not hold one listing's row while it waits for a buyer.
+    holds.lock_buyers(session, (order.buyer_id for order in due))
     for order in due:
         order.expire(at)
         _release_licenses(session, order)
@@ -275,6 +291,7 @@ def expire_unpaid_orders(session: Session, *, at: datetime, actor: Actor) -> int
         credit.record_system_event(session, party_id=order.buyer_id, kind="payment_default",
                                    description=f"Order {order.id} left unpaid until expiry.",
                                    evidence_ref=f"order:{order.id}")
+        holds.count_abandonment(session, order)
     return len(due)
 
 

@@ -93,8 +93,10 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def faulty_app(cluster: Cluster) -> Iterator[Flask]:
-    app = make_app(cluster.url, SQLALCHEMY_ENGINE_OPTIONS={
-        "pool_pre_ping": True, "connect_args": {"connect_timeout": 2}})
+    # The buyers order flat out and pay nothing: their unpaid licenses are not capped here.
+    app = make_app(cluster.url, UNPAID_LICENSES_PER_BUYER_PER_LISTING=LICENSES,
+                   SQLALCHEMY_ENGINE_OPTIONS={
+                       "pool_pre_ping": True, "connect_args": {"connect_timeout": 2}})
     with app.app_context():
         upgrade()
         db.session.remove()

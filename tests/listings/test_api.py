@@ -317,6 +317,7 @@ def _set(body: dict[str, Any], path: str, value: Any) -> None:
     ("usage_scope.territory", "offshore"),
     ("usage_scope.purposes", []),
     ("unit_price", -1),
+    ("unit_price", 0),
     ("unit_price", 12.5),
     ("unit_price", 12.0),
     ("unit_price", "1200"),
@@ -384,6 +385,19 @@ def test_a_patch_changes_only_the_fields_it_names(client, merchant):
     assert detail["title"] == edited["title"] and detail["description"] == created["description"]
     assert _actions(created["id"]) == ["listing.created", "listing.updated"]
     assert _audit_rows(created["id"])[-1].details["fields"] == ["title", "unit_price"]
+
+
+def test_a_patch_to_a_price_of_zero_is_refused(client, merchant):
+    """Every order of a listing is paid: a zero price would have no payment to take."""
+    created = _create(client, merchant)
+
+    response = client.patch(_url(created["id"]), headers=merchant.headers,
+                            json={"unit_price": 0})
+
+    problem = _problem(response, 422, "validation_error")
+    assert "unit_price" in problem["errors"]
+    stored = _stored(created["id"])
+    assert (stored.unit_price, stored.version) == (created["unit_price"], 1)
 
 
 def test_a_patch_replaces_a_nested_object_whole(client, merchant):

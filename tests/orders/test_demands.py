@@ -418,13 +418,13 @@ def test_without_keywords_the_keyword_part_is_zero_and_price_decides(m):
     assert all("no keywords" in match["reasons"][4] for match in ranked)
 
 
-def test_a_free_listing_meets_a_zero_budget(m):
-    free = listed(m, unit_price=0, classification="open")
-    listed(m, unit_price=1, classification="open")
+def test_a_listing_at_the_lowest_price_meets_a_budget_of_that_price(m):
+    cheapest = listed(m, unit_price=1, classification="open")
+    listed(m, unit_price=2, classification="open")
 
-    ranked = matches(m, posted(m, max_unit_price=0))
+    ranked = matches(m, posted(m, max_unit_price=1))
 
-    assert [match["listing_id"] for match in ranked] == [free["id"]]
+    assert [match["listing_id"] for match in ranked] == [cheapest["id"]]
     assert points_of(ranked[0]["reasons"])[0] == 0  # at the budget: no price points
     assert ranked[0]["score"] == 10
 

@@ -28,12 +28,13 @@ import pytest
 import stripe
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
 from app import clock
 from app.extensions import db
 from app.parties.models import Role
+from listings.models import Listing
 from orders.models import Order, Payment, Refund, StripeEvent
 from tests.conftest import empty_tables, make_app
 from tests.factories import Member, make_member
@@ -416,3 +417,50 @@ def test_a_full_refund_through_a_dispute_creates_a_stripe_refund(market):
     refunded = market.client.get(f"{ORDERS}/{order['id']}", headers=market.buyer.headers).json
     assert (refunded["status"], refunded["refunded_amount"]) == (
         "refunded", order["total_amount"])
+
+
+# --- prices ----------------------------------------------------------------------------------
+
+def test_a_listing_priced_at_zero_opens_no_payment_intent_and_answers_409(market):
+    with db.engine.begin() as connection:  # listed at 0 while the API still took that price
+        connection.execute(update(Listing).where(Listing.id == uuid.UUID(market.listing["id"]))
+                           .values(unit_price=0))
+
+    response = market.client.post(ORDERS, json=order_body(market.listing),
+                                  headers=market.buyer.headers)
+
+    assert response.status_code == 409, response.json
+    assert response.json["code"] == "listing_not_available"
+    assert count(Order) == 0
+    assert market.sdk.v1.payment_intents.list().data == []
+    trial = market.client.get("/api/v1/ledger/trial-balance", headers=market.operator.headers)
+    assert trial.json["balanced"] is True
+
+
+def test_an_order_at_the_lowest_price_is_paid_through_stripe_and_balances_the_ledger(market):
+    market.listing = listed_product(market.client, market.merchant, unit_price=1)
+    order = market.place()
+    assert market.intent_of(order["id"]).amount == 1
+
+    intent = market.pay_with(order["id"], "pm_card_visa")
+    answer = deliver_event(market.client, event_for(intent, "payment_intent.succeeded"))
+
+    assert answer.json["outcome"] == "paid"
+    paid = market.client.get(f"{ORDERS}/{order['id']}", headers=market.buyer.headers).json
+    assert (paid["status"], paid["paid_amount"]) == ("paid", 1)
+    trial = market.client.get("/api/v1/ledger/trial-balance", headers=market.operator.headers)
+    assert trial.json["balanced"] is True
+    assert trial.json["total_debits"] == 1
+
+
+def test_an_order_over_the_unpaid_cap_opens_no_payment_intent(market, stripe_app, monkeypatch):
+    monkeypatch.setitem(stripe_app.config, "UNPAID_LICENSES_PER_BUYER_PER_LISTING", 1)
+    market.place()
+
+    response = market.client.post(ORDERS, json=order_body(market.listing),
+                                  headers=market.buyer.headers)
+
+    assert response.status_code == 409, response.json
+    assert response.json["code"] == "unpaid_limit_reached"
+    assert count(Order) == 1
+    assert len(market.sdk.v1.payment_intents.list().data) == 1
