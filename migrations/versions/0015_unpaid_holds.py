@@ -1,8 +1,8 @@
 """what a buyer holds unpaid and abandons: partial indexes of unpaid orders by buyer and
 listing, and of cancelled or expired orders by buyer and closing time
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-01 09:00:00
 
 """
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0014'
-down_revision = '0013'
+revision = '0015'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 
