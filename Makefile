@@ -51,6 +51,7 @@ fuzz: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache

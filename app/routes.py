@@ -50,6 +50,7 @@ class Metrics(MethodView):
     def get(self) -> Any:
         """Request rate and latency per route, and the exchange's business counts, for
         Prometheus (no API key: expose it on the internal network only)."""
+        # Flask types the current_app proxy as Flask, which has no _get_current_object.
         return metrics.exposition(current_app._get_current_object())  # type: ignore[attr-defined]
 
 

@@ -75,7 +75,8 @@ class Blacklist(MethodView):
             ["application/json", "text/csv"]) == "text/csv"
         if wants_csv and not full:
             raise Forbidden("The CSV export is for regulators.")
-        search = {"q": args.get("q"), "credit_code": args.get("credit_code"), "at": clock.now()}
+        search: dict[str, Any] = {"q": args.get("q"), "credit_code": args.get("credit_code"),
+                                  "at": clock.now()}
         with unit_of_work() as session:
             if wants_csv:
                 # Regulators export the list to file it: the whole result set, not a page.

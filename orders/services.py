@@ -15,6 +15,7 @@ from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import audit, clock
+from app.db import rows_matched
 from app.errors import Forbidden, ValidationFailed
 from app.parties.models import OVERSEERS, Actor, Party, PartyKind
 from credit import services as credit
@@ -43,11 +44,11 @@ def _take_licenses(session: Session, listing: Listing, quantity: int) -> None:
     """Atomically take licenses: the conditional UPDATE is the guard under any concurrency."""
     if listing.licenses_available is None:
         return  # unlimited
-    taken = session.execute(
+    taken = rows_matched(session, (
         update(Listing)
         .where(Listing.id == listing.id, Listing.licenses_available >= quantity)
         .values(licenses_available=Listing.licenses_available - quantity)
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)))
     if not taken:
         raise OutOfStock(f"Fewer than {quantity} licenses are left.")
 

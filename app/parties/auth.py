@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import g, request
 from sqlalchemy import bindparam, select
@@ -56,7 +56,7 @@ def authenticated_party() -> Party | None:
     """The party whose key came with the request, None when none came; 401 for a bad key."""
     cached = request.environ.get(_PARTY_ENVIRON_KEY, _ANONYMOUS)
     if cached is not _ANONYMOUS:
-        return cached  # type: ignore[return-value]
+        return cached
     limits.ensure_not_guessing_keys()
     try:
         token = _bearer_token()
@@ -99,7 +99,7 @@ def require_role(*roles: Role) -> Callable[[F], F]:
                 raise Forbidden(f"This endpoint needs one of the roles: {wanted}.")
             return view(*args, **kwargs)
 
-        return document_errors(wrapper, 401, 403, secured=True)
+        return document_errors(cast(F, wrapper), 401, 403, secured=True)
 
     return decorator
 
@@ -112,4 +112,4 @@ def optional_auth(view: F) -> F:
         authenticated_party()
         return view(*args, **kwargs)
 
-    return document_errors(wrapper, 401)
+    return document_errors(cast(F, wrapper), 401)
