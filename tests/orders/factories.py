@@ -8,7 +8,6 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from app import clock
 from app.db import unit_of_work
@@ -73,8 +72,3 @@ class Market:
     def open(cls, app: Flask, client: FlaskClient) -> Market:
         return cls(app, client, make_member(Role.MERCHANT), make_member(Role.BUYER),
                    make_member(Role.OPERATOR), make_member(Role.REGULATOR))
-
-
-def ok(response: TestResponse, status: int = 200) -> Any:
-    assert response.status_code == status, response.get_json()
-    return response.get_json()
