@@ -196,7 +196,8 @@ def trial_balance(client: FlaskClient, viewer: Member) -> dict[str, Any]:
 
 def count(model: Any, *where: Any) -> int:
     with db.engine.connect() as connection:
-        return connection.scalar(select(func.count()).select_from(model).where(*where))
+        return connection.execute(
+            select(func.count()).select_from(model).where(*where)).scalar_one()
 
 
 def settled_order_ids() -> list[uuid.UUID]:
