@@ -65,9 +65,11 @@ fuzz: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache .mypy_cache .import_linter_cache .grimp_cache
 
 # gunicorn's port in bench-read, bench-orders and bench: another if a server already holds it.
 BENCH_PORT ?= 8642

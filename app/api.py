@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from copy import deepcopy
 from datetime import datetime
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import flask_smorest
 import flask_smorest.pagination
@@ -190,7 +190,7 @@ class Blueprint(flask_smorest.Blueprint):
 
         def document_body_errors(func: F) -> F:
             decorated = decorator(func)
-            responses = decorated._apidoc["arguments"]["responses"]  # type: ignore[attr-defined]
+            responses = decorated._apidoc["arguments"]["responses"]
             for status in (400, 413):
                 responses.setdefault(status, http.HTTPStatus(status).name)
             return decorated
@@ -220,7 +220,7 @@ PAGINATION_HEADER = {
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ProblemSchema
 
-    def handle_http_exception(self, error):  # type: ignore[override]
+    def handle_http_exception(self, error):
         return http_exception_problem(error)
 
     def _register_responses(self) -> None:
@@ -263,8 +263,9 @@ def document_errors(func: F, *statuses: int, secured: bool = False) -> F:
     if secured:
         manual = apidoc.setdefault("manual_doc", {})
         manual["security"] = [{BEARER_SCHEME: []}]
+    # flask-smorest keeps a view's OpenAPI entry as an attribute of the function.
     wrapper._apidoc = apidoc  # type: ignore[attr-defined]
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 class SQLPage(Page):

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, String, event, select, text
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column
 
+from app.db import Base
+
 GENESIS_HASH = "0" * 64
 
 
@@ -78,6 +80,7 @@ def verify_chain(session: Session, model: type[ChainedEntry], *,
     prev_hash = GENESIS_HASH
     head_hash: str | None = None
     first_bad: int | None = None
+    # ChainedEntry is a mixin: the table is its mapped subclass's, unknown to the checker.
     columns = list(model.__table__.columns)  # type: ignore[attr-defined]
     # Plain rows, not tracked instances: memory stays flat over millions of entries.
     rows = session.execute(
@@ -93,10 +96,10 @@ def verify_chain(session: Session, model: type[ChainedEntry], *,
     return ChainReport(first_bad is None, entries, head_hash, first_bad)
 
 
-def make_append_only(model: type[ChainedEntry]) -> None:
+def make_append_only(model: type[Base]) -> None:
     """Refuse updates and deletes through the ORM, unit of work and bulk statements alike
     (PostgreSQL triggers refuse them from outside the service)."""
-    name = model.__tablename__  # type: ignore[attr-defined]
+    name = model.__tablename__
 
     def refuse(*_: Any) -> None:
         raise PermissionError(f"{name} is append-only")
@@ -105,6 +108,7 @@ def make_append_only(model: type[ChainedEntry]) -> None:
     event.listen(model, "before_delete", refuse)
 
     def refuse_bulk(state: ORMExecuteState) -> None:
+        # An UPDATE's or DELETE's statement has a table; SQLAlchemy types it as any Executable.
         if (state.is_update or state.is_delete) and \
                 state.statement.table.name == name:  # type: ignore[attr-defined]
             refuse()

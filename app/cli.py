@@ -150,6 +150,7 @@ def verify_audit() -> None:
 @scheduler_cli.command("run")
 def run_scheduler() -> None:
     """Run the scheduler in this process until stopped (the dedicated scheduler process)."""
+    # The app itself, not the context-bound proxy (Flask types the proxy as Flask).
     scheduler = build_scheduler(current_app._get_current_object(), blocking=True)  # type: ignore[attr-defined]
     click.echo(f"scheduler running jobs: {', '.join(sorted(JOBS)) or 'none'}")
     scheduler.start()
@@ -164,6 +165,7 @@ def run_one_job(job_id: str) -> None:
     if job_id not in JOBS:
         raise click.BadParameter(f"{job_id!r} is not one of {', '.join(sorted(JOBS))}.",
                                  param_hint="JOB_ID")
+    # The app itself, not the context-bound proxy (Flask types the proxy as Flask).
     ran = run_job(current_app._get_current_object(), job_id)  # type: ignore[attr-defined]
     click.echo(f"{job_id}: {'done' if ran else 'skipped, lease held elsewhere'}")
 

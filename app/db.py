@@ -11,17 +11,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar, cast
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Enum, Index, MetaData, Uuid
+from sqlalchemy import BigInteger, Boolean, DateTime, Enum, Index, MetaData, Table, Uuid
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, registry
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import ColumnElement, literal
+from sqlalchemy.sql.expression import ColumnElement, Executable, literal
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
@@ -61,6 +61,19 @@ class Base(DeclarativeBase):
         metadata=MetaData(naming_convention=NAMING_CONVENTION),
         type_annotation_map={datetime: UTCDateTime()},
     )
+
+    if TYPE_CHECKING:
+        # Every model here is mapped to a Table (SQLAlchemy types it as any FromClause).
+        __table__: ClassVar[Table]
+
+
+def rows_matched(session: Session, statement: Executable) -> int:
+    """Execute an UPDATE or DELETE and return how many rows it matched.
+
+    SQLAlchemy 2.0 types Session.execute as a plain Result whatever the statement; that of
+    an UPDATE or DELETE is a CursorResult, which has the row count.
+    """
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
 
 
 # Column shapes every domain repeats.

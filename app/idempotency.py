@@ -19,7 +19,6 @@ from sqlalchemy import (
     JSON,
     ForeignKey,
     Integer,
-    Select,
     String,
     Text,
     bindparam,
@@ -29,11 +28,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from app import clock
 from app.api import document_errors
 from app.audit import canonical_json
-from app.db import Base, unit_of_work
+from app.db import Base, rows_matched, unit_of_work
 from app.errors import Conflict, DomainError, ValidationFailed, domain_error_problem
 from app.parties.auth import current_party
 
@@ -100,7 +100,7 @@ def _insert_ignoring_conflict(session: Session, values: dict[str, Any]) -> Idemp
     return session.scalars(_CLAIM, values, execution_options={"populate_existing": True}).first()
 
 
-def _claim_statement() -> Select:
+def _claim_statement() -> ExecutableReturnsRows:
     # Written as text: SQLAlchemy's ON CONFLICT inserts carry no cache key, so they would be
     # compiled afresh on every idempotent POST. Both databases speak this SQL.
     table = IdempotencyKey.__table__
@@ -131,11 +131,10 @@ def _claim(session: Session, party_id: uuid.UUID, key: str,
         row = _insert_ignoring_conflict(session, values)
         if row is None:
             # A key older than the TTL is forgotten: it may be used afresh.
-            expired = session.execute(
-                delete(IdempotencyKey).where(IdempotencyKey.party_id == party_id,
-                                             IdempotencyKey.key == key,
-                                             IdempotencyKey.created_at < now - ttl))
-            if expired.rowcount:
+            expired = rows_matched(session, delete(IdempotencyKey).where(
+                IdempotencyKey.party_id == party_id, IdempotencyKey.key == key,
+                IdempotencyKey.created_at < now - ttl))
+            if expired:
                 row = _insert_ignoring_conflict(session, values)
     except OperationalError as error:
         if postgres and getattr(error.orig, "sqlstate", None) == "55P03":  # lock_not_available
@@ -251,6 +250,7 @@ def _replay(row: IdempotencyKey, fingerprint: str) -> Response:
 def _documented(wrapper: Callable[..., Any]) -> Any:
     """The 409s and the Idempotency-Key header in the view's OpenAPI entry."""
     wrapper = document_errors(wrapper, 409)
+    # flask-smorest keeps a view's OpenAPI entry as an attribute of the function.
     doc = wrapper._apidoc.setdefault("manual_doc", {})  # type: ignore[attr-defined]
     doc.setdefault("parameters", []).append({
         "in": "header", "name": HEADER, "required": False, "schema": {"type": "string",
@@ -263,5 +263,4 @@ def _documented(wrapper: Callable[..., Any]) -> Any:
 def purge_expired_keys(session: Session) -> int:
     """Delete keys past their TTL; returns how many."""
     cutoff = clock.now() - timedelta(hours=current_app.config["IDEMPOTENCY_KEY_TTL_HOURS"])
-    result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
-    return result.rowcount
+    return rows_matched(session, delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))

@@ -81,6 +81,7 @@ class Metrics(MethodView):
     def get(self) -> Any:
         """Request rate and latency per route, and business counts (Bearer METRICS_TOKEN)."""
         metrics.authorize_scrape()
+        # Flask types the current_app proxy as Flask, which has no _get_current_object.
         return metrics.exposition(current_app._get_current_object())  # type: ignore[attr-defined]
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import String, or_, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app import clock
-from app.db import Base, unit_of_work, upsert_insert
+from app.db import Base, rows_matched, unit_of_work, upsert_insert
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,10 @@ class JobLease(Base):
 def acquire_lease(session: Session, name: str, ttl: timedelta, holder: str = HOLDER) -> bool:
     """Take the lease if it is free or expired; portable (no FOR UPDATE SKIP LOCKED on SQLite)."""
     now = clock.now()
-    taken = session.execute(
+    taken = rows_matched(session, (
         update(JobLease)
         .where(JobLease.name == name, or_(JobLease.leased_until <= now, JobLease.holder == holder))
-        .values(holder=holder, leased_until=now + ttl)
-    ).rowcount
+        .values(holder=holder, leased_until=now + ttl)))
     if taken:
         return True
     # RETURNING, not rowcount: SQLAlchemy closes an INSERT's cursor at once and psycopg 3

@@ -56,7 +56,7 @@ def measure(database_url: str | None = None, *, entries: int = 100_000,
                                  subject=n, subject_type="benchmark", details={"n": n})
         appended = time.perf_counter() - started
         started = time.perf_counter()
-        report = audit.verify_chain(db.session)
+        report = audit.verify_chain(db.session())
         verified = time.perf_counter() - started
         db.session.remove()
         db.engine.dispose()

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from flask_migrate import upgrade
@@ -50,9 +51,10 @@ def credit_code(n: int) -> str:
 def load(parties_count: int, events_count: int, rng: random.Random) -> list[str]:
     """Bulk-load parties, a valid credit chain and blacklistings; return party names."""
     now = clock.now()
-    party_rows = [{"id": uuid.uuid4(), "name": f"{rng.choice(['华东', '深圳', 'Harbour'])} "
-                   f"Data Co. {n}", "credit_code": credit_code(n), "kind": "enterprise",
-                   "roles": ["merchant"], "created_at": now} for n in range(parties_count)]
+    party_rows: list[dict[str, Any]] = [
+        {"id": uuid.uuid4(), "name": f"{rng.choice(['华东', '深圳', 'Harbour'])} Data Co. {n}",
+         "credit_code": credit_code(n), "kind": "enterprise", "roles": ["merchant"],
+         "created_at": now} for n in range(parties_count)]
     table = db.metadata.tables["parties"]
     for start in range(0, len(party_rows), BATCH):
         db.session.execute(sa.insert(table), party_rows[start:start + BATCH])
@@ -155,7 +157,7 @@ def measure(database_url: str | None = None, *, parties_count: int = 100_000,
 
         def by_code() -> object:
             response = client.get(f"/api/v1/credit/blacklist?credit_code={rng.choice(codes)}")
-            assert response.status_code == 200 and len(response.json) == 1
+            assert response.status_code == 200 and len(response.get_json()) == 1
             return response
 
         rows = [("public, by name fragment", by_name(True)),

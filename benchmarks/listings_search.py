@@ -89,9 +89,10 @@ def credit_code(n: int) -> str:
 def load_merchants(count: int) -> list[uuid.UUID]:
     """Merchant parties, inserted in one Core statement (no keys: they never call the API)."""
     now = clock.now()
-    rows = [{"id": uuid.uuid4(), "name": f"Bench Merchant {n} Co.", "credit_code": credit_code(n),
-             "kind": PartyKind.ENTERPRISE.value, "roles": [Role.MERCHANT.value],
-             "created_at": now} for n in range(1, count + 1)]
+    rows: list[dict[str, Any]] = [
+        {"id": uuid.uuid4(), "name": f"Bench Merchant {n} Co.", "credit_code": credit_code(n),
+         "kind": PartyKind.ENTERPRISE.value, "roles": [Role.MERCHANT.value], "created_at": now}
+        for n in range(1, count + 1)]
     with unit_of_work() as session:
         session.execute(sa.insert(Party.__table__), rows)
     return [row["id"] for row in rows]
@@ -335,8 +336,8 @@ def measure(database_url: str | None = None, *, listings: int = 100_000, merchan
             _, issued = parties.register_party(
                 session, name="Bench Buyer Co.", credit_code=credit_code(9_999_999),
                 kind=PartyKind.ENTERPRISE, roles=[Role.BUYER], actor=SYSTEM)
-        listed = db.session.scalar(sa.select(sa.func.count()).select_from(Listing)
-                                   .where(Listing.status == "listed"))
+        listed = db.session.scalars(sa.select(sa.func.count()).select_from(Listing)
+                                    .where(Listing.status == "listed")).one()
         dialect = db.engine.dialect.name
         db.session.remove()
 
@@ -345,19 +346,20 @@ def measure(database_url: str | None = None, *, listings: int = 100_000, merchan
     headers = {"Authorization": f"Bearer {issued.raw}"}
     results = {name: timed(client, headers, query, requests) for name, query in SEARCHES.items()}
     with app.app_context():
-        buyer_id = db.session.scalar(sa.select(Party.id).where(Party.name == "Bench Buyer Co."))
+        buyer_id = db.session.scalars(
+            sa.select(Party.id).where(Party.name == "Bench Buyer Co.")).one()
         deals_loaded = load_deals(deals, buyer_id, rng)
         sample = list(db.session.scalars(sa.select(Listing.id).where(
             Listing.status == "listed").order_by(Listing.id).limit(requests)))
         db.session.remove()
     guidance = timed_guidance(client, headers, sample, requests)
-    counts = {}
+    counts: dict[int, int] = {}
     for page_size in (10, 100):
         with recorded_statements(app) as statements:
             response = client.get(SEARCH, query_string={"category": "transport",
                                                         "page_size": page_size},
                                   headers=headers)
-        assert response.status_code == 200 and len(response.json) == page_size
+        assert response.status_code == 200 and len(response.get_json()) == page_size
         counts[page_size] = len(statements)
     plans = [line for name in EXPLAINED
              for line in explain(app, client, headers, SEARCHES[name](0))] \

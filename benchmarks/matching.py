@@ -53,7 +53,7 @@ def post_demands(client: FlaskClient, headers: dict[str, str]) -> list[str]:
             "category": category, "max_unit_price": budget, "delivery_modes": modes,
             "max_classification": maximum, "keywords": keywords, "purpose": "research"})
         assert response.status_code == 201, response.json
-        ids.append(response.json["id"])
+        ids.append(response.get_json()["id"])
     return ids
 
 
@@ -70,7 +70,7 @@ def timed_matches(client: FlaskClient, headers: dict[str, str], demand_ids: list
                               query_string={"page_size": 20})
         latencies.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, response.json
-        found.append(len(response.json))
+        found.append(len(response.get_json()))
     return statistics.median(latencies), percentile(latencies, 0.99), statistics.mean(found)
 
 

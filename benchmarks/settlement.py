@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
+from flask import Flask
 from flask_migrate import upgrade
 
 from app import clock
@@ -97,8 +98,8 @@ def load_orders(count: int, completed_at_offset: timedelta, payees: list[uuid.UU
             "VACUUM ANALYZE" if connection.dialect.name == "postgresql" else "ANALYZE")
 
 
-def timed_settle(app: object, up_to_offset: timedelta, batch: int) -> tuple[float, int]:
-    app.config["SETTLEMENT_BATCH_SIZE"] = batch  # type: ignore[attr-defined]
+def timed_settle(app: Flask, up_to_offset: timedelta, batch: int) -> tuple[float, int]:
+    app.config["SETTLEMENT_BATCH_SIZE"] = batch
     started = time.perf_counter()
     run = runs.settle(up_to=clock.now() - up_to_offset, actor=None)
     return time.perf_counter() - started, run.orders_settled
@@ -145,7 +146,8 @@ def measure(database_url: str | None = None, *, orders: int = 100_000, single: i
         db.session.remove()
         with unit_of_work() as session:
             report = verify(session)
-            settled = session.scalar(sa.select(sa.func.count()).select_from(OrderSettlement))
+            settled = session.scalars(
+                sa.select(sa.func.count()).select_from(OrderSettlement)).one()
         db.session.remove()
         db.engine.dispose()
     return SettlementFigures(dialect, batch, single_n, single_s, batch_n, batch_s, report.ok,

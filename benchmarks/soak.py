@@ -933,6 +933,7 @@ def check_database(url: str, market: Market, findings: Findings) -> None:
         for listing_id, available in session.execute(
                 select(Listing.id, Listing.licenses_available)
                 .where(Listing.licenses_available.is_not(None))).tuples():
+            assert available is not None  # the query takes limited listings only
             taken = int(held.get(listing_id, 0))
             known = market.listings.get(str(listing_id))
             initial = known.initial if known else None
@@ -1199,7 +1200,7 @@ def soak(args: argparse.Namespace) -> int:
     unexpected = [(label, status, code, n) for (label, status, code), n
                   in sorted(stats.by_route.items(), key=lambda item: -item[1])
                   if status >= 400 and code not in EXPECTED_CODES]
-    expected = Counter()
+    expected: Counter[str] = Counter()
     for (_, status, code), n in stats.by_route.items():
         if status >= 400 and code in EXPECTED_CODES:
             expected[f"{status} {code}"] += n

@@ -69,7 +69,7 @@ def ok(response: Any) -> Any:
 
 def paginated_gets(client: FlaskClient) -> set[str]:
     """Path templates of every GET in the OpenAPI document that takes a page size."""
-    document = client.get("/openapi.json").json
+    document = client.get("/openapi.json").get_json()
     return {path for path, operations in document["paths"].items()
             if any(p.get("name") == "page_size"
                    for p in operations.get("get", {}).get("parameters", []))}
@@ -172,8 +172,9 @@ def count_statements(app: Flask, client: FlaskClient) -> dict[str, tuple[int, in
                                       query_string={"page_size": page_size})
             assert response.status_code == 200, (template, response.json)
             # A full small page, and every item (at least ITEMS) on the large one.
-            assert len(response.json) == 10 if page_size == 10 else \
-                len(response.json) >= ITEMS, (template, len(response.json))
+            items = response.get_json()
+            assert len(items) == 10 if page_size == 10 else len(items) >= ITEMS, \
+                (template, len(items))
             counts.append(_work(statements))
         measured[template] = (counts[0], counts[1])
     return measured

@@ -177,8 +177,9 @@ def timed(name: str, durations: dict[str, float], call: Callable[[], T]) -> T:
 def postgres_version(database_url: str) -> str:
     libpq_url = sa.make_url(database_url).set(drivername="postgresql").render_as_string(False)
     with psycopg.connect(libpq_url) as connection:
-        version = connection.execute("SELECT version()").fetchone()[0]  # type: ignore[index]
-    return version.split(",")[0]  # "PostgreSQL 16.4 (...) on x86_64-pc-linux-gnu"
+        row = connection.execute("SELECT version()").fetchone()
+    assert row is not None  # SELECT without FROM returns one row
+    return row[0].split(",")[0]  # "PostgreSQL 16.4 (...) on x86_64-pc-linux-gnu"
 
 
 def run(database_url: str, scale: Scale, port: int) -> tuple[list[Row], dict[str, float]]:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app import audit, clock
+from app.db import rows_matched
 from app.parties.models import Actor, Party
 from credit import services as credit
 from listings.errors import (
@@ -115,13 +116,13 @@ def _claim_certification_credit(session: Session, listing_id: uuid.UUID) -> bool
     matches `certification_credited_at IS NULL`, and the status is the one in the database.
     Not an ORM change either, so the merchant's version (ETag) stays.
     """
-    claimed = session.execute(
+    claimed = rows_matched(session, (
         update(Listing)
         .where(Listing.id == listing_id, Listing.certification_credited_at.is_(None),
                Listing.status.in_(_CREDITABLE))
         .values(certification_credited_at=clock.now())
-        .execution_options(synchronize_session=False))
-    return bool(claimed.rowcount)
+        .execution_options(synchronize_session=False)))
+    return bool(claimed)
 
 
 def report_quality(session: Session, *, listing_id: uuid.UUID, buyer: Party, score: int,

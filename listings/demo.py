@@ -230,13 +230,13 @@ def _catalog(cast: DemoCast) -> list[tuple[Party, dict[str, Any], str | None]]:
 
 def _rule_exists(session: Session, body: dict[str, Any]) -> bool:
     """Any version, retired or not: an operator's retirement of a demo rule is respected."""
-    return session.scalar(select(func.count()).select_from(AdmissionRule).where(
-        AdmissionRule.admission_list == body["list"], AdmissionRule.name == body["name"])) > 0
+    return bool(session.scalar(select(func.count()).select_from(AdmissionRule).where(
+        AdmissionRule.admission_list == body["list"], AdmissionRule.name == body["name"])))
 
 
 def _listing_exists(session: Session, merchant: Party, title: str) -> bool:
-    return session.scalar(select(func.count()).select_from(Listing).where(
-        Listing.merchant_id == merchant.id, Listing.title == title)) > 0
+    return bool(session.scalar(select(func.count()).select_from(Listing).where(
+        Listing.merchant_id == merchant.id, Listing.title == title)))
 
 
 def _certify_and_approve(session: Session, cast: DemoCast, listing: Listing) -> None:

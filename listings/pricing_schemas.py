@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from app.api import Schema, StrictBoolean
-from listings.models import Classification, PriceModel
+from listings.models import Classification, GuidePrice, PriceModel
 
 _money = validate.Range(min=0, max=10**13)
 
@@ -40,10 +40,10 @@ class GuidePriceSchema(GuidePriceCreateSchema):
     set_by = fields.UUID(allow_none=True)
     created_at = fields.DateTime()
 
-    def _in_force(self, guide: object) -> bool:
+    def _in_force(self, guide: GuidePrice) -> bool:
         from app import clock
 
-        return guide.in_force(clock.now())  # type: ignore[attr-defined]
+        return guide.in_force(clock.now())
 
 
 class GuidePriceQueryArgsSchema(Schema):

@@ -41,7 +41,7 @@ class _Enum(fields.Enum):
         return super()._serialize(value, attr, obj, **kwargs)
 
 
-def _enum(enum_cls: type, **kwargs: object) -> fields.Enum:
+def _enum(enum_cls: type, **kwargs: Any) -> fields.Enum:
     return _Enum(enum_cls, by_value=True, **kwargs)
 
 
@@ -123,6 +123,7 @@ def _optional_copy(schema_cls: type[Schema], name: str) -> type[Schema]:
 ListingPatchFieldsSchema = _optional_copy(ListingBodySchema, "ListingPatchFieldsSchema")
 
 
+# Its base is built at run time, which a static type checker cannot follow.
 class ListingPatchSchema(ListingPatchFieldsSchema):  # type: ignore[valid-type,misc]
     version = fields.Integer(load_only=True, strict=True, metadata={
         "description": "The version you edited (or send If-Match); a stale one → 409"})

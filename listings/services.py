@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app import audit, clock
 from app.audit import AuditEntry
+from app.db import rows_matched
 from app.errors import VersionConflict
 from app.parties.models import OVERSEERS, Actor, Party, Role
 from credit import services as credit
@@ -354,6 +355,27 @@ def search_listings(*, viewer: Actor, filters: dict[str, Any]) -> Select:
     if filters.get("q"):
         stmt = stmt.where(text_search.text_matches(filters["q"]))
     return stmt.order_by(Listing.created_at.desc(), Listing.id.desc())
+
+
+def take_licenses(session: Session, *, listing: Listing, quantity: int) -> bool:
+    """Take licenses of the listing for an order; False when fewer are left. The conditional
+    UPDATE is the guard under any concurrency; an unlimited listing always has enough."""
+    if listing.licenses_available is None:
+        return True
+    return bool(rows_matched(session, (
+        update(Listing)
+        .where(Listing.id == listing.id, Listing.licenses_available >= quantity)
+        .values(licenses_available=Listing.licenses_available - quantity)
+        .execution_options(synchronize_session=False))))
+
+
+def release_licenses(session: Session, *, listing_id: uuid.UUID, quantity: int) -> None:
+    """Give back the licenses of an order that will not be paid (cancelled, expired)."""
+    session.execute(
+        update(Listing)
+        .where(Listing.id == listing_id, Listing.licenses_available.is_not(None))
+        .values(licenses_available=Listing.licenses_available + quantity)
+        .execution_options(synchronize_session=False))
 
 
 def listing_trace(session: Session, *, listing_id: uuid.UUID,

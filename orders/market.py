@@ -100,8 +100,7 @@ def listed_supply(session: Session, category: str) -> int:
         Listing.status == ListingStatus.LISTED, Listing.category == category)) or 0
 
 
-def price_guidance(session: Session, *, listing_id: uuid.UUID, viewer: Actor | None
-                   ) -> PriceGuidance:
+def price_guidance(session: Session, *, listing_id: uuid.UUID, viewer: Actor) -> PriceGuidance:
     """The suggested price of a listing the viewer may see, every factor explained."""
     listing = listings.get_listing(session, listing_id=listing_id, viewer=viewer)
     now = clock.now()

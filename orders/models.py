@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -13,6 +13,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base, Money, created_at, str_enum, uuid_pk
 from app.errors import InvalidTransition
 from listings.models import Classification, Territory
+
+if TYPE_CHECKING:
+    from orders.payments import PaymentStart
 
 
 class OrderStatus(enum.StrEnum):
@@ -99,6 +102,8 @@ class Order(Base):
     created_at: Mapped[created_at]
 
     # Not stored: what the buyer needs to pay (a Stripe client secret), set when placed.
+    if TYPE_CHECKING:  # declared for the type checker only: the ORM maps no such column
+        payment_start: PaymentStart | None
     payment_start = None
 
     __mapper_args__ = {"version_id_col": version}
@@ -258,6 +263,8 @@ class Demand(Base):
     created_at: Mapped[created_at]
 
     # Not stored: the order auto_order placed in this request, for its response.
+    if TYPE_CHECKING:
+        placed_order: Order | None
     placed_order = None
 
     __mapper_args__ = {"version_id_col": version}

@@ -10,7 +10,7 @@ with its client secret and confirmed to us by the `payment_intent.succeeded` web
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import stripe
 from flask import current_app
@@ -67,9 +67,9 @@ def stripe_client() -> stripe.StripeClient:
     config = current_app.config
     if not config.get("STRIPE_SECRET_KEY"):
         raise RuntimeError("PAYMENT_PROVIDER is stripe but STRIPE_SECRET_KEY is not set")
-    base: dict[str, Any] = {"api": config["STRIPE_API_BASE"]} if config.get(
-        "STRIPE_API_BASE") else {}
-    return stripe.StripeClient(config["STRIPE_SECRET_KEY"], base_addresses=base,  # type: ignore[arg-type]
+    base = config.get("STRIPE_API_BASE")
+    return stripe.StripeClient(config["STRIPE_SECRET_KEY"],
+                               base_addresses={"api": base} if base else {},
                                max_network_retries=config["STRIPE_MAX_NETWORK_RETRIES"])
 
 

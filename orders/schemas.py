@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import fields, validate
 
 from app.api import Schema, StrictBoolean
 from listings.models import Classification, DeliveryMode, Territory
-from orders.models import DemandStatus, DisputeOutcome, OrderStatus, PaymentStatus
+from orders.models import DemandStatus, DisputeOutcome, Order, OrderStatus, PaymentStatus
 
 _ref = validate.Length(min=1, max=500)
 # A payment's reference is stored in payments.reference, VARCHAR(200).
@@ -60,12 +62,12 @@ class OrderSchema(Schema):
     completed_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
 
-    def _payment(self, order: object) -> dict[str, object]:
-        start = getattr(order, "payment_start", None)
+    def _payment(self, order: Order) -> dict[str, object]:
+        start = order.payment_start
         if start is not None:
             return PaymentInfoSchema().dump(start)
-        status = order.payment_status  # type: ignore[attr-defined]
-        return {"provider": order.payment_provider,  # type: ignore[attr-defined]
+        status = order.payment_status
+        return {"provider": order.payment_provider,
                 "status": status.value if isinstance(status, PaymentStatus) else status}
 
 
@@ -136,7 +138,8 @@ class DemandCreateSchema(Schema):
 class DemandSchema(DemandCreateSchema):
     id = fields.UUID()
     buyer_id = fields.UUID()
-    delivery_modes = fields.List(fields.String())
+    # Read back as stored, the modes' values: strings, not the members the input loads.
+    delivery_modes: fields.List[Any] = fields.List(fields.String())
     status = fields.Enum(DemandStatus, by_value=True)
     order_id = fields.UUID(allow_none=True)
     order = fields.Method("_order", metadata={

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from app import audit, clock
@@ -19,6 +19,7 @@ from app.errors import Forbidden, ValidationFailed
 from app.parties.models import OVERSEERS, Actor, Party, PartyKind
 from credit import services as credit
 from listings import certification, pricing
+from listings import services as listings
 from listings.errors import ListingNotFound
 from listings.models import MIN_UNIT_PRICE, Listing, ListingStatus, QualityReport
 from orders import holds, money
@@ -37,27 +38,6 @@ from orders.payments import provider_named
 def _record(session: Session, actor: Actor, action: str, order: Order, **details: Any) -> None:
     audit.record(session, actor_id=actor.id, action=action, subject=order,
                  details={"status": order.status.value, **details})
-
-
-def _take_licenses(session: Session, listing: Listing, quantity: int) -> None:
-    """Atomically take licenses: the conditional UPDATE is the guard under any concurrency."""
-    if listing.licenses_available is None:
-        return  # unlimited
-    taken = session.execute(
-        update(Listing)
-        .where(Listing.id == listing.id, Listing.licenses_available >= quantity)
-        .values(licenses_available=Listing.licenses_available - quantity)
-        .execution_options(synchronize_session=False)).rowcount
-    if not taken:
-        raise OutOfStock(f"Fewer than {quantity} licenses are left.")
-
-
-def _release_licenses(session: Session, order: Order) -> None:
-    session.execute(
-        update(Listing)
-        .where(Listing.id == order.listing_id, Listing.licenses_available.is_not(None))
-        .values(licenses_available=Listing.licenses_available + order.quantity)
-        .execution_options(synchronize_session=False))
 
 
 def _check_beneficiaries(session: Session, beneficiaries: list[uuid.UUID]) -> None:
@@ -153,7 +133,8 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
     # Last: the UPDATE locks the listing's row until commit, and every buyer of the product
     # queues on that lock, so it is held for as little of the transaction as possible. The
     # buyer's unpaid licenses of the listing are counted under it, one order at a time.
-    _take_licenses(session, listing, quantity)
+    if not listings.take_licenses(session, listing=listing, quantity=quantity):
+        raise OutOfStock(f"Fewer than {quantity} licenses are left.")
     holds.ensure_within_cap(session, buyer_id=buyer.id, listing=listing, quantity=quantity,
                             counted=True)
     return order
@@ -222,7 +203,7 @@ def cancel_order(session: Session, *, order_id: uuid.UUID, actor: Actor) -> Orde
     ensure_party_of(order, actor, "buyer_id")
     holds.lock_buyers(session, [order.buyer_id])
     order.cancel(clock.now())
-    _release_licenses(session, order)
+    listings.release_licenses(session, listing_id=order.listing_id, quantity=order.quantity)
     session.flush()
     _record(session, actor, "order.cancelled", order)
     holds.count_abandonment(session, order)
@@ -285,7 +266,7 @@ def expire_unpaid_orders(session: Session, *, at: datetime, actor: Actor) -> int
     holds.lock_buyers(session, (order.buyer_id for order in due))
     for order in due:
         order.expire(at)
-        _release_licenses(session, order)
+        listings.release_licenses(session, listing_id=order.listing_id, quantity=order.quantity)
         session.flush()
         _record(session, actor, "order.expired", order)
         credit.record_system_event(session, party_id=order.buyer_id, kind="payment_default",

@@ -185,7 +185,7 @@ def connect_client() -> stripe.StripeClient:
     config = current_app.config
     base = config.get("STRIPE_CONNECT_API_BASE") or config.get("STRIPE_API_BASE")
     return stripe.StripeClient(config["STRIPE_SECRET_KEY"],
-                               base_addresses={"api": base} if base else {},  # type: ignore[typeddict-item]
+                               base_addresses={"api": base} if base else {},
                                max_network_retries=config["STRIPE_MAX_NETWORK_RETRIES"])
 
 
@@ -208,8 +208,9 @@ def _send_stripe_transfers(payout_ids: Iterable[uuid.UUID]) -> None:
             if payout is None or payout.status is not PayoutStatus.IN_TRANSIT:
                 continue
             account = session.get(PayoutAccount, payout.party_id)
+            assert account is not None  # payouts go to parties with an account (never deleted)
             try:
-                transfer = send_transfer(payout, account)  # type: ignore[arg-type]
+                transfer = send_transfer(payout, account)
             except stripe.APIConnectionError:
                 log.warning("transfer for payout %s not confirmed; stays in transit",
                             payout.id)

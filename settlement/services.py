@@ -80,7 +80,8 @@ def settle_batch(session: Session, run_id: uuid.UUID, up_to: datetime, size: int
     if not orders:
         return 0
     now = clock.now()
-    marks, lines, postings = [], [], []
+    marks, postings = [], []
+    lines: list[dict[str, Any]] = []
     gross = fee = 0
     for order in orders:
         shares = allocation.split(order.total_amount, allocation.plan_lines(

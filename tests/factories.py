@@ -55,7 +55,7 @@ class Member:
 
 def make_member(*roles: Role, kind: PartyKind = PartyKind.ENTERPRISE) -> Member:
     """Register a party with the given roles (any role: created as the system)."""
-    body = PartyBodyFactory()
+    body = PartyBodyFactory.build()
     with unit_of_work(db.session()) as session:
         party, issued = services.register_party(
             session, name=body["name"], credit_code=body["credit_code"], kind=kind,

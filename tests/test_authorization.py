@@ -55,6 +55,7 @@ from settlement.models import PayoutAccount, SettlementRun
 from tests.factories import Member, PartyBodyFactory, make_member
 from tests.listings.factories import listing_body
 from tests.orders.factories import give_completed_order, listed_product, order_body
+from tests.support import ok
 
 API = "/api/v1"
 ANONYMOUS, OWNER, COUNTERPARTY, PAYEE = "anonymous", "owner", "counterparty", "payee"
@@ -242,11 +243,6 @@ class Case:
     parties: dict[str, Member]
     probes: list[Probe] = field(default_factory=list)
     check: Callable[[str, Member, TestResponse], None] | None = None
-
-
-def ok(response: TestResponse, status: int = 200) -> Any:
-    assert response.status_code == status, (response.status_code, response.get_json())
-    return response.get_json()
 
 
 @dataclass

@@ -68,6 +68,7 @@ from tests.conftest import empty_tables, make_app
 from tests.factories import Member, make_member
 from tests.listings.factories import listing_body
 from tests.orders.factories import listed_product, order_body
+from tests.support import ok
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3"))
 COVERAGE = os.environ.get("FUZZ_COVERAGE", "0") == "1"
@@ -85,11 +86,6 @@ class World:
 
     def add(self, name: str, value: Any) -> None:
         self.ids.setdefault(name, []).append(str(value))
-
-
-def ok(response: Any, status: int = 200) -> Any:
-    assert response.status_code == status, (response.status_code, response.get_json())
-    return response.get_json()
 
 
 def keyed(member: Member) -> dict[str, str]:

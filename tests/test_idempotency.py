@@ -8,7 +8,6 @@ per payment so that the effect can be counted in the database.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -43,6 +42,7 @@ from app.parties.auth import current_party, require_role
 from app.parties.models import Role
 from tests.conftest import app_with_blueprints, empty_tables
 from tests.factories import make_member
+from tests.support import problem_code, race
 
 PAYMENTS = "/api/v1/test-payments"
 EFFECT = "test_payment.created"
@@ -198,11 +198,6 @@ def stored_keys(app: Flask) -> list[str]:
 
 def is_replay(response: TestResponse) -> bool:
     return response.headers.get("Idempotent-Replayed") == "true"
-
-
-def problem_code(response: TestResponse) -> str:
-    assert response.mimetype == PROBLEM_MIMETYPE, response.get_data(as_text=True)
-    return json.loads(response.get_data(as_text=True))["code"]
 
 
 # --- replay and conflict ---------------------------------------------------------------------
@@ -567,27 +562,13 @@ def test_openapi_documents_the_key_header_and_the_409(client):
 
 # --- concurrency (PostgreSQL) ----------------------------------------------------------------
 
-def race(app: Flask, payer: Payer, *, threads: int, key: str) -> list[TestResponse]:
-    """`threads` clients send the same request at the same moment."""
-    start = threading.Barrier(threads)
-
-    def one() -> TestResponse:
-        client = app.test_client()
-        start.wait()
-        return pay(client, payer, key=key)
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = [pool.submit(one) for _ in range(threads)]
-        return [future.result(timeout=60) for future in futures]
-
-
 @pytest.mark.postgres_only
 @pytest.mark.parametrize("threads", [2, 8, 8, 8], ids=["2-threads", "8-a", "8-b", "8-c"])
 def test_concurrent_requests_with_one_key_act_exactly_once(app, threads):
     app.config["TEST_PAYMENTS_DELAY_SECONDS"] = 0.5
     payer = new_payer(app)
 
-    responses = race(app, payer, threads=threads, key="pay-1")
+    responses = race(app, threads, lambda client, _: pay(client, payer, key="pay-1"))
 
     assert effects(app) == 1
     assert stored_keys(app) == ["pay-1"]
@@ -607,7 +588,7 @@ def test_request_waiting_past_the_lock_timeout_is_told_in_progress_and_replayed_
     app.config["IDEMPOTENCY_LOCK_TIMEOUT_MS"] = 100
     try:
         payer = new_payer(app)
-        responses = race(app, payer, threads=4, key="pay-1")
+        responses = race(app, 4, lambda client, _: pay(client, payer, key="pay-1"))
     finally:
         app.config["IDEMPOTENCY_LOCK_TIMEOUT_MS"] = lock_timeout
 
@@ -631,7 +612,7 @@ def test_request_waiting_on_a_key_whose_first_request_fails_then_runs_itself(app
     app.config.update(TEST_PAYMENTS_DELAY_SECONDS=0.5, TEST_PAYMENTS_DECLINES=Budget(1))
     payer = new_payer(app)
 
-    responses = race(app, payer, threads=2, key="pay-1")
+    responses = race(app, 2, lambda client, _: pay(client, payer, key="pay-1"))
 
     assert sorted(response.status_code for response in responses) == [201, 402]
     created = next(response for response in responses if response.status_code == 201)

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import g, request
 from sqlalchemy import bindparam, select
@@ -100,7 +100,7 @@ def require_role(*roles: Role) -> Callable[[F], F]:
                 raise Forbidden(f"This endpoint needs one of the roles: {wanted}.")
             return view(*args, **kwargs)
 
-        return document_errors(wrapper, 401, 403, secured=True)
+        return document_errors(cast(F, wrapper), 401, 403, secured=True)
 
     return decorator
 
@@ -113,4 +113,4 @@ def optional_auth(view: F) -> F:
         authenticated_party()
         return view(*args, **kwargs)
 
-    return document_errors(wrapper, 401)
+    return document_errors(cast(F, wrapper), 401)

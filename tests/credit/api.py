@@ -23,13 +23,13 @@ def record(client: FlaskClient, recorder: Member, party: Member, kind: str,
         "party_id": party.id, "kind": kind, "severity": severity,
         "description": f"{kind} found by inspection", "evidence_ref": "case-001"})
     assert response.status_code == 201, response.json
-    return response.json
+    return response.get_json()
 
 
 def credit_file(client: FlaskClient, viewer: Member, party: Member) -> dict[str, Any]:
     response = client.get(f"{CREDIT}/parties/{party.id}", headers=viewer.headers)
     assert response.status_code == 200, response.json
-    return response.json
+    return response.get_json()
 
 
 def blacklist(client: FlaskClient, viewer: Member | None = None,
@@ -37,7 +37,7 @@ def blacklist(client: FlaskClient, viewer: Member | None = None,
     response = client.get(f"{CREDIT}/blacklist", query_string=query,
                           headers=viewer.headers if viewer else {})
     assert response.status_code == 200, response.json
-    return response.json
+    return response.get_json()
 
 
 def object_and_decide(client: FlaskClient, party: Member, regulator: Member, event_id: str,
@@ -45,7 +45,7 @@ def object_and_decide(client: FlaskClient, party: Member, regulator: Member, eve
     objection = client.post(f"{CREDIT}/events/{event_id}/objections", headers=party.headers,
                             json={"reason": "Not what happened", "evidence_ref": None})
     assert objection.status_code == 201, objection.json
-    return client.post(f"{CREDIT}/objections/{objection.json['id']}/decide",
+    return client.post(f"{CREDIT}/objections/{objection.get_json()['id']}/decide",
                        headers=regulator.headers,
                        json={"decision": decision, "note": f"Decided: {decision}", **extra})
 

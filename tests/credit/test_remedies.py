@@ -8,9 +8,7 @@ chain, which stays valid, and every step is written to the audit trail.
 
 from __future__ import annotations
 
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +26,7 @@ from app.parties.models import Role
 from credit import recompute, services
 from credit.models import CreditEntry
 from tests.factories import Member, make_member
+from tests.support import problem_code, race
 
 CREDIT = "/api/v1/credit"
 
@@ -133,11 +132,6 @@ def audit_actions(subject_id: str) -> list[str]:
     return list(db.session.scalars(sa.select(AuditEntry.action)
                                    .where(AuditEntry.subject_id == subject_id)
                                    .order_by(AuditEntry.seq)))
-
-
-def problem_code(response: TestResponse) -> str:
-    assert response.mimetype == "application/problem+json", response.get_data(as_text=True)
-    return response.json["code"]
 
 
 def may_list(party: Member) -> bool:
@@ -905,27 +899,13 @@ def test_objections_and_repairs_keep_the_chain_valid_and_the_audit_complete(clie
 
 # --- concurrency (PostgreSQL) ----------------------------------------------------------------
 
-def race(app: Flask, send: Any, threads: int) -> list[TestResponse]:
-    """`threads` clients send a request at the same moment."""
-    start = threading.Barrier(threads)
-
-    def one() -> TestResponse:
-        client = app.test_client()
-        start.wait()
-        return send(client)
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = [pool.submit(one) for _ in range(threads)]
-        return [future.result(timeout=60) for future in futures]
-
-
 @pytest.mark.postgres_only
 def test_concurrent_repair_applications_for_one_finding_create_exactly_one(app, client,
                                                                           regulator, merchant):
     event = record(client, regulator, merchant, kind="late_delivery", severity="general")
     past_the_minimum_publicity()
 
-    responses = race(app, lambda c: apply_for_repair(c, merchant, [event["id"]]), threads=8)
+    responses = race(app, 8, lambda c, _: apply_for_repair(c, merchant, [event["id"]]))
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [201] + [409] * 7, [r.get_data(as_text=True) for r in responses]
@@ -938,7 +918,7 @@ def test_concurrent_objections_to_one_finding_leave_exactly_one_pending(app, cli
                                                                         regulator, merchant):
     event = record(client, regulator, merchant, kind="late_delivery", severity="general")
 
-    responses = race(app, lambda c: object_to(c, merchant, event["id"]), threads=8)
+    responses = race(app, 8, lambda c, _: object_to(c, merchant, event["id"]))
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [201] + [409] * 7, [r.get_data(as_text=True) for r in responses]
@@ -951,8 +931,8 @@ def test_concurrent_decisions_on_one_objection_append_one_entry(app, client, reg
     event = record(client, regulator, merchant, kind="data_tampering")
     objection = object_to(client, merchant, event["id"]).json
 
-    responses = race(app, lambda c: decide_objection(c, regulator, objection["id"], "revoked"),
-                     threads=6)
+    responses = race(app, 6, lambda c, _: decide_objection(c, regulator, objection["id"],
+                                                            "revoked"))
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [200] + [409] * 5, [r.get_data(as_text=True) for r in responses]
@@ -965,8 +945,7 @@ def test_concurrent_decisions_on_one_repair_append_one_entry(app, client, regula
                                                              merchant):
     _, repair = _eligible_repair(client, regulator, merchant)
 
-    responses = race(app, lambda c: decide_repair(c, regulator, repair["id"], "approved"),
-                     threads=6)
+    responses = race(app, 6, lambda c, _: decide_repair(c, regulator, repair["id"], "approved"))
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [200] + [409] * 5, [r.get_data(as_text=True) for r in responses]

@@ -106,7 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return _error(400, "invalid_request_error", "balance_insufficient",
                               "You have insufficient available funds in your Stripe account.")
             state.available -= amount
-            transfer = {"id": f"tr_{uuid.uuid4().hex[:24]}", "object": "transfer",
+            transfer: dict[str, Any] = {"id": f"tr_{uuid.uuid4().hex[:24]}", "object": "transfer",
                         "amount": amount, "amount_reversed": 0,
                         "currency": params.get("currency"), "destination": destination,
                         "transfer_group": params.get("transfer_group"), "reversed": False,
@@ -115,9 +115,10 @@ class _Handler(BaseHTTPRequestHandler):
             state.transfers[transfer["id"]] = transfer
             return 200, transfer
         if len(parts) == 4 and parts[:2] == ["v1", "transfers"] and parts[3] == "reversals":
-            transfer = state.transfers.get(parts[2])
-            if transfer is None:
+            found = state.transfers.get(parts[2])
+            if found is None:
                 return _error(404, "invalid_request_error", "resource_missing", "No such")
+            transfer = found
             left = transfer["amount"] - transfer["amount_reversed"]
             amount = int(params.get("amount", left))
             if not 0 < amount <= left:

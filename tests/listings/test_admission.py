@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +19,7 @@ from app.parties.models import Role
 from listings.models import AdmissionRule, Listing
 from tests.factories import Member, make_member
 from tests.listings.factories import listing_body
+from tests.support import race
 
 PROBLEM = "application/problem+json"
 RULES = "/api/v1/admission-rules"
@@ -835,20 +834,6 @@ def test_another_merchant_cannot_submit_someone_elses_listing(client):
 
 
 # --- concurrency (PostgreSQL) -------------------------------------------------------------
-
-def race(app: Any, threads: int, send: Any) -> list[Any]:
-    """Send `threads` requests at once, each from its own client (and database session)."""
-    start = threading.Barrier(threads)
-
-    def one(n: int) -> Any:
-        client = app.test_client()
-        start.wait()
-        return send(client, n)
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = [pool.submit(one, n) for n in range(threads)]
-        return [future.result(timeout=60) for future in futures]
-
 
 @pytest.mark.postgres_only
 def test_concurrent_supersessions_of_one_rule_make_exactly_one_new_version(app):

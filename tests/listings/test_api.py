@@ -21,6 +21,9 @@ from listings.models import Listing
 from tests.factories import Member, make_member
 from tests.listings.factories import listing_body
 
+# As _problem: several tests name the body it returns `problem`.
+from tests.support import problem as _problem
+
 LISTINGS = "/api/v1/listings"
 PROBLEM = "application/problem+json"
 
@@ -29,15 +32,6 @@ PROBLEM = "application/problem+json"
 
 def _url(listing_id: str, step: str = "") -> str:
     return f"{LISTINGS}/{listing_id}" + (f"/{step}" if step else "")
-
-
-def _problem(response: TestResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.get_json()
-    assert response.mimetype == PROBLEM
-    body = response.get_json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
 
 
 def _create(client: FlaskClient, merchant: Member, **overrides: Any) -> dict[str, Any]:

@@ -5,9 +5,7 @@ the public-data rule, and the suggested price of GET /listings/{id}/price-guidan
 from __future__ import annotations
 
 import itertools
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +24,8 @@ from listings.models import GuidePrice, Listing
 from orders.models import Order
 from tests.factories import Member, make_member
 from tests.listings.factories import listing_body
-from tests.orders.factories import Market, give_completed_order, listed_product, ok
+from tests.orders.factories import Market, give_completed_order, listed_product
+from tests.support import ok, problem, race
 
 API = "/api/v1"
 GUIDES = f"{API}/guide-prices"
@@ -41,14 +40,6 @@ PUBLIC_SOURCE = {"origin": "public_authorized", "description": "City traffic ope
 @pytest.fixture
 def m(app: Flask, client: FlaskClient) -> Market:
     return Market.open(app, client)
-
-
-def problem(response: TestResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.get_json()
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    assert body["code"] == code, body
-    return body
 
 
 def in_days(days: float) -> str:
@@ -516,20 +507,6 @@ def test_a_binding_guide_price_may_not_overlap_a_non_binding_one_of_the_same_sco
     problem(post_guide(m, effective_from=in_days(5)), 409, "overlapping_guide_price")
 
     assert guide_rows() == 1
-
-
-def race(app: Flask, threads: int, send: Any) -> list[TestResponse]:
-    """Send `threads` requests at once, each from its own client (and database session)."""
-    start = threading.Barrier(threads)
-
-    def one(n: int) -> TestResponse:
-        client = app.test_client()
-        start.wait()
-        return send(client, n)
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = [pool.submit(one, n) for n in range(threads)]
-        return [future.result(timeout=60) for future in futures]
 
 
 @pytest.mark.postgres_only

@@ -8,7 +8,6 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from app import clock
 from app.db import unit_of_work
@@ -24,16 +23,16 @@ def listed_product(client: FlaskClient, merchant: Member, **overrides: Any) -> d
     created = client.post("/api/v1/listings", json=listing_body(merchant, **overrides),
                           headers=merchant.headers)
     assert created.status_code == 201, created.json
-    listing_id = created.json["id"]
+    listing_id = created.get_json()["id"]
     submitted = client.post(f"/api/v1/listings/{listing_id}/submit", headers=merchant.headers)
     assert submitted.status_code == 200, submitted.json
-    if submitted.json["status"] != "listed":
+    if submitted.get_json()["status"] != "listed":
         operator = make_member(Role.OPERATOR)
         reviewed = client.post(f"/api/v1/listings/{listing_id}/review", headers=operator.headers,
                                json={"decision": "approve", "reason": "Checked"})
-        assert reviewed.json["status"] == "listed", reviewed.json
-        return reviewed.json
-    return submitted.json
+        assert reviewed.get_json()["status"] == "listed", reviewed.json
+        return reviewed.get_json()
+    return submitted.get_json()
 
 
 def order_body(listing: dict[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -73,8 +72,3 @@ class Market:
     def open(cls, app: Flask, client: FlaskClient) -> Market:
         return cls(app, client, make_member(Role.MERCHANT), make_member(Role.BUYER),
                    make_member(Role.OPERATOR), make_member(Role.REGULATOR))
-
-
-def ok(response: TestResponse, status: int = 200) -> Any:
-    assert response.status_code == status, response.get_json()
-    return response.get_json()

@@ -25,7 +25,8 @@ from orders import demands as demand_use_cases
 from orders.models import Demand, Order
 from tests.factories import Member, make_member, run_together
 from tests.listings.factories import listing_body
-from tests.orders.factories import Market, give_completed_order, listed_product, ok
+from tests.orders.factories import Market, give_completed_order, listed_product
+from tests.support import ok, problem
 
 API = "/api/v1"
 DEMANDS = f"{API}/demands"
@@ -42,15 +43,6 @@ CERTIFICATION_POINTS = {None: 0, "AAA": 20, "AA": 15, "A": 10, "B": 5, "C": 0}
 @pytest.fixture
 def m(app: Flask, client: FlaskClient) -> Market:
     return Market.open(app, client)
-
-
-def problem(response: TestResponse, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.get_json()
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 def count(model: type, *where: Any) -> int:

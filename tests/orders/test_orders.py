@@ -22,6 +22,7 @@ from listings.models import Listing
 from orders.models import Order, Payment, Refund
 from tests.factories import Member, make_member, run_together
 from tests.orders.factories import listed_product, order_body
+from tests.support import problem_code
 
 ORDERS = "/api/v1/orders"
 
@@ -89,10 +90,6 @@ def resolve(client: FlaskClient, operator: Member, dispute_id: str, *, key: str,
 def created(response: TestResponse, status: int = 201) -> dict[str, Any]:
     assert response.status_code == status, response.get_json()
     return response.get_json()
-
-
-def problem_code(response: TestResponse) -> str:
-    return response.get_json()["code"]
 
 
 def placed(m: Market, **overrides: Any) -> dict[str, Any]:

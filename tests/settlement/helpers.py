@@ -28,6 +28,7 @@ from settlement import verification
 from settlement.models import AllocationLine, OrderSettlement
 from tests.factories import Member, make_member
 from tests.orders.factories import listed_product, order_body
+from tests.support import ok
 
 ORDERS = "/api/v1/orders"
 RUNS = "/api/v1/settlement/runs"
@@ -84,11 +85,6 @@ def share(member: Member, role: str, basis: str, weight: float,
           invested_amount: int = 0) -> dict[str, Any]:
     return {"party_id": member.id, "role": role, "basis": basis, "weight": weight,
             "invested_amount": invested_amount}
-
-
-def ok(response: TestResponse, status: int = 200) -> Any:
-    assert response.status_code == status, response.get_json()
-    return response.get_json()
 
 
 def with_key(member: Member, key: str | None) -> dict[str, str]:
@@ -216,7 +212,8 @@ def flask(app: Flask, *args: str, **env: str) -> subprocess.CompletedProcess[str
 
 def count(model: Any, *where: Any) -> int:
     with db.engine.connect() as connection:
-        return connection.scalar(select(func.count()).select_from(model).where(*where))
+        return connection.execute(
+            select(func.count()).select_from(model).where(*where)).scalar_one()
 
 
 def settled_order_ids() -> list[uuid.UUID]:

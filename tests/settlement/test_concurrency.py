@@ -25,13 +25,13 @@ from tests.settlement.helpers import (
     ledger_transactions,
     lines_per_order,
     make_market,
-    ok,
     partially_refunded_order,
     run_settlement,
     settled_order_ids,
     trial,
     verify_report,
 )
+from tests.support import ok
 
 pytestmark = pytest.mark.postgres_only
 

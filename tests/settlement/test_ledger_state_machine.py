@@ -38,7 +38,6 @@ from tests.settlement.helpers import (
     deliver,
     ledger_transactions,
     make_market,
-    ok,
     paid_order,
     record_refund,
     refund_by_dispute,
@@ -46,6 +45,7 @@ from tests.settlement.helpers import (
     trial,
     verify_report,
 )
+from tests.support import ok
 
 
 @dataclass

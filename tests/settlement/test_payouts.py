@@ -31,6 +31,7 @@ from tests.conftest import empty_tables, make_app
 from tests.factories import Member, make_member
 from tests.fakes.stripe_connect import FakeStripeConnect
 from tests.orders.factories import listed_product
+from tests.support import ok
 
 RUNS = "/api/v1/settlement/runs"
 PAYOUTS = "/api/v1/payouts"
@@ -66,7 +67,7 @@ class Exchange:
 
     def completed_order(self, quantity: int = 1) -> dict[str, Any]:
         order = ok(self.client.post("/api/v1/orders", headers=self.buyer.headers, json={
-            "listing_id": self.listing["id"], "quantity": quantity, "purpose": "research"}))
+            "listing_id": self.listing["id"], "quantity": quantity, "purpose": "research"}), 201)
         ok(self.client.post(f"/api/v1/orders/{order['id']}/payments/confirm",
                             json={"reference": f"bank-{order['id']}"},
                             headers={**self.operator.headers,
@@ -78,7 +79,7 @@ class Exchange:
 
     def settle(self) -> dict[str, Any]:
         return ok(self.client.post(RUNS, json={}, headers={
-            **self.operator.headers, "Idempotency-Key": str(uuid.uuid4())}))
+            **self.operator.headers, "Idempotency-Key": str(uuid.uuid4())}), 201)
 
     def payouts(self, member: Member | None = None) -> list[dict[str, Any]]:
         return ok(self.client.get(PAYOUTS, headers=(member or self.operator).headers))
@@ -90,11 +91,6 @@ class Exchange:
     def account(self, member: Member, **body: Any) -> dict[str, Any]:
         return ok(self.client.put(f"/api/v1/parties/{member.id}/payout-account",
                                   headers=member.headers, json=body))
-
-
-def ok(response: Any) -> Any:
-    assert response.status_code in (200, 201), response.json
-    return response.json
 
 
 @pytest.fixture

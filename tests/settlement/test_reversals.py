@@ -28,13 +28,13 @@ from tests.settlement.helpers import (
     balance,
     completed_order,
     make_market,
-    ok,
     record_refund,
     settled,
     share,
     trial,
     verify_report,
 )
+from tests.support import ok
 
 
 def reversed_by_line(order_id: str) -> list[int]:
