@@ -140,6 +140,26 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = Parser()
     DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 20, "max_page_size": 100}
 
+    def route(self, rule: str, *, operation_ids: Mapping[str, str] | None = None,
+              **options: Any) -> Callable[[F], F]:
+        """flask-smorest's route, naming its operations: `operation_ids` maps each method of
+        the view (`"post"`) to its operationId (`"createListing"`), the short, stable name
+        clients generated from the document call it by. Renaming one breaks those clients."""
+        register = super().route(rule, **options)
+
+        def decorator(view: F) -> F:
+            for method, operation_id in (operation_ids or {}).items():
+                function = getattr(view, method, None)
+                if function is None:
+                    raise ValueError(f"{rule} has no {method} method to name {operation_id}")
+                apidoc = getattr(function, "_apidoc", {})
+                function._apidoc = {  # new dicts: decorators may share the one they wrap
+                    **apidoc, "manual_doc": {**apidoc.get("manual_doc", {}),
+                                             "operationId": operation_id}}
+            return register(view)
+
+        return decorator
+
     def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[F], F]:
         """flask-smorest documents the 422 of a body that does not validate; a JSON body can
         also be malformed (400 `malformed_json`) or too large (413 `payload_too_large`)."""

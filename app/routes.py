@@ -34,7 +34,7 @@ class ChainReportSchema(Schema):
                                      metadata={"description": "seq of the first entry that fails"})
 
 
-@ops.route("/healthz")
+@ops.route("/healthz", operation_ids={"get": "checkLiveness"})
 class Health(MethodView):
     @ops.response(200, StatusSchema)
     def get(self) -> dict[str, str]:
@@ -42,7 +42,7 @@ class Health(MethodView):
         return {"status": "ok"}
 
 
-@ops.route("/metrics")
+@ops.route("/metrics", operation_ids={"get": "getMetrics"})
 class Metrics(MethodView):
     @ops.doc(security=[], responses={"200": {
         "description": "Prometheus text exposition format",
@@ -53,7 +53,7 @@ class Metrics(MethodView):
         return metrics.exposition(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
-@ops.route("/readyz")
+@ops.route("/readyz", operation_ids={"get": "checkReadiness"})
 class Ready(MethodView):
     @ops.response(200, StatusSchema)
     @ops.alt_response(503, response="SERVICE_UNAVAILABLE")
@@ -68,7 +68,7 @@ class Ready(MethodView):
         return {"status": "ok"}
 
 
-@audit_blp.route("/verify")
+@audit_blp.route("/verify", operation_ids={"get": "verifyAuditChain"})
 class AuditVerify(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @audit_blp.response(200, ChainReportSchema)

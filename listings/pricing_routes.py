@@ -22,7 +22,7 @@ blp = Blueprint("guide_prices", __name__, url_prefix="/api/v1",
                 description="Guided pricing: guide prices with floor and ceiling bands")
 
 
-@blp.route("/guide-prices")
+@blp.route("/guide-prices", operation_ids={"post": "setGuidePrice", "get": "listGuidePrices"})
 class GuidePrices(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.arguments(GuidePriceCreateSchema)

@@ -53,7 +53,7 @@ def _with_etag(listing: Listing, status: int = 200) -> tuple[Listing, int, dict[
     return listing, status, {"ETag": f'"{listing.version}"'}
 
 
-@blp.route("")
+@blp.route("", operation_ids={"post": "createListing", "get": "searchListings"})
 class Listings(MethodView):
     @require_role(Role.MERCHANT)
     @blp.arguments(ListingBodySchema)
@@ -74,7 +74,7 @@ class Listings(MethodView):
         return services.search_listings(viewer=current_party(), filters=filters)
 
 
-@blp.route("/<uuid:listing_id>")
+@blp.route("/<uuid:listing_id>", operation_ids={"get": "getListing", "patch": "updateListing"})
 class ListingDetail(MethodView):
     @require_role()
     @blp.response(200, ListingDetailSchema)
@@ -100,7 +100,7 @@ class ListingDetail(MethodView):
         return _with_etag(listing)
 
 
-@blp.route("/<uuid:listing_id>/submit")
+@blp.route("/<uuid:listing_id>/submit", operation_ids={"post": "submitListing"})
 class SubmitListing(MethodView):
     @require_role(Role.MERCHANT)
     @blp.response(200, ListingSchema)
@@ -115,7 +115,7 @@ class SubmitListing(MethodView):
         return _with_etag(listing)
 
 
-@blp.route("/<uuid:listing_id>/review")
+@blp.route("/<uuid:listing_id>/review", operation_ids={"post": "reviewListing"})
 class ReviewListing(MethodView):
     @require_role(Role.OPERATOR)
     @blp.arguments(ReviewSchema)
@@ -134,7 +134,8 @@ class ReviewListing(MethodView):
 def _lifecycle_route(path: str, step: str, roles: tuple[Role, ...], summary: str) -> None:
     operation = getattr(services, f"{step}_listing")
 
-    @blp.route(f"/<uuid:listing_id>/{path}", endpoint=f"{step}_listing")
+    @blp.route(f"/<uuid:listing_id>/{path}", endpoint=f"{step}_listing",
+               operation_ids={"post": f"{step}Listing"})
     class LifecycleStep(MethodView):
         @require_role(*roles)
         @blp.arguments(ReasonSchema)
@@ -159,7 +160,7 @@ _lifecycle_route("delist", "delist", (Role.MERCHANT, Role.OPERATOR),
                  "Withdraw a product (its merchant or an operator).")
 
 
-@blp.route("/<uuid:listing_id>/certifications")
+@blp.route("/<uuid:listing_id>/certifications", operation_ids={"post": "certifyListing"})
 class Certifications(MethodView):
     @require_role(Role.CERTIFIER)
     @blp.arguments(CertificationSchema)
@@ -177,7 +178,7 @@ class Certifications(MethodView):
                                                  certifier=current_party(), body=body)
 
 
-@blp.route("/<uuid:listing_id>/clear-flag")
+@blp.route("/<uuid:listing_id>/clear-flag", operation_ids={"post": "clearListingFlag"})
 class ClearFlag(MethodView):
     @require_role(Role.OPERATOR)
     @blp.arguments(ReasonSchema)
@@ -200,7 +201,7 @@ class ClearFlag(MethodView):
         return _with_etag(listing)
 
 
-@blp.route("/<uuid:listing_id>/trace")
+@blp.route("/<uuid:listing_id>/trace", operation_ids={"get": "getListingTrace"})
 class Trace(MethodView):
     @require_role()
     @blp.response(200, TraceEntrySchema(many=True))
@@ -212,7 +213,8 @@ class Trace(MethodView):
                                           viewer=current_party())
 
 
-@rules_blp.route("/admission-rules")
+@rules_blp.route("/admission-rules",
+                 operation_ids={"post": "createAdmissionRule", "get": "listAdmissionRules"})
 class AdmissionRules(MethodView):
     @require_role(Role.OPERATOR)
     @rules_blp.arguments(AdmissionRuleSchema)
@@ -233,7 +235,7 @@ class AdmissionRules(MethodView):
         return rules.rules_query(**args)
 
 
-@rules_blp.route("/admission-rules/<uuid:rule_id>")
+@rules_blp.route("/admission-rules/<uuid:rule_id>", operation_ids={"delete": "retireAdmissionRule"})
 class AdmissionRuleDetail(MethodView):
     @require_role(Role.OPERATOR)
     @rules_blp.response(204)
@@ -244,7 +246,7 @@ class AdmissionRuleDetail(MethodView):
             rules.retire_rule(session, rule_id=rule_id, actor=current_party())
 
 
-@rules_blp.route("/admission/check")
+@rules_blp.route("/admission/check", operation_ids={"post": "checkAdmission"})
 class AdmissionCheck(MethodView):
     @require_role(Role.MERCHANT)
     @rules_blp.arguments(ListingBodySchema)

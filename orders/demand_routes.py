@@ -27,7 +27,7 @@ blp = Blueprint("demands", __name__, url_prefix="/api/v1",
                 description="Demands and matching: buyers' needs met by listings")
 
 
-@blp.route("/demands")
+@blp.route("/demands", operation_ids={"post": "postDemand", "get": "listDemands"})
 class Demands(MethodView):
     @limit("RATE_LIMIT_TRADING")
     @require_role(Role.BUYER)
@@ -54,7 +54,7 @@ class Demands(MethodView):
         return demands.demands_query(viewer=current_party(), **args)
 
 
-@blp.route("/demands/<uuid:demand_id>")
+@blp.route("/demands/<uuid:demand_id>", operation_ids={"get": "getDemand"})
 class DemandDetail(MethodView):
     @require_role()
     @blp.response(200, DemandSchema)
@@ -65,7 +65,7 @@ class DemandDetail(MethodView):
             return demands.get_demand(session, demand_id=demand_id, viewer=current_party())
 
 
-@blp.route("/demands/<uuid:demand_id>/cancel")
+@blp.route("/demands/<uuid:demand_id>/cancel", operation_ids={"post": "cancelDemand"})
 class CancelDemand(MethodView):
     @require_role(Role.BUYER)
     @blp.response(200, DemandSchema)
@@ -78,7 +78,7 @@ class CancelDemand(MethodView):
             return demands.cancel_demand(session, demand_id=demand_id, actor=current_party())
 
 
-@blp.route("/demands/<uuid:demand_id>/matches")
+@blp.route("/demands/<uuid:demand_id>/matches", operation_ids={"get": "listDemandMatches"})
 class DemandMatches(MethodView):
     @require_role()
     @blp.response(200, MatchSchema(many=True))
@@ -93,7 +93,7 @@ class DemandMatches(MethodView):
                                           viewer=current_party())
 
 
-@blp.route("/listings/<uuid:listing_id>/matches")
+@blp.route("/listings/<uuid:listing_id>/matches", operation_ids={"get": "listFittingDemands"})
 class ListingMatches(MethodView):
     @require_role()
     @blp.response(200, FittingDemandSchema(many=True))

@@ -33,7 +33,7 @@ blp = Blueprint("orders", __name__, url_prefix="/api/v1",
                 description="Orders: purchase, payment, delivery, acceptance, disputes")
 
 
-@blp.route("/orders")
+@blp.route("/orders", operation_ids={"post": "placeOrder", "get": "listOrders"})
 class Orders(MethodView):
     @limit("RATE_LIMIT_TRADING")
     @require_role(Role.BUYER)
@@ -57,7 +57,7 @@ class Orders(MethodView):
         return services.orders_query(viewer=current_party(), **args)
 
 
-@blp.route("/orders/<uuid:order_id>")
+@blp.route("/orders/<uuid:order_id>", operation_ids={"get": "getOrder"})
 class OrderDetail(MethodView):
     @require_role()
     @blp.response(200, OrderSchema)
@@ -68,7 +68,7 @@ class OrderDetail(MethodView):
             return services.get_order(session, order_id=order_id, viewer=current_party())
 
 
-@blp.route("/orders/<uuid:order_id>/payment")
+@blp.route("/orders/<uuid:order_id>/payment", operation_ids={"get": "getOrderPayment"})
 class OrderPayment(MethodView):
     @require_role(Role.BUYER)
     @blp.response(200, OrderSchema)
@@ -82,7 +82,7 @@ class OrderPayment(MethodView):
             return services.payment_details(session, order_id=order_id, actor=current_party())
 
 
-@blp.route("/orders/<uuid:order_id>/cancel")
+@blp.route("/orders/<uuid:order_id>/cancel", operation_ids={"post": "cancelOrder"})
 class CancelOrder(MethodView):
     @require_role(Role.BUYER)
     @blp.response(200, OrderSchema)
@@ -94,7 +94,7 @@ class CancelOrder(MethodView):
             return services.cancel_order(session, order_id=order_id, actor=current_party())
 
 
-@blp.route("/orders/<uuid:order_id>/payments/confirm")
+@blp.route("/orders/<uuid:order_id>/payments/confirm", operation_ids={"post": "confirmPayment"})
 class ConfirmPayment(MethodView):
     @require_role(Role.OPERATOR)
     @idempotent
@@ -109,7 +109,7 @@ class ConfirmPayment(MethodView):
                                                     actor=current_party(), **body)
 
 
-@blp.route("/orders/<uuid:order_id>/deliver")
+@blp.route("/orders/<uuid:order_id>/deliver", operation_ids={"post": "deliverOrder"})
 class DeliverOrder(MethodView):
     @require_role(Role.MERCHANT)
     @blp.arguments(DeliverySchema)
@@ -123,7 +123,7 @@ class DeliverOrder(MethodView):
                                           **body)
 
 
-@blp.route("/orders/<uuid:order_id>/accept")
+@blp.route("/orders/<uuid:order_id>/accept", operation_ids={"post": "acceptOrder"})
 class AcceptOrder(MethodView):
     @require_role(Role.BUYER)
     @blp.response(200, OrderSchema)
@@ -135,7 +135,7 @@ class AcceptOrder(MethodView):
             return services.accept_order(session, order_id=order_id, actor=current_party())
 
 
-@blp.route("/orders/<uuid:order_id>/disputes")
+@blp.route("/orders/<uuid:order_id>/disputes", operation_ids={"post": "openDispute"})
 class OrderDisputes(MethodView):
     @limit("RATE_LIMIT_DISPUTES")
     @require_role(Role.BUYER)
@@ -150,7 +150,7 @@ class OrderDisputes(MethodView):
                                          **body)
 
 
-@blp.route("/disputes/<uuid:dispute_id>/resolve")
+@blp.route("/disputes/<uuid:dispute_id>/resolve", operation_ids={"post": "resolveDispute"})
 class ResolveDispute(MethodView):
     @require_role(Role.OPERATOR)
     @idempotent
@@ -165,7 +165,7 @@ class ResolveDispute(MethodView):
                                             actor=current_party(), **body)
 
 
-@blp.route("/webhooks/stripe")
+@blp.route("/webhooks/stripe", operation_ids={"post": "receiveStripeEvent"})
 class StripeWebhook(MethodView):
     @blp.doc(security=[], parameters=[{
         "in": "header", "name": "Stripe-Signature", "required": True,
@@ -190,7 +190,7 @@ class StripeWebhook(MethodView):
         return {"received": True, "event_id": event.id, "outcome": outcome}
 
 
-@blp.route("/listings/<uuid:listing_id>/quality-reports")
+@blp.route("/listings/<uuid:listing_id>/quality-reports", operation_ids={"post": "reportQuality"})
 class QualityReports(MethodView):
     @require_role(Role.BUYER)
     @blp.arguments(QualityReportSchema)
@@ -208,7 +208,7 @@ class QualityReports(MethodView):
                                            buyer=current_party(), **body)
 
 
-@blp.route("/listings/<uuid:listing_id>/price-guidance")
+@blp.route("/listings/<uuid:listing_id>/price-guidance", operation_ids={"get": "getPriceGuidance"})
 class PriceGuidance(MethodView):
     @require_role()
     @blp.response(200, PriceGuidanceSchema)

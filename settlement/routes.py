@@ -34,7 +34,7 @@ blp = Blueprint("settlement", __name__, url_prefix="/api/v1",
                 description="Settlement: revenue sharing, runs, balances and the ledger")
 
 
-@blp.route("/settlement/runs")
+@blp.route("/settlement/runs", operation_ids={"post": "runSettlement", "get": "listSettlementRuns"})
 class Runs(MethodView):
     @require_role(Role.OPERATOR)
     @idempotent_own_transactions  # batches commit one by one, not in the key's transaction
@@ -53,7 +53,7 @@ class Runs(MethodView):
         return views.runs_query()
 
 
-@blp.route("/settlement/runs/<uuid:run_id>")
+@blp.route("/settlement/runs/<uuid:run_id>", operation_ids={"get": "getSettlementRun"})
 class RunDetail(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.response(200, RunSchema)
@@ -64,7 +64,7 @@ class RunDetail(MethodView):
             return views.get_run(session, run_id)
 
 
-@blp.route("/orders/<uuid:order_id>/allocations")
+@blp.route("/orders/<uuid:order_id>/allocations", operation_ids={"get": "listAllocations"})
 class Allocations(MethodView):
     @require_role()
     @blp.response(200, AllocationSchema(many=True))
@@ -77,7 +77,7 @@ class Allocations(MethodView):
             return views.allocations(session, order_id=order_id, viewer=current_party())
 
 
-@blp.route("/parties/<uuid:party_id>/balance")
+@blp.route("/parties/<uuid:party_id>/balance", operation_ids={"get": "getBalance"})
 class PartyBalance(MethodView):
     @require_role()
     @blp.response(200, BalanceSchema)
@@ -88,7 +88,7 @@ class PartyBalance(MethodView):
             return views.balance(session, party_id=party_id, viewer=current_party())
 
 
-@blp.route("/parties/<uuid:party_id>/statement")
+@blp.route("/parties/<uuid:party_id>/statement", operation_ids={"get": "getStatement"})
 class PartyStatement(MethodView):
     @require_role()
     @blp.arguments(StatementArgsSchema, location="query")
@@ -101,7 +101,7 @@ class PartyStatement(MethodView):
                                start=args.get("from_"), end=args.get("to"))
 
 
-@blp.route("/ledger/trial-balance")
+@blp.route("/ledger/trial-balance", operation_ids={"get": "getTrialBalance"})
 class TrialBalance(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.response(200, TrialBalanceSchema)
@@ -111,7 +111,8 @@ class TrialBalance(MethodView):
             return ledger.trial_balance(session)
 
 
-@blp.route("/parties/<uuid:party_id>/payout-account")
+@blp.route("/parties/<uuid:party_id>/payout-account",
+           operation_ids={"put": "setPayoutAccount", "get": "getPayoutAccount"})
 class PartyPayoutAccount(MethodView):
     @require_role()
     @blp.arguments(PayoutAccountSchema)
@@ -135,7 +136,7 @@ class PartyPayoutAccount(MethodView):
                                               viewer=current_party())
 
 
-@blp.route("/payouts")
+@blp.route("/payouts", operation_ids={"get": "listPayouts"})
 class Payouts(MethodView):
     @require_role()
     @blp.arguments(PayoutQueryArgsSchema, location="query")
@@ -147,7 +148,7 @@ class Payouts(MethodView):
         return payouts.payouts_query(viewer=current_party(), **args)
 
 
-@blp.route("/payout-batches/<uuid:batch_id>")
+@blp.route("/payout-batches/<uuid:batch_id>", operation_ids={"get": "getPayoutBatch"})
 class PayoutBatchDetail(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.response(200, PayoutBatchSchema)
@@ -158,7 +159,7 @@ class PayoutBatchDetail(MethodView):
             return payouts.get_batch(session, batch_id)
 
 
-@blp.route("/payout-batches/<uuid:batch_id>/file")
+@blp.route("/payout-batches/<uuid:batch_id>/file", operation_ids={"get": "getPayoutBatchFile"})
 class PayoutBatchFile(MethodView):
     @require_role(Role.OPERATOR)
     @blp.response(200, {"type": "string"}, content_type="text/csv")
@@ -174,7 +175,7 @@ class PayoutBatchFile(MethodView):
                              download_name=f"payouts-{batch.run_id}.csv")
 
 
-@blp.route("/payout-batches/<uuid:batch_id>/confirm")
+@blp.route("/payout-batches/<uuid:batch_id>/confirm", operation_ids={"post": "confirmPayoutBatch"})
 class ConfirmPayoutBatch(MethodView):
     @require_role(Role.OPERATOR)
     @idempotent

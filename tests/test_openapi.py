@@ -86,3 +86,32 @@ def test_the_pagination_header_is_documented_as_json(client):
     schema = header["content"]["application/json"]["schema"]
     fields = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]["properties"]
     assert {"total", "total_pages", "page", "page_size"} <= set(fields)
+
+
+def _operations(spec: dict) -> list[tuple[str, str, dict]]:
+    return [(method.upper(), path, operation) for path, operations in spec["paths"].items()
+            for method, operation in operations.items() if method != "parameters"]
+
+
+def test_every_operation_has_a_short_unique_operation_id(client):
+    spec = client.get("/openapi.json").json
+    ids = {f"{method} {path}": operation.get("operationId")
+           for method, path, operation in _operations(spec)}
+    assert [name for name, operation_id in ids.items() if not operation_id] == []
+    assert [i for i in ids.values() if not re.fullmatch(r"[a-z][A-Za-z]{2,40}", i)] == []
+    repeated = {i for i in ids.values() if list(ids.values()).count(i) > 1}
+    assert repeated == set()
+
+
+def test_operation_ids_integrators_rely_on_are_stable(client):
+    spec = client.get("/openapi.json").json
+    ids = {(method, path): operation["operationId"]
+           for method, path, operation in _operations(spec)}
+    assert {ids[("POST", "/api/v1/parties")], ids[("POST", "/api/v1/listings")],
+            ids[("POST", "/api/v1/listings/{listing_id}/submit")],
+            ids[("POST", "/api/v1/orders")], ids[("GET", "/api/v1/orders")],
+            ids[("GET", "/api/v1/orders/{order_id}")],
+            ids[("POST", "/api/v1/orders/{order_id}/payments/confirm")],
+            ids[("POST", "/api/v1/listings/{listing_id}/suspend")]} == {
+        "registerParty", "createListing", "submitListing", "placeOrder", "listOrders",
+        "getOrder", "confirmPayment", "suspendListing"}
