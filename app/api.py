@@ -7,11 +7,13 @@ from collections.abc import Callable, Mapping
 from copy import deepcopy
 from datetime import datetime
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import flask_smorest
 import flask_smorest.pagination
 import marshmallow as ma
+from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
+from apispec.ext.marshmallow.common import resolve_schema_instance
 from flask import current_app
 from flask_smorest.pagination import Page
 from flask_smorest.utils import prepare_response
@@ -20,6 +22,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.errors import PROBLEM_MIMETYPE, MalformedJson, http_exception_problem
+from app.ledger import CURRENCY
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,6 +56,35 @@ class Schema(ma.Schema):
                     f"Must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}.",
                     (field.data_key if field is not None else None) or name)
         return data
+
+
+class ResponseSchema(Schema):
+    """A response body. Each of its fields is in every answer (null where it is nullable),
+    so the document marks them all `required` and a typed client needs no "unset" case;
+    the few that some answers leave out are named in `sometimes_absent`."""
+
+    sometimes_absent: ClassVar[frozenset[str]] = frozenset()
+
+
+class NestedMethod(ma.fields.Nested):
+    """A nested object that a method of the schema picks (as fields.Method does), dumped
+    and documented as the nested schema, where a fields.Method has no type at all."""
+
+    def __init__(self, nested: Any, method_name: str, **kwargs: Any) -> None:
+        super().__init__(nested, dump_only=True, **kwargs)
+        self.method_name = method_name
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None,
+                  default: Any = ma.missing) -> Any:
+        return getattr(self.parent, self.method_name)(obj)
+
+
+class Currency(ma.fields.String):
+    """The currency of a response's amounts: the exchange trades in one, which the document
+    names as the only value (and which objects without a currency of their own answer)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(dump_default=CURRENCY, validate=ma.validate.OneOf([CURRENCY]), **kwargs)
 
 
 class StrictBoolean(ma.fields.Boolean):
@@ -196,8 +228,53 @@ PAGINATION_HEADER = {
 }
 
 
+class Converter(OpenAPIConverter):
+    """apispec's schema converter, with what typed clients need from the document."""
+
+    def schema2jsonschema(self, schema: Any) -> dict[str, Any]:
+        jsonschema = super().schema2jsonschema(schema)
+        instance = resolve_schema_instance(schema)
+        if isinstance(instance, ResponseSchema):
+            dumped = {field.data_key or name: name for name, field in instance.fields.items()
+                      if not field.load_only}  # a request schema's load-only fields stay out
+            jsonschema["properties"] = {key: value for key, value
+                                        in jsonschema["properties"].items() if key in dumped}
+            jsonschema["required"] = [key for key, name in dumped.items()
+                                      if name not in instance.sometimes_absent]
+        return jsonschema
+
+    def enum2properties(self, field: Any, **kwargs: Any) -> dict[str, Any]:
+        ret = super().enum2properties(field, **kwargs)
+        if "enum" in ret:
+            for validator in field.validators:  # OneOf narrows the members (never "pending")
+                if isinstance(validator, ma.validate.OneOf):
+                    allowed = {getattr(choice, "value", choice) for choice in validator.choices}
+                    ret["enum"] = [value for value in ret["enum"]
+                                   if value in allowed or value is None]
+            if all(isinstance(value, str) for value in ret["enum"] if value is not None):
+                ret.setdefault("type", "string")
+        return ret
+
+    def field2nullable(self, field: Any, ret: dict[str, Any]) -> dict[str, Any]:
+        # apispec writes a nullable nested object as anyOf [{type: object, nullable}, $ref]:
+        # generated clients then type it as "the object, or any object", not "or null".
+        if field.allow_none and self.openapi_version.minor < 1:
+            if "$ref" in ret:
+                return {"allOf": [{"$ref": ret.pop("$ref")}], "nullable": True}
+            if "allOf" in ret:  # a $ref with siblings (readOnly, description)
+                return {"nullable": True}
+        return super().field2nullable(field, ret)
+
+
+class ContractPlugin(MarshmallowPlugin):
+    Converter = Converter
+
+
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ProblemSchema
+
+    def _init_spec(self, *, marshmallow_plugin: Any = None, **kwargs: Any) -> None:
+        super()._init_spec(marshmallow_plugin=marshmallow_plugin or ContractPlugin(), **kwargs)
 
     def handle_http_exception(self, error):  # type: ignore[override]
         return http_exception_problem(error)

@@ -10,7 +10,7 @@ from marshmallow import fields
 from sqlalchemy import text
 
 from app import audit, metrics
-from app.api import Blueprint, Schema
+from app.api import Blueprint, ResponseSchema
 from app.db import unit_of_work
 from app.errors import problem
 from app.extensions import db
@@ -22,11 +22,11 @@ audit_blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit",
                       description="The hash-chained audit trail")
 
 
-class StatusSchema(Schema):
+class StatusSchema(ResponseSchema):
     status = fields.String()
 
 
-class ChainReportSchema(Schema):
+class ChainReportSchema(ResponseSchema):
     valid = fields.Boolean()
     entries = fields.Integer()
     head_hash = fields.String(allow_none=True)

@@ -27,6 +27,7 @@ from credit.schemas import (
     ObjectionSchema,
     PenaltyCreateSchema,
     PenaltySchema,
+    RepairCreateSchema,
     RepairDecisionSchema,
     RepairSchema,
 )
@@ -122,7 +123,7 @@ class DecideObjection(MethodView):
 @blp.route("/repairs", operation_ids={"post": "applyForRepair"})
 class Repairs(MethodView):
     @require_role()
-    @blp.arguments(RepairSchema)
+    @blp.arguments(RepairCreateSchema)
     @blp.response(201, RepairSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")

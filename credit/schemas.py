@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.api import Schema, StrictBoolean
+from app.api import ResponseSchema, Schema, StrictBoolean
 from credit.catalog import CATALOG, PenaltyKind, Severity
 from credit.models import DecisionStatus
 from credit.scoring import Level
@@ -21,7 +21,9 @@ class CreditEventCreateSchema(Schema):
     evidence_ref = fields.String(load_default=None, allow_none=True, validate=_ref)
 
 
-class CreditEventSchema(Schema):
+class CreditEventSchema(ResponseSchema):
+    sometimes_absent = frozenset({"party_id"})  # not repeated in its party's credit file
+
     id = fields.UUID()
     party_id = fields.UUID()
     kind = fields.String()
@@ -37,7 +39,7 @@ class CreditEventSchema(Schema):
     hash = fields.String()
 
 
-class PenaltySchema(Schema):
+class PenaltySchema(ResponseSchema):
     id = fields.UUID()
     kind = fields.Enum(PenaltyKind, by_value=True)
     event_id = fields.UUID(allow_none=True)
@@ -57,27 +59,30 @@ class PenaltyCreateSchema(Schema):
     event_id = fields.UUID(load_default=None, allow_none=True)
 
 
-class BlacklistingSchema(Schema):
+class BlacklistingSchema(ResponseSchema):
     reason = fields.String()
     listed_at = fields.DateTime()
     publicity_min_until = fields.DateTime()
     publicity_until = fields.DateTime()
 
 
-class RepairSchema(Schema):
-    id = fields.UUID(dump_only=True)
-    party_id = fields.UUID(dump_only=True)
+class RepairCreateSchema(Schema):
     event_ids = fields.List(fields.UUID(), required=True, validate=validate.Length(min=1, max=50))
     measures = fields.String(required=True, validate=_text)
     commitment = StrictBoolean(required=True)
     evidence_ref = fields.String(load_default=None, allow_none=True, validate=_ref)
+
+
+class RepairSchema(RepairCreateSchema, ResponseSchema):
+    id = fields.UUID(dump_only=True)
+    party_id = fields.UUID(dump_only=True)
     status = fields.Enum(DecisionStatus, by_value=True, dump_only=True)
     note = fields.String(dump_only=True, allow_none=True)
     decided_at = fields.DateTime(dump_only=True, allow_none=True)
     created_at = fields.DateTime(dump_only=True)
 
 
-class CreditFileSchema(Schema):
+class CreditFileSchema(ResponseSchema):
     party_id = fields.UUID()
     score = fields.Integer()
     level = fields.Enum(Level, by_value=True)
@@ -94,7 +99,7 @@ class ObjectionCreateSchema(Schema):
     evidence_ref = fields.String(load_default=None, allow_none=True, validate=_ref)
 
 
-class ObjectionSchema(ObjectionCreateSchema):
+class ObjectionSchema(ObjectionCreateSchema, ResponseSchema):
     id = fields.UUID(dump_only=True)
     event_id = fields.UUID(dump_only=True)
     party_id = fields.UUID(dump_only=True)
@@ -130,7 +135,11 @@ class BlacklistQueryArgsSchema(Schema):
     credit_code = fields.String(validate=validate.Length(min=1, max=64))
 
 
-class BlacklistedPartySchema(Schema):
+class BlacklistedPartySchema(ResponseSchema):
+    # The full record is for regulators; anyone else reads the public disclosure fields.
+    sometimes_absent = frozenset({"blacklist_id", "event_id", "party_kind",
+                                  "publicity_min_until"})
+
     party_id = fields.UUID()
     name = fields.String()
     credit_code = fields.String()

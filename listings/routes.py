@@ -18,8 +18,10 @@ from listings.errors import MalformedIfMatch
 from listings.models import Listing
 from listings.schemas import (
     AdmissionResultSchema,
+    AdmissionRuleCreateSchema,
     AdmissionRuleQueryArgsSchema,
     AdmissionRuleSchema,
+    CertificationCreateSchema,
     CertificationSchema,
     ListingBodySchema,
     ListingDetailSchema,
@@ -163,7 +165,7 @@ _lifecycle_route("delist", "delist", (Role.MERCHANT, Role.OPERATOR),
 @blp.route("/<uuid:listing_id>/certifications", operation_ids={"post": "certifyListing"})
 class Certifications(MethodView):
     @require_role(Role.CERTIFIER)
-    @blp.arguments(CertificationSchema)
+    @blp.arguments(CertificationCreateSchema)
     @blp.response(201, CertificationSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
@@ -217,7 +219,7 @@ class Trace(MethodView):
                  operation_ids={"post": "createAdmissionRule", "get": "listAdmissionRules"})
 class AdmissionRules(MethodView):
     @require_role(Role.OPERATOR)
-    @rules_blp.arguments(AdmissionRuleSchema)
+    @rules_blp.arguments(AdmissionRuleCreateSchema)
     @rules_blp.response(201, AdmissionRuleSchema)
     @rules_blp.alt_response(404, response="NOT_FOUND")
     @rules_blp.alt_response(409, response="CONFLICT")

@@ -9,7 +9,7 @@ import marshmallow as ma
 from flask import has_request_context
 from marshmallow import fields, post_dump, validate, validates_schema
 
-from app.api import Schema, StrictBoolean, StrictFloat
+from app.api import ResponseSchema, Schema, StrictBoolean, StrictFloat
 from app.parties.auth import authenticated_party
 from listings import services
 from listings.models import (
@@ -127,23 +127,26 @@ class ListingPatchSchema(ListingPatchFieldsSchema):  # type: ignore[valid-type,m
         "description": "The version you edited (or send If-Match); a stale one → 409"})
 
 
-class CertificationSchema(Schema):
-    id = fields.UUID(dump_only=True)
-    certifier_id = fields.UUID(dump_only=True)
+class CertificationCreateSchema(Schema):
     rating = _enum(Rating, required=True)
     scopes = fields.List(_enum(CertificationScope), required=True,
                          validate=validate.Length(min=1, max=3))
     valid_until = fields.AwareDateTime(required=True, default_timezone=None)
     report_ref = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class CertificationSchema(CertificationCreateSchema, ResponseSchema):
+    id = fields.UUID(dump_only=True)
+    certifier_id = fields.UUID(dump_only=True)
     issued_at = fields.DateTime(dump_only=True)
 
 
-class QualitySummarySchema(Schema):
+class QualitySummarySchema(ResponseSchema):
     count = fields.Integer()
     average = fields.Float(allow_none=True)
 
 
-class MatchedRuleSchema(Schema):
+class MatchedRuleSchema(ResponseSchema):
     rule_id = fields.String()
     rule_key = fields.String(allow_none=True)
     version = fields.Integer()
@@ -154,13 +157,16 @@ class MatchedRuleSchema(Schema):
     matched_on = fields.List(fields.String())
 
 
-class AdmissionResultSchema(Schema):
+class AdmissionResultSchema(ResponseSchema):
     decision = fields.String()
     explanation = fields.String()
     matched_rules = fields.List(fields.Nested(MatchedRuleSchema))
 
 
-class ListingSchema(ListingBodySchema):
+class ListingSchema(ListingBodySchema, ResponseSchema):
+    # A sold-out product answers 0; a merchant offers at least 1 (ListingBodySchema).
+    licenses_available = fields.Integer(allow_none=True, validate=validate.Range(min=0),
+                                        metadata={"description": "null: unlimited"})
     id = fields.UUID(dump_only=True)
     merchant_id = fields.UUID(dump_only=True)
     status = _enum(ListingStatus, dump_only=True)
@@ -220,20 +226,20 @@ class ReviewSchema(ReasonSchema):
     decision = fields.String(required=True, validate=validate.OneOf(["approve", "reject"]))
 
 
-class QualityReportSchema(Schema):
-    id = fields.UUID(dump_only=True)
-    listing_id = fields.UUID(dump_only=True)
-    buyer_id = fields.UUID(dump_only=True)
+class QualityReportCreateSchema(Schema):
     # strict: a score of 2.5 is refused, not silently truncated to 2.
     score = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
     issue = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class QualityReportSchema(QualityReportCreateSchema, ResponseSchema):
+    id = fields.UUID(dump_only=True)
+    listing_id = fields.UUID(dump_only=True)
+    buyer_id = fields.UUID(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
 
 
-class AdmissionRuleSchema(Schema):
-    id = fields.UUID(dump_only=True)
-    rule_key = fields.UUID(dump_only=True)
-    version = fields.Integer(dump_only=True)
+class AdmissionRuleCreateSchema(Schema):
     admission_list = _enum(AdmissionList, required=True, data_key="list")
     name = fields.String(required=True, validate=_name)
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
@@ -249,6 +255,12 @@ class AdmissionRuleSchema(Schema):
                                         default_timezone=None)
     supersedes = fields.UUID(load_only=True, load_default=None, metadata={
         "description": "Id of the rule this one replaces: it is retired, this is version + 1"})
+
+
+class AdmissionRuleSchema(AdmissionRuleCreateSchema, ResponseSchema):
+    id = fields.UUID(dump_only=True)
+    rule_key = fields.UUID(dump_only=True)
+    version = fields.Integer(dump_only=True)
     retired_at = fields.DateTime(dump_only=True, allow_none=True)
     created_at = fields.DateTime(dump_only=True)
 
@@ -258,7 +270,7 @@ class AdmissionRuleQueryArgsSchema(Schema):
     include_retired = fields.Boolean(load_default=False)
 
 
-class TraceEntrySchema(Schema):
+class TraceEntrySchema(ResponseSchema):
     seq = fields.Integer()
     occurred_at = fields.DateTime()
     actor_id = fields.UUID(allow_none=True)

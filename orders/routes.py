@@ -15,7 +15,7 @@ from app.limits import limit
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
 from listings.pricing_schemas import PriceGuidanceSchema
-from listings.schemas import QualityReportSchema
+from listings.schemas import QualityReportCreateSchema, QualityReportSchema
 from orders import disputes, market, services, webhooks
 from orders.schemas import (
     DeliverySchema,
@@ -193,7 +193,7 @@ class StripeWebhook(MethodView):
 @blp.route("/listings/<uuid:listing_id>/quality-reports", operation_ids={"post": "reportQuality"})
 class QualityReports(MethodView):
     @require_role(Role.BUYER)
-    @blp.arguments(QualityReportSchema)
+    @blp.arguments(QualityReportCreateSchema)
     @blp.response(201, QualityReportSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")

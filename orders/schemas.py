@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.api import Schema, StrictBoolean
+from app.api import Currency, NestedMethod, ResponseSchema, Schema, StrictBoolean
 from listings.models import Classification, DeliveryMode, Territory
 from orders.models import DemandStatus, DisputeOutcome, OrderStatus, PaymentStatus
 
@@ -21,20 +21,23 @@ class OrderCreateSchema(Schema):
                                     "description": "Public agencies served (统采分用)"})
 
 
-class PaymentInfoSchema(Schema):
-    provider = fields.String()
-    status = fields.String()
+class PaymentInfoSchema(ResponseSchema):
+    # Present while the order is unpaid and the provider has them (GET .../payment).
+    sometimes_absent = frozenset({"client_secret", "instructions"})
+
+    provider = fields.String(metadata={"description": "stripe or offline"})
+    status = fields.String(validate=validate.OneOf([status.value for status in PaymentStatus]))
     client_secret = fields.String(allow_none=True)
     instructions = fields.String(allow_none=True)
 
 
-class WebhookAckSchema(Schema):
+class WebhookAckSchema(ResponseSchema):
     received = fields.Boolean()
     event_id = fields.String()
     outcome = fields.String(metadata={"description": "paid, duplicate, ignored, ..."})
 
 
-class OrderSchema(Schema):
+class OrderSchema(ResponseSchema):
     id = fields.UUID()
     listing_id = fields.UUID()
     buyer_id = fields.UUID()
@@ -45,9 +48,9 @@ class OrderSchema(Schema):
     status = fields.Enum(OrderStatus, by_value=True)
     unit_price = fields.Integer()
     total_amount = fields.Integer()
-    currency = fields.String()
+    currency = Currency()
     license = fields.Dict(metadata={"description": "The usage scope frozen at purchase"})
-    payment = fields.Method("_payment")
+    payment = NestedMethod(PaymentInfoSchema, "_payment")
     paid_amount = fields.Integer()
     refunded_amount = fields.Integer()
     expires_at = fields.DateTime()
@@ -58,10 +61,10 @@ class OrderSchema(Schema):
     completed_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
 
-    def _payment(self, order: object) -> dict[str, object]:
+    def _payment(self, order: object) -> object:
         start = getattr(order, "payment_start", None)
         if start is not None:
-            return PaymentInfoSchema().dump(start)
+            return start
         status = order.payment_status  # type: ignore[attr-defined]
         return {"provider": order.payment_provider,  # type: ignore[attr-defined]
                 "status": status.value if isinstance(status, PaymentStatus) else status}
@@ -86,7 +89,7 @@ class DisputeCreateSchema(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
 
 
-class DisputeSchema(Schema):
+class DisputeSchema(ResponseSchema):
     id = fields.UUID()
     order_id = fields.UUID()
     buyer_id = fields.UUID()
@@ -131,37 +134,36 @@ class DemandCreateSchema(Schema):
         "description": "Default: DEMAND_TTL_DAYS from now"})
 
 
-class DemandSchema(DemandCreateSchema):
+class DemandSchema(DemandCreateSchema, ResponseSchema):
     id = fields.UUID()
     buyer_id = fields.UUID()
     delivery_modes = fields.List(fields.String())
     status = fields.Enum(DemandStatus, by_value=True)
     order_id = fields.UUID(allow_none=True)
-    order = fields.Method("_order", metadata={
+    order = NestedMethod(OrderSchema, "_order", allow_none=True, metadata={
         "description": "The order auto_order placed, in the response that placed it"})
     closed_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
 
-    def _order(self, demand: object) -> dict[str, object] | None:
-        placed = getattr(demand, "placed_order", None)
-        return OrderSchema().dump(placed) if placed is not None else None
+    def _order(self, demand: object) -> object | None:
+        return getattr(demand, "placed_order", None)
 
 
 class DemandQueryArgsSchema(Schema):
     status = fields.Enum(DemandStatus, by_value=True)
 
 
-class MatchSchema(Schema):
+class MatchSchema(ResponseSchema):
     listing_id = fields.UUID()
     merchant_id = fields.UUID()
     title = fields.String()
     unit_price = fields.Integer()
-    currency = fields.String()
+    currency = Currency()
     score = fields.Integer(metadata={"description": "0-100, see the ranking in the docs"})
     reasons = fields.List(fields.String())
 
 
-class FittingDemandSchema(Schema):
+class FittingDemandSchema(ResponseSchema):
     """A demand as its fitting listing's merchant sees it: the terms, not the buyer."""
 
     id = fields.UUID()
@@ -174,6 +176,6 @@ class FittingDemandSchema(Schema):
     purpose = fields.String()
     territory = fields.Enum(Territory, by_value=True)
     max_unit_price = fields.Integer()
-    currency = fields.String()
+    currency = Currency()
     quantity = fields.Integer()
     expires_at = fields.DateTime()

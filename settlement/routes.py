@@ -19,6 +19,7 @@ from settlement.schemas import (
     AllocationSchema,
     BalanceSchema,
     BatchConfirmationSchema,
+    PayoutAccountBodySchema,
     PayoutAccountSchema,
     PayoutBatchSchema,
     PayoutQueryArgsSchema,
@@ -115,7 +116,7 @@ class TrialBalance(MethodView):
            operation_ids={"put": "setPayoutAccount", "get": "getPayoutAccount"})
 class PartyPayoutAccount(MethodView):
     @require_role()
-    @blp.arguments(PayoutAccountSchema)
+    @blp.arguments(PayoutAccountBodySchema)
     @blp.response(200, PayoutAccountSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import jsonschema_rs
+
+from app.parties.models import Role
+from tests.factories import make_member
+from tests.orders.factories import listed_product, ok, order_body
 
 # Routes that serve the documentation itself rather than the API.
 DOCUMENTATION_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui",
@@ -115,3 +122,131 @@ def test_operation_ids_integrators_rely_on_are_stable(client):
             ids[("POST", "/api/v1/listings/{listing_id}/suspend")]} == {
         "registerParty", "createListing", "submitListing", "placeOrder", "listOrders",
         "getOrder", "confirmPayment", "suspendListing"}
+
+
+def _component(spec: dict, ref: dict) -> tuple[str, dict]:
+    name = ref["$ref"].rsplit("/", 1)[1]
+    return name, spec["components"]["schemas"][name]
+
+
+def _json_schema(spec: dict, node: Any) -> Any:
+    """An OpenAPI 3.0 schema as plain JSON Schema: references inlined, `nullable` as null."""
+    if isinstance(node, list):
+        return [_json_schema(spec, item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return _json_schema(spec, _component(spec, node)[1])
+    converted = {key: _json_schema(spec, value) for key, value in node.items()
+                 if key not in ("nullable", "readOnly", "example")}
+    if node.get("nullable"):
+        return {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+def _response_errors(spec: dict, method: str, path: str, status: int, body: Any) -> list[str]:
+    response = spec["paths"][path][method]["responses"][str(status)]
+    schema = _json_schema(spec, response["content"]["application/json"]["schema"])
+    return [f"{error.instance_path}: {error.message}"
+            for error in jsonschema_rs.Draft7Validator(schema).iter_errors(body)]
+
+
+def _response_components(spec: dict) -> set[str]:
+    """The schemas that 2xx responses answer with, nested ones included, less those that
+    request bodies also use (their optional fields are optional on the way in)."""
+    def reachable(roots: list[Any]) -> set[str]:
+        seen: set[str] = set()
+        stack = list(roots)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                if "$ref" in node and node["$ref"].startswith("#/components/schemas/"):
+                    name, schema = _component(spec, node)
+                    if name not in seen:
+                        seen.add(name)
+                        stack.append(schema)
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+        return seen
+
+    operations = [operation for _, _, operation in _operations(spec)]
+    answered = reachable([response for operation in operations
+                          for status, response in operation["responses"].items()
+                          if status.startswith("2")])
+    sent = reachable([operation.get("requestBody", {}) for operation in operations])
+    return answered - sent
+
+
+# Fields some answers leave out, each for a reason its schema states.
+SOMETIMES_ABSENT = {
+    "PaymentInfo": {"client_secret", "instructions"},
+    "BlacklistedParty": {"blacklist_id", "event_id", "party_kind", "publicity_min_until"},
+    "CreditEvent": {"party_id"},
+}
+
+
+def test_response_schemas_require_the_fields_every_answer_has(client):
+    spec = client.get("/openapi.json").json
+    names = _response_components(spec)
+    assert {"Order", "Listing", "ListingDetail", "Demand", "Payout", "CreditFile"} <= names
+    optional = {}
+    for name in names:
+        schema = spec["components"]["schemas"][name]
+        left_out = set(schema.get("properties", {})) - set(schema.get("required", []))
+        if left_out != SOMETIMES_ABSENT.get(name, set()):
+            optional[name] = left_out
+    assert optional == {}
+
+
+def test_every_documented_property_has_a_type(client):
+    spec = client.get("/openapi.json").json
+    untyped = [f"{name}.{field}"
+               for name, schema in spec["components"]["schemas"].items()
+               for field, prop in schema.get("properties", {}).items()
+               if not {"type", "$ref", "allOf", "anyOf", "oneOf", "enum"} & set(prop)]
+    assert untyped == []
+
+
+def test_computed_fields_are_typed_as_what_they_hold(client):
+    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    payment = schemas["Order"]["properties"]["payment"]
+    assert payment["allOf"] == [{"$ref": "#/components/schemas/PaymentInfo"}]
+    assert not payment.get("nullable")
+    order = schemas["Demand"]["properties"]["order"]
+    assert order["allOf"] == [{"$ref": "#/components/schemas/Order"}] and order["nullable"]
+    assert schemas["GuidePrice"]["properties"]["in_force"]["type"] == "boolean"
+    assert schemas["PayoutBatch"]["properties"]["file_available"]["type"] == "boolean"
+    assert set(schemas["Allocation"]["properties"]["role"]["enum"]) == {
+        "platform", "collector", "processor", "holder", "broker", "public_authority"}
+    for name in ("Order", "Match", "FittingDemand", "PriceGuidance", "Run", "Balance", "Payout",
+                 "Listing", "Demand", "GuidePrice"):
+        currency = schemas[name]["properties"]["currency"]
+        assert (currency["type"], currency["enum"]) == ("string", ["CNY"]), name
+    assert schemas["Order"]["properties"]["status"]["type"] == "string"
+    assert schemas["ObjectionDecision"]["properties"]["decision"]["enum"] == [
+        "upheld", "revoked", "corrected"]
+
+
+def test_a_nullable_nested_object_is_that_object_or_null(client):
+    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    for name, field, target in (("CreditFile", "blacklisting", "Blacklisting"),
+                                ("Listing", "admission", "AdmissionResult")):
+        prop = schemas[name]["properties"][field]
+        assert prop["allOf"] == [{"$ref": f"#/components/schemas/{target}"}], prop
+        assert prop["nullable"] is True and "anyOf" not in prop
+
+
+def test_a_sold_out_listing_conforms_to_its_documented_schema(client):
+    spec = client.get("/openapi.json").json
+    merchant, buyer = make_member(Role.MERCHANT), make_member(Role.BUYER)
+    listing = listed_product(client, merchant, licenses_available=1)
+    ok(client.post("/api/v1/orders", json=order_body(listing), headers=buyer.headers), 201)
+
+    detail = ok(client.get(f"/api/v1/listings/{listing['id']}", headers=buyer.headers))
+    assert detail["licenses_available"] == 0
+    assert _response_errors(spec, "get", "/api/v1/listings/{listing_id}", 200, detail) == []
+    found = ok(client.get("/api/v1/listings", headers=merchant.headers))
+    assert _response_errors(spec, "get", "/api/v1/listings", 200, found) == []
+    assert spec["components"]["schemas"]["ListingBody"]["properties"][
+        "licenses_available"]["minimum"] == 1  # a merchant still offers at least one

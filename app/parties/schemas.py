@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.api import Schema
+from app.api import ResponseSchema, Schema
 from app.parties.models import PartyKind, Role
 
 
@@ -18,7 +18,7 @@ class PartyCreateSchema(Schema):
                         validate=validate.Length(min=1, max=len(Role)))
 
 
-class PartySchema(Schema):
+class PartySchema(ResponseSchema):
     id = fields.UUID(dump_only=True)
     name = fields.String()
     credit_code = fields.String()
@@ -32,7 +32,7 @@ class PartyCreatedSchema(PartySchema):
     api_key_id = fields.UUID()
 
 
-class ApiKeySchema(Schema):
+class ApiKeySchema(ResponseSchema):
     id = fields.UUID()
     prefix = fields.String(metadata={"description": "First characters, to tell keys apart"})
     created_at = fields.DateTime()
