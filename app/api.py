@@ -36,7 +36,10 @@ MAX_OFFSET = 2**53
 
 class Schema(ma.Schema):
     """Base schema: unknown fields are refused, never silently dropped; text may not carry
-    NUL characters (PostgreSQL refuses them) and dates must be plausible."""
+    NUL characters (PostgreSQL refuses them) and dates must be plausible. A request body's
+    schema holds a realistic `example` of it, which the document shows."""
+
+    example: ClassVar[dict[str, Any] | None] = None
 
     class Meta:
         unknown = ma.RAISE
@@ -194,7 +197,10 @@ class Blueprint(flask_smorest.Blueprint):
 
     def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[F], F]:
         """flask-smorest documents the 422 of a body that does not validate; a JSON body can
-        also be malformed (400 `malformed_json`) or too large (413 `payload_too_large`)."""
+        also be malformed (400 `malformed_json`) or too large (413 `payload_too_large`). The
+        body's example is its schema's, unless the route gives one."""
+        if location == "json" and not {"example", "examples"} & set(kwargs):
+            kwargs["example"] = getattr(schema, "example", None)
         decorator = super().arguments(schema, location=location, **kwargs)
         if location != "json":
             return decorator

@@ -14,6 +14,11 @@ _ref = validate.Length(min=1, max=500)
 
 
 class CreditEventCreateSchema(Schema):
+    example = {"party_id": "5b0e7a1c-3d2f-4a8e-9c61-2f4d8e7b1a30", "kind": "late_delivery",
+               "severity": "minor",
+               "description": "订单交付晚于约定两天 Delivered two days after the agreed date.",
+               "evidence_ref": "DX-CASE-2026-0311"}
+
     party_id = fields.UUID(required=True)
     kind = fields.String(required=True, validate=validate.OneOf(list(CATALOG)))
     severity = fields.Enum(Severity, by_value=True, required=True)
@@ -51,6 +56,9 @@ class PenaltySchema(ResponseSchema):
 
 
 class PenaltyCreateSchema(Schema):
+    example = {"party_id": "5b0e7a1c-3d2f-4a8e-9c61-2f4d8e7b1a30", "kind": "fine", "days": 30,
+               "amount": 500_000, "event_id": "e41f6a2b-9c3d-4b7e-8a15-0f2d6c9b3e78"}
+
     party_id = fields.UUID(required=True)
     kind = fields.Enum(PenaltyKind, by_value=True, required=True)
     days = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3 * 365))
@@ -67,6 +75,11 @@ class BlacklistingSchema(ResponseSchema):
 
 
 class RepairCreateSchema(Schema):
+    example = {"event_ids": ["e41f6a2b-9c3d-4b7e-8a15-0f2d6c9b3e78"],
+               "measures": "新增交付时限监控与双人复核 Delivery deadlines are now monitored "
+                           "and every delivery is checked by a second person.",
+               "commitment": True, "evidence_ref": "整改报告 RECTIFY-2026-018"}
+
     event_ids = fields.List(fields.UUID(), required=True, validate=validate.Length(min=1, max=50))
     measures = fields.String(required=True, validate=_text)
     commitment = StrictBoolean(required=True)
@@ -95,6 +108,9 @@ class CreditFileSchema(ResponseSchema):
 
 
 class ObjectionCreateSchema(Schema):
+    example = {"reason": "交付已按期完成 Delivery was on time: the buyer signed the receipt.",
+               "evidence_ref": "签收单 receipt-2026-0142.pdf"}
+
     reason = fields.String(required=True, validate=_text)
     evidence_ref = fields.String(load_default=None, allow_none=True, validate=_ref)
 
@@ -117,6 +133,11 @@ class CorrectionSchema(Schema):
 
 
 class ObjectionDecisionSchema(Schema):
+    example = {"decision": "corrected",
+               "note": "迟延一天而非两天 One day late, not two.",
+               "correction": {"kind": "late_delivery", "severity": "minor",
+                              "description": "订单交付晚于约定一天 Delivered one day late."}}
+
     decision = fields.Enum(DecisionStatus, by_value=True, required=True, validate=validate.OneOf(
         [DecisionStatus.UPHELD, DecisionStatus.REVOKED, DecisionStatus.CORRECTED]))
     note = fields.String(required=True, validate=_text)
@@ -124,6 +145,8 @@ class ObjectionDecisionSchema(Schema):
 
 
 class RepairDecisionSchema(Schema):
+    example = {"decision": "approved", "note": "整改措施已核实 The measures were verified."}
+
     decision = fields.Enum(DecisionStatus, by_value=True, required=True, validate=validate.OneOf(
         [DecisionStatus.APPROVED, DecisionStatus.REJECTED]))
     note = fields.String(required=True, validate=_text)

@@ -11,6 +11,11 @@ _money = validate.Range(min=0, max=10**13)
 
 
 class GuidePriceCreateSchema(Schema):
+    example = {"category": "transport", "classification": "open", "price_model": "one_time",
+               "reference_price": 20_000, "floor_pct": 20, "ceiling_pct": 50, "binding": True,
+               "currency": "CNY", "effective_from": "2027-01-01T00:00:00+08:00",
+               "effective_to": None}
+
     category = fields.String(required=True, validate=validate.Length(min=1, max=64))
     classification = fields.Enum(Classification, by_value=True, load_default=None,
                                  allow_none=True, metadata={"description": "null: any"})

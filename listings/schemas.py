@@ -80,6 +80,26 @@ class RevenueShareSchema(Schema):
 class ListingBodySchema(Schema):
     """The merchant-owned fields of a listing (status, ids and dates are the server's)."""
 
+    example = {
+        "title": "上海道路交通流量 小时级 Shanghai hourly road traffic flows",
+        "description": "每小时路段车流量、平均车速与拥堵指数,覆盖 1,200 个主干道路段。"
+                       "Hourly vehicle counts, mean speed and congestion index on 1,200 "
+                       "arterial road segments, 2019 to date.",
+        "category": "transport", "tags": ["traffic", "交通", "hourly"],
+        "classification": "general", "contains_personal_info": False, "anonymized": False,
+        "consent_basis": None,
+        "source": {"origin": "collected",
+                   "description": "Roadside loop detectors and cameras we operate; counts "
+                                  "only, no plates. 自营路侧线圈与卡口设备采集。",
+                   "legal_basis": "道路交通监测设备运营许可 2024-17"},
+        "rights": {"holder_id": "5b0e7a1c-3d2f-4a8e-9c61-2f4d8e7b1a30", "processor_ids": [],
+                   "operator_id": "5b0e7a1c-3d2f-4a8e-9c61-2f4d8e7b1a30"},
+        "usage_scope": {"purposes": ["research", "logistics_planning"], "term_days": 365,
+                        "territory": "domestic", "resale": False, "derivatives": True},
+        "delivery_mode": "api", "price_model": "subscription", "unit_price": 120_000,
+        "currency": "CNY", "licenses_available": 50, "revenue_shares": [],
+    }
+
     title = fields.String(required=True, validate=_name)
     description = fields.String(required=True, validate=validate.Length(min=1, max=10_000))
     category = fields.String(required=True, validate=_short)
@@ -123,11 +143,18 @@ ListingPatchFieldsSchema = _optional_copy(ListingBodySchema, "ListingPatchFields
 
 
 class ListingPatchSchema(ListingPatchFieldsSchema):  # type: ignore[valid-type,misc]
+    example = {"unit_price": 98_000, "licenses_available": 80, "version": 2,
+               "tags": ["traffic", "交通", "hourly", "congestion"]}
+
     version = fields.Integer(load_only=True, strict=True, metadata={
         "description": "The version you edited (or send If-Match); a stale one → 409"})
 
 
 class CertificationCreateSchema(Schema):
+    example = {"rating": "AA", "scopes": ["compliance", "quality"],
+               "valid_until": "2028-12-31T23:59:59+08:00",
+               "report_ref": "数据产品质量评估报告 SHDEC-CERT-2026-0387"}
+
     rating = _enum(Rating, required=True)
     scopes = fields.List(_enum(CertificationScope), required=True,
                          validate=validate.Length(min=1, max=3))
@@ -219,14 +246,21 @@ class ListingQueryArgsSchema(Schema):
 
 
 class ReasonSchema(Schema):
+    example = {"reason": "经复核决定 Decided after review of case DX-2026-0142."}
+
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
 
 
 class ReviewSchema(ReasonSchema):
+    example = {"decision": "approve",
+               "reason": "来源与授权材料齐全 Source and licence documents verified."}
+
     decision = fields.String(required=True, validate=validate.OneOf(["approve", "reject"]))
 
 
 class QualityReportCreateSchema(Schema):
+    example = {"score": 4, "issue": "6 月约 3% 路段缺测 About 3% of segments lack June data."}
+
     # strict: a score of 2.5 is refused, not silently truncated to 2.
     score = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
     issue = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
@@ -240,6 +274,13 @@ class QualityReportSchema(QualityReportCreateSchema, ResponseSchema):
 
 
 class AdmissionRuleCreateSchema(Schema):
+    example = {"list": "negative", "name": "人脸识别与生物特征 Face recognition and biometrics",
+               "reason": "Biometric data may not be traded on the exchange (个人信息保护法 "
+                         "第二十八条 敏感个人信息).",
+               "keywords": ["人脸", "指纹", "face recognition", "fingerprint"],
+               "categories": [], "classifications": [], "contains_personal_info": None,
+               "territory": None}
+
     admission_list = _enum(AdmissionList, required=True, data_key="list")
     name = fields.String(required=True, validate=_name)
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))

@@ -32,6 +32,14 @@ from orders.schemas import (
 blp = Blueprint("orders", __name__, url_prefix="/api/v1",
                 description="Orders: purchase, payment, delivery, acceptance, disputes")
 
+STRIPE_EVENT_EXAMPLE = {
+    "id": "evt_3PfK2vLkdIwHu7ix0Q8cRz1m", "object": "event", "api_version": "2024-06-20",
+    "type": "payment_intent.succeeded", "created": 1781251200,
+    "data": {"object": {"id": "pi_3PfK2vLkdIwHu7ix0aB4nT9e", "object": "payment_intent",
+                        "amount": 120_000, "currency": "cny", "status": "succeeded",
+                        "metadata": {"order_id": "2f7d9c1e-4b6a-4e83-9a0f-5c1d7e2b8a64"}}},
+}
+
 
 @blp.route("/orders", operation_ids={"post": "placeOrder", "get": "listOrders"})
 class Orders(MethodView):
@@ -172,7 +180,8 @@ class StripeWebhook(MethodView):
         "schema": {"type": "string"},
         "description": "Stripe's `t=...,v1=...` HMAC-SHA256 signature of the raw body"}],
         requestBody={"required": True, "description": "A Stripe event, as Stripe sends it",
-                     "content": {"application/json": {"schema": {"type": "object"}}}})
+                     "content": {"application/json": {"schema": {"type": "object"},
+                                                      "example": STRIPE_EVENT_EXAMPLE}}})
     @blp.response(200, WebhookAckSchema)
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE")

@@ -12,6 +12,9 @@ _ref = validate.Length(min=1, max=500)
 
 
 class OrderCreateSchema(Schema):
+    example = {"listing_id": "8c3f2b6e-1a4d-4f7b-b2e9-6d0a5c9e3f14", "quantity": 1,
+               "purpose": "logistics_planning", "beneficiaries": []}
+
     listing_id = fields.UUID(required=True)
     quantity = fields.Integer(load_default=1, strict=True,
                               validate=validate.Range(min=1, max=10_000))
@@ -75,17 +78,25 @@ class OrderQueryArgsSchema(Schema):
 
 
 class PaymentConfirmSchema(Schema):
+    example = {"reference": "ICBC 转账 20260612-000187"}
+
     reference = fields.String(required=True, validate=_ref,
                               metadata={"description": "The bank transfer's reference"})
 
 
 class DeliverySchema(Schema):
+    example = {"delivery_ref": "api-credential:traffic-flows/0187",
+               "checksum": "sha256:9b74c9897bac770ffc029102a200c5de"
+                           "c3f1a7e48a2bd1d1c2b9b1c66f1a8e11"}
+
     delivery_ref = fields.String(required=True, validate=_ref, metadata={
         "description": "File reference, API credential id, or sandbox grant id"})
     checksum = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
 
 class DisputeCreateSchema(Schema):
+    example = {"reason": "约 30% 路段缺少 6 月数据 About 30% of road segments have no June data."}
+
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
 
 
@@ -103,6 +114,9 @@ class DisputeSchema(ResponseSchema):
 
 
 class DisputeResolutionSchema(Schema):
+    example = {"outcome": "refund_partial", "refund_amount": 36_000,
+               "note": "缺失数据按比例退款 Refund in proportion to the missing data."}
+
     outcome = fields.Enum(DisputeOutcome, by_value=True, required=True)
     refund_amount = fields.Integer(load_default=None, allow_none=True, strict=True,
                                    validate=validate.Range(min=1, max=10**13))
@@ -111,6 +125,12 @@ class DisputeResolutionSchema(Schema):
 
 
 class DemandCreateSchema(Schema):
+    example = {"category": "transport", "keywords": ["交通流量", "traffic", "congestion"],
+               "max_classification": "general", "delivery_modes": ["api", "download"],
+               "purpose": "logistics_planning", "territory": "domestic",
+               "max_unit_price": 150_000, "currency": "CNY", "quantity": 1,
+               "auto_order": False, "expires_at": "2027-03-31T23:59:59+08:00"}
+
     category = fields.String(required=True, validate=validate.Length(min=1, max=64))
     keywords = fields.List(fields.String(validate=validate.Length(min=1, max=64)),
                            load_default=list, validate=validate.Length(max=20))

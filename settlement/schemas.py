@@ -11,6 +11,8 @@ from settlement.models import PayoutMethod, PayoutStatus, RunStatus
 
 
 class RunCreateSchema(Schema):
+    example = {"up_to": "2026-06-30T23:59:59+08:00"}
+
     up_to = fields.AwareDateTime(load_default=None, metadata={
         "description": "Settle orders completed up to this instant (default: now)"})
 
@@ -82,6 +84,10 @@ class TrialBalanceSchema(ResponseSchema):
 
 
 class PayoutAccountBodySchema(Schema):
+    example = {"method": "bank_file", "bank_name": "中国工商银行上海浦东分行 ICBC Shanghai Pudong",
+               "account_name": "上海智行交通数据有限公司 Shanghai Zhixing Traffic Data Co., Ltd.",
+               "account_number": "1001 2345 6789 0123 456", "stripe_account_id": None}
+
     method = fields.Enum(PayoutMethod, by_value=True, required=True)
     bank_name = fields.String(load_default=None, allow_none=True,
                               validate=validate.Length(min=1, max=200))
@@ -136,5 +142,8 @@ class RefusedPayoutSchema(Schema):
 
 
 class BatchConfirmationSchema(Schema):
+    example = {"failed": [{"payout_id": "0d9e4c2a-7b1f-4e38-a5d6-93c2f1e8b047",
+                           "reason": "收款账户已销户 The payee's account is closed."}]}
+
     failed = fields.List(fields.Nested(RefusedPayoutSchema), load_default=list,
                          metadata={"description": "Payouts the bank refused; the rest are paid"})

@@ -7,6 +7,7 @@ from typing import Any
 
 import jsonschema_rs
 
+from app.parties.credit_code import is_valid_credit_code
 from app.parties.models import Role
 from tests.factories import make_member
 from tests.orders.factories import listed_product, ok, order_body
@@ -250,3 +251,41 @@ def test_a_sold_out_listing_conforms_to_its_documented_schema(client):
     assert _response_errors(spec, "get", "/api/v1/listings", 200, found) == []
     assert spec["components"]["schemas"]["ListingBody"]["properties"][
         "licenses_available"]["minimum"] == 1  # a merchant still offers at least one
+
+
+def _credit_codes(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [code for key, item in value.items()
+                for code in ([item] if key == "credit_code" else _credit_codes(item))]
+    if isinstance(value, list):
+        return [code for item in value for code in _credit_codes(item)]
+    return []
+
+
+def test_every_request_body_has_an_example_that_fits_its_schema(client):
+    spec = client.get("/openapi.json").json
+    missing, unfit = [], {}
+    for method, path, operation in _operations(spec):
+        content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+        if content is None:
+            continue
+        if "example" not in content:
+            missing.append(f"{method} {path}")
+            continue
+        schema = _json_schema(spec, content["schema"])
+        errors = [error.message for error in
+                  jsonschema_rs.Draft7Validator(schema).iter_errors(content["example"])]
+        if errors:
+            unfit[f"{method} {path}"] = errors
+    assert (missing, unfit) == ([], {})
+
+
+def test_examples_speak_chinese_and_english_with_valid_credit_codes(client):
+    spec = client.get("/openapi.json").json
+    examples = [operation["requestBody"]["content"]["application/json"]["example"]
+                for _, _, operation in _operations(spec)
+                if "application/json" in operation.get("requestBody", {}).get("content", {})]
+    text = repr(examples)
+    assert re.search(r"[\u4e00-\u9fff]", text) and re.search(r"[A-Za-z]{4,} [a-z]{3,}", text)
+    codes = _credit_codes(examples)
+    assert codes and all(is_valid_credit_code(code) for code in codes), codes

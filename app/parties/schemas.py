@@ -9,6 +9,10 @@ from app.parties.models import PartyKind, Role
 
 
 class PartyCreateSchema(Schema):
+    example = {"name": "上海智行交通数据有限公司 Shanghai Zhixing Traffic Data Co., Ltd.",
+               "credit_code": "91310115MA1K4PQ0XA", "kind": "enterprise",
+               "roles": ["merchant"]}
+
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     credit_code = fields.String(
         required=True, validate=validate.Length(min=1, max=64),
