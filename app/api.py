@@ -276,6 +276,18 @@ class ContractPlugin(MarshmallowPlugin):
     Converter = Converter
 
 
+# Over an abuse limit (429) or while the database is away (503), when to try again.
+RETRY_AFTER = {"description": "Seconds to wait before retrying",
+               "schema": {"type": "integer", "minimum": 1}}
+RETRY_AFTER_RESPONSES = {
+    http.HTTPStatus.TOO_MANY_REQUESTS: (
+        "Over an abuse limit: too many failed authentications from this address, or too "
+        "many requests of this kind from this client", True),
+    http.HTTPStatus.SERVICE_UNAVAILABLE: ("The database is not answering; nothing changed",
+                                          False),
+}
+
+
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ProblemSchema
 
@@ -292,6 +304,10 @@ class Api(flask_smorest.Api):
             response: dict[str, Any] = {"description": status.phrase}
             if not 100 <= status < 200 and status not in (204, 304):
                 response["schema"] = self.ERROR_SCHEMA
+            if status in RETRY_AFTER_RESPONSES:
+                description, always = RETRY_AFTER_RESPONSES[status]
+                response["description"] = description
+                response["headers"] = {"Retry-After": {**RETRY_AFTER, "required": always}}
             prepare_response(response, self.spec, PROBLEM_MIMETYPE)
             self.spec.components.response(status.name, response, lazy=True)
         response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
@@ -309,8 +325,11 @@ def document_errors(func: F, *statuses: int, secured: bool = False) -> F:
     """Add error responses (and the bearer security requirement) to a view's OpenAPI entry.
 
     Used by decorators such as require_role, so every protected route documents its 401/403
-    without repeating it at each route.
+    without repeating it at each route. A route that checks API keys (401) may also refuse an
+    address that failed authentication too often (429).
     """
+    if 401 in statuses:
+        statuses = (*statuses, 429)
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -327,6 +346,19 @@ def document_errors(func: F, *statuses: int, secured: bool = False) -> F:
         manual["security"] = [{BEARER_SCHEME: []}]
     wrapper._apidoc = apidoc  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def document_success_headers(func: F, headers: Mapping[str, dict[str, Any]]) -> F:
+    """Add response headers to the success responses of a view's OpenAPI entry (the view
+    is a decorator's own wrapper, whose documentation it may change)."""
+    apidoc = deepcopy(getattr(func, "_apidoc", {}))
+    responses = apidoc.get("response", {}).get("responses", {})
+    for status in apidoc.get("success_status_codes", []):
+        for response in responses.get(status, []):
+            if isinstance(response, dict):
+                response.setdefault("headers", {}).update(headers)
+    func._apidoc = apidoc  # type: ignore[attr-defined]
+    return func
 
 
 class SQLPage(Page):

@@ -48,8 +48,10 @@ class Metrics(MethodView):
         "description": "Prometheus text exposition format",
         "content": {"text/plain": {"schema": {"type": "string"}}}}})
     def get(self) -> Any:
-        """Request rate and latency per route, and the exchange's business counts, for
-        Prometheus (no API key: expose it on the internal network only)."""
+        """Request rate and latency per route, and the exchange's business counts.
+
+        For Prometheus; no API key: expose it on the internal network only.
+        """
         return metrics.exposition(current_app._get_current_object())  # type: ignore[attr-defined]
 
 

@@ -39,6 +39,13 @@ rules_blp = Blueprint("admission", __name__, url_prefix="/api/v1",
                       description="Admission lists (正面引导清单 / 负面禁止清单)")
 
 _ETAG = re.compile(r'^(?:W/)?"(\d+)"$')
+# Each answer with a listing carries its version as an ETag, sent back as If-Match to edit.
+ETAG_HEADER = {"ETag": {"description": "The listing's version, for If-Match", "required": True,
+                        "schema": {"type": "string", "pattern": r'^"\d+"$'}}}
+IF_MATCH = {"in": "header", "name": "If-Match", "required": False,
+            "description": "The ETag of the version you edited: a stale one → 412, so no "
+                           "edit is lost (or send `version` in the body)",
+            "schema": {"type": "string", "pattern": r'^(W/)?"\d+"$'}}
 
 
 def _if_match() -> int | None:
@@ -59,7 +66,7 @@ def _with_etag(listing: Listing, status: int = 200) -> tuple[Listing, int, dict[
 class Listings(MethodView):
     @require_role(Role.MERCHANT)
     @blp.arguments(ListingBodySchema)
-    @blp.response(201, ListingSchema)
+    @blp.response(201, ListingSchema, headers=ETAG_HEADER)
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def post(self, body: dict[str, Any]) -> Any:
         """Create a draft listing (the merchant must hold the product-operation right)."""
@@ -79,7 +86,7 @@ class Listings(MethodView):
 @blp.route("/<uuid:listing_id>", operation_ids={"get": "getListing", "patch": "updateListing"})
 class ListingDetail(MethodView):
     @require_role()
-    @blp.response(200, ListingDetailSchema)
+    @blp.response(200, ListingDetailSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, listing_id: uuid.UUID) -> Any:
         """A listing with its valid certifications (drafts only for owner and overseers)."""
@@ -87,9 +94,10 @@ class ListingDetail(MethodView):
             listing = services.get_listing(session, listing_id=listing_id, viewer=current_party())
         return _with_etag(listing)
 
+    @blp.doc(parameters=[IF_MATCH])
     @require_role()
     @blp.arguments(ListingPatchSchema, required=False)
-    @blp.response(200, ListingSchema)
+    @blp.response(200, ListingSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
     @blp.alt_response(412, response="PRECONDITION_FAILED")
@@ -105,7 +113,7 @@ class ListingDetail(MethodView):
 @blp.route("/<uuid:listing_id>/submit", operation_ids={"post": "submitListing"})
 class SubmitListing(MethodView):
     @require_role(Role.MERCHANT)
-    @blp.response(200, ListingSchema)
+    @blp.response(200, ListingSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
@@ -121,7 +129,7 @@ class SubmitListing(MethodView):
 class ReviewListing(MethodView):
     @require_role(Role.OPERATOR)
     @blp.arguments(ReviewSchema)
-    @blp.response(200, ListingSchema)
+    @blp.response(200, ListingSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
@@ -139,9 +147,10 @@ def _lifecycle_route(path: str, step: str, roles: tuple[Role, ...], summary: str
     @blp.route(f"/<uuid:listing_id>/{path}", endpoint=f"{step}_listing",
                operation_ids={"post": f"{step}Listing"})
     class LifecycleStep(MethodView):
+        @blp.doc(summary=summary)
         @require_role(*roles)
         @blp.arguments(ReasonSchema)
-        @blp.response(200, ListingSchema)
+        @blp.response(200, ListingSchema, headers=ETAG_HEADER)
         @blp.alt_response(404, response="NOT_FOUND")
         @blp.alt_response(409, response="CONFLICT")
         @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
@@ -184,7 +193,7 @@ class Certifications(MethodView):
 class ClearFlag(MethodView):
     @require_role(Role.OPERATOR)
     @blp.arguments(ReasonSchema)
-    @blp.response(200, ListingSchema)
+    @blp.response(200, ListingSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
     def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:

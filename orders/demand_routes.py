@@ -86,14 +86,18 @@ class DemandMatches(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.paginate(Page)
     def get(self, demand_id: uuid.UUID) -> Any:
-        """Listings meeting every hard constraint of the demand, best first, each with its
-        score (0-100) and the reasons for it (its buyer, operators and regulators)."""
+        """Listings meeting every hard constraint of the demand, best first.
+
+        Each with its score (0-100) and the reasons for it; for the demand's buyer, operators
+        and regulators.
+        """
         with unit_of_work() as session:
             return demands.demand_matches(session, demand_id=demand_id,
                                           viewer=current_party())
 
 
-@blp.route("/listings/<uuid:listing_id>/matches", operation_ids={"get": "listFittingDemands"})
+@blp.route("/listings/<uuid:listing_id>/matches", tags=["listings"],
+           operation_ids={"get": "listFittingDemands"})
 class ListingMatches(MethodView):
     @require_role()
     @blp.response(200, FittingDemandSchema(many=True))
@@ -101,8 +105,10 @@ class ListingMatches(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.paginate(SQLPage)
     def get(self, listing_id: uuid.UUID) -> Any:
-        """Open demands this listing meets, oldest first (its merchant, operators and
-        regulators); buyers are not named."""
+        """Open demands this listing meets, oldest first; buyers are not named.
+
+        For the listing's merchant, operators and regulators.
+        """
         with unit_of_work() as session:
             return demands.listing_matches(session, listing_id=listing_id,
                                            viewer=current_party())

@@ -84,8 +84,10 @@ class OrderPayment(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
     def get(self, order_id: uuid.UUID) -> Any:
-        """The order with what its buyer needs to pay it (`payment.client_secret` for Stripe,
-        transfer instructions offline), while it is unpaid."""
+        """The order with what its buyer needs to pay it, while it is unpaid.
+
+        `payment.client_secret` for Stripe, transfer instructions offline.
+        """
         with unit_of_work() as session:
             return services.payment_details(session, order_id=order_id, actor=current_party())
 
@@ -199,7 +201,8 @@ class StripeWebhook(MethodView):
         return {"received": True, "event_id": event.id, "outcome": outcome}
 
 
-@blp.route("/listings/<uuid:listing_id>/quality-reports", operation_ids={"post": "reportQuality"})
+@blp.route("/listings/<uuid:listing_id>/quality-reports", tags=["listings"],
+           operation_ids={"post": "reportQuality"})
 class QualityReports(MethodView):
     @require_role(Role.BUYER)
     @blp.arguments(QualityReportCreateSchema)
@@ -217,15 +220,19 @@ class QualityReports(MethodView):
                                            buyer=current_party(), **body)
 
 
-@blp.route("/listings/<uuid:listing_id>/price-guidance", operation_ids={"get": "getPriceGuidance"})
+@blp.route("/listings/<uuid:listing_id>/price-guidance", tags=["listings"],
+           operation_ids={"get": "getPriceGuidance"})
 class PriceGuidance(MethodView):
     @require_role()
     @blp.response(200, PriceGuidanceSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, listing_id: uuid.UUID) -> Any:
-        """The suggested unit price: the guide price's reference (else recent deals' median,
-        else the listing's price) moved by named, bounded factors, each with its effect in
-        fen, clamped into any binding band; with the band and the recent deals."""
+        """The suggested unit price of a listing, with the band and the recent deals.
+
+        The guide price's reference (else recent deals' median, else the listing's price)
+        moved by named, bounded factors, each with its effect in fen, clamped into any
+        binding band.
+        """
         with unit_of_work() as session:
             return market.price_guidance(session, listing_id=listing_id,
                                          viewer=current_party())

@@ -42,8 +42,10 @@ class Runs(MethodView):
     @blp.arguments(RunCreateSchema, required=False)
     @blp.response(201, RunSchema)
     def post(self, body: dict[str, Any]) -> Any:
-        """Settle every completed, unsettled order up to `up_to` (Idempotency-Key). One run
-        per cut-off: the same `up_to` again finishes and returns that run."""
+        """Settle every completed, unsettled order up to `up_to` (Idempotency-Key).
+
+        One run per cut-off: the same `up_to` again finishes and returns that run.
+        """
         return runs.settle(up_to=body["up_to"] or clock.now(), actor=current_party())
 
     @require_role(Role.OPERATOR, Role.REGULATOR)
@@ -71,9 +73,11 @@ class Allocations(MethodView):
     @blp.response(200, AllocationSchema(many=True))
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, order_id: uuid.UUID) -> Any:
-        """How a settled order's money was split, the platform's line included (the lines
-        sum to the order total): all lines for the order's merchant, operators and
-        regulators; a payee's own lines for a payee."""
+        """How a settled order's money was split, the platform's line included.
+
+        The lines sum to the order total: all lines for the order's merchant, operators and
+        regulators; a payee's own lines for a payee.
+        """
         with unit_of_work() as session:
             return views.allocations(session, order_id=order_id, viewer=current_party())
 
@@ -121,8 +125,10 @@ class PartyPayoutAccount(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def put(self, body: dict[str, Any], party_id: uuid.UUID) -> Any:
-        """Where the party is paid (the party itself only): a bank account, listed in the
-        operator's batch file, or a Stripe connected account."""
+        """Where the party is paid (the party itself only).
+
+        A bank account, listed in the operator's batch file, or a Stripe connected account.
+        """
         with unit_of_work() as session:
             return payouts.set_payout_account(session, party_id=party_id,
                                               actor=current_party(), body=body)
@@ -144,8 +150,10 @@ class Payouts(MethodView):
     @blp.response(200, PayoutSchema(many=True))
     @blp.paginate(SQLPage)
     def get(self, args: dict[str, Any]) -> Any:
-        """Payouts with their provider reference and status: your own, or all for operators
-        and regulators; `?party_id=&run_id=&status=`."""
+        """Payouts with their provider reference and status.
+
+        Your own, or all for operators and regulators; `?party_id=&run_id=&status=`.
+        """
         return payouts.payouts_query(viewer=current_party(), **args)
 
 
@@ -166,8 +174,10 @@ class PayoutBatchFile(MethodView):
     @blp.response(200, {"type": "string"}, content_type="text/csv")
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, batch_id: uuid.UUID) -> Any:
-        """The bank_file batch as CSV: payout id, payee name, credit code, bank, account,
-        amount in fen, currency."""
+        """The bank_file batch as CSV.
+
+        Columns: payout id, payee name, credit code, bank, account, amount in fen, currency.
+        """
         with unit_of_work() as session:
             batch = payouts.get_batch(session, batch_id)
             if batch.file_path is None:
@@ -185,8 +195,11 @@ class ConfirmPayoutBatch(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
     def post(self, body: dict[str, Any], batch_id: uuid.UUID) -> Any:
-        """The bank paid the batch file (Idempotency-Key): its payouts are paid, except
-        those named in `failed`, whose money goes back to the payee's payable balance."""
+        """The bank paid the batch file (Idempotency-Key).
+
+        Its payouts are paid, except those named in `failed`, whose money goes back to the
+        payee's payable balance.
+        """
         with unit_of_work() as session:
             return payouts.confirm_bank_batch(session, batch_id=batch_id,
                                               actor=current_party(), failed=body["failed"])

@@ -289,3 +289,74 @@ def test_examples_speak_chinese_and_english_with_valid_credit_codes(client):
     assert re.search(r"[\u4e00-\u9fff]", text) and re.search(r"[A-Za-z]{4,} [a-z]{3,}", text)
     codes = _credit_codes(examples)
     assert codes and all(is_valid_credit_code(code) for code in codes), codes
+
+
+def test_every_operation_has_a_one_line_summary(client):
+    spec = client.get("/openapi.json").json
+    bad = {f"{method} {path}": operation.get("summary")
+           for method, path, operation in _operations(spec)
+           if not operation.get("summary") or "\n" in operation["summary"]
+           or len(operation["summary"]) > 100}
+    assert bad == {}
+
+
+def test_listing_routes_are_tagged_as_listings_whichever_domain_serves_them(client):
+    spec = client.get("/openapi.json").json
+    tags = {f"{method} {path}": operation["tags"] for method, path, operation in _operations(spec)
+            if path.startswith("/api/v1/listings")}
+    assert "GET /api/v1/listings/{listing_id}/price-guidance" in tags
+    assert {name: tag for name, tag in tags.items() if tag != ["listings"]} == {}
+
+
+def test_listing_answers_document_their_etag_and_edits_if_match(client):
+    spec = client.get("/openapi.json").json
+    listing_paths = spec["paths"]["/api/v1/listings/{listing_id}"]
+    etag = listing_paths["get"]["responses"]["200"]["headers"]["ETag"]
+    assert etag["required"] is True
+    [if_match] = [parameter for parameter in listing_paths["patch"]["parameters"]
+                  if parameter["in"] == "header"]
+    assert if_match["name"] == "If-Match" and "412" in listing_paths["patch"]["responses"]
+    for path, method in (("/api/v1/listings", "post"),
+                         ("/api/v1/listings/{listing_id}/submit", "post"),
+                         ("/api/v1/listings/{listing_id}/suspend", "post")):
+        success = next(r for s, r in spec["paths"][path][method]["responses"].items()
+                       if s.startswith("2"))
+        assert "ETag" in success["headers"], path
+
+    merchant = make_member(Role.MERCHANT)
+    listing = listed_product(client, merchant)
+    answer = client.get(f"/api/v1/listings/{listing['id']}", headers=merchant.headers)
+    assert re.fullmatch(etag["schema"]["pattern"], answer.headers["ETag"])
+    assert re.fullmatch(if_match["schema"]["pattern"], answer.headers["ETag"])
+
+
+def test_idempotent_operations_document_the_key_and_the_replay_mark(client):
+    spec = client.get("/openapi.json").json
+    keyed = [(method, path, operation) for method, path, operation in _operations(spec)
+             if any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))]
+    assert {"placeOrder", "confirmPayment", "postDemand", "runSettlement"} <= {
+        operation["operationId"] for _, _, operation in keyed}
+    for method, path, operation in keyed:
+        for status, response in operation["responses"].items():
+            if status.startswith("2"):
+                assert "Idempotent-Replayed" in response.get("headers", {}), (method, path)
+
+    merchant, buyer = make_member(Role.MERCHANT), make_member(Role.BUYER)
+    listing = listed_product(client, merchant)
+    headers = {**buyer.headers, "Idempotency-Key": "order-2026-0612-001"}
+    client.post("/api/v1/orders", json=order_body(listing), headers=headers)
+    replay = client.post("/api/v1/orders", json=order_body(listing), headers=headers)
+    assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+
+
+def test_operations_that_check_keys_document_429_with_retry_after(client):
+    spec = client.get("/openapi.json").json
+    lacking = [f"{method} {path}" for method, path, operation in _operations(spec)
+               if "401" in operation["responses"] and "429" not in operation["responses"]]
+    assert lacking == []
+    for name in ("POST /api/v1/parties", "POST /api/v1/orders", "POST /api/v1/demands"):
+        method, path = name.split(" ")
+        assert "429" in spec["paths"][path][method.lower()]["responses"], name
+    too_many = spec["components"]["responses"]["TOO_MANY_REQUESTS"]
+    assert too_many["headers"]["Retry-After"]["required"] is True
+    assert "Retry-After" in spec["components"]["responses"]["SERVICE_UNAVAILABLE"]["headers"]
