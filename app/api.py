@@ -9,11 +9,13 @@ from collections.abc import Callable, Mapping
 from copy import deepcopy
 from datetime import datetime
 from functools import wraps
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import flask_smorest
 import flask_smorest.pagination
 import marshmallow as ma
+from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
+from apispec.ext.marshmallow.common import resolve_schema_instance
 from flask import current_app
 from flask_smorest.pagination import Page
 from flask_smorest.utils import prepare_response
@@ -22,6 +24,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.errors import PROBLEM_MIMETYPE, MalformedJson, http_exception_problem
+from app.ledger import CURRENCY
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,7 +39,10 @@ MAX_OFFSET = 2**53
 class Schema(ma.Schema):
     """Base schema: unknown fields are refused, never silently dropped; text must be storable
     (no NUL characters, which PostgreSQL refuses, nor unpaired surrogates, which no database
-    can encode) and dates must be plausible."""
+    can encode) and dates must be plausible. A request body's schema holds a realistic
+    `example` of it, which the document shows."""
+
+    example: ClassVar[dict[str, Any] | None] = None
 
     class Meta:
         unknown = ma.RAISE
@@ -63,6 +69,35 @@ class Schema(ma.Schema):
                     f"Must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}.",
                     (field.data_key if field is not None else None) or name)
         return data
+
+
+class ResponseSchema(Schema):
+    """A response body. Each of its fields is in every answer (null where it is nullable),
+    so the document marks them all `required` and a typed client needs no "unset" case;
+    the few that some answers leave out are named in `sometimes_absent`."""
+
+    sometimes_absent: ClassVar[frozenset[str]] = frozenset()
+
+
+class NestedMethod(ma.fields.Nested):
+    """A nested object that a method of the schema picks (as fields.Method does), dumped
+    and documented as the nested schema, where a fields.Method has no type at all."""
+
+    def __init__(self, nested: Any, method_name: str, **kwargs: Any) -> None:
+        super().__init__(nested, dump_only=True, **kwargs)
+        self.method_name = method_name
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None,
+                  default: Any = ma.missing) -> Any:
+        return getattr(self.parent, self.method_name)(obj)
+
+
+class Currency(ma.fields.String):
+    """The currency of a response's amounts: the exchange trades in one, which the document
+    names as the only value (and which objects without a currency of their own answer)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(dump_default=CURRENCY, validate=ma.validate.OneOf([CURRENCY]), **kwargs)
 
 
 class StrictBoolean(ma.fields.Boolean):
@@ -181,9 +216,32 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = Parser()
     DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 20, "max_page_size": 100}
 
+    def route(self, rule: str, *, operation_ids: Mapping[str, str] | None = None,
+              **options: Any) -> Callable[[F], F]:
+        """flask-smorest's route, naming its operations: `operation_ids` maps each method of
+        the view (`"post"`) to its operationId (`"createListing"`), the short, stable name
+        clients generated from the document call it by. Renaming one breaks those clients."""
+        register = super().route(rule, **options)
+
+        def decorator(view: F) -> F:
+            for method, operation_id in (operation_ids or {}).items():
+                function = getattr(view, method, None)
+                if function is None:
+                    raise ValueError(f"{rule} has no {method} method to name {operation_id}")
+                apidoc = getattr(function, "_apidoc", {})
+                function._apidoc = {  # new dicts: decorators may share the one they wrap
+                    **apidoc, "manual_doc": {**apidoc.get("manual_doc", {}),
+                                             "operationId": operation_id}}
+            return register(view)
+
+        return decorator
+
     def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[F], F]:
         """flask-smorest documents the 422 of a body that does not validate; a JSON body can
-        also be malformed (400 `malformed_json`) or too large (413 `payload_too_large`)."""
+        also be malformed (400 `malformed_json`) or too large (413 `payload_too_large`). The
+        body's example is its schema's, unless the route gives one."""
+        if location == "json" and not {"example", "examples"} & set(kwargs):
+            kwargs["example"] = getattr(schema, "example", None)
         decorator = super().arguments(schema, location=location, **kwargs)
         if location != "json":
             return decorator
@@ -217,10 +275,67 @@ PAGINATION_HEADER = {
 }
 
 
+class Converter(OpenAPIConverter):
+    """apispec's schema converter, with what typed clients need from the document."""
+
+    def schema2jsonschema(self, schema: Any) -> dict[str, Any]:
+        jsonschema = super().schema2jsonschema(schema)
+        instance = resolve_schema_instance(schema)
+        if isinstance(instance, ResponseSchema):
+            dumped = {field.data_key or name: name for name, field in instance.fields.items()
+                      if not field.load_only}  # a request schema's load-only fields stay out
+            jsonschema["properties"] = {key: value for key, value
+                                        in jsonschema["properties"].items() if key in dumped}
+            jsonschema["required"] = [key for key, name in dumped.items()
+                                      if name not in instance.sometimes_absent]
+        return jsonschema
+
+    def enum2properties(self, field: Any, **kwargs: Any) -> dict[str, Any]:
+        ret = super().enum2properties(field, **kwargs)
+        if "enum" in ret:
+            for validator in field.validators:  # OneOf narrows the members (never "pending")
+                if isinstance(validator, ma.validate.OneOf):
+                    allowed = {getattr(choice, "value", choice) for choice in validator.choices}
+                    ret["enum"] = [value for value in ret["enum"]
+                                   if value in allowed or value is None]
+            if all(isinstance(value, str) for value in ret["enum"] if value is not None):
+                ret.setdefault("type", "string")
+        return ret
+
+    def field2nullable(self, field: Any, ret: dict[str, Any]) -> dict[str, Any]:
+        # apispec writes a nullable nested object as anyOf [{type: object, nullable}, $ref]:
+        # generated clients then type it as "the object, or any object", not "or null".
+        if field.allow_none and self.openapi_version.minor < 1:
+            if "$ref" in ret:
+                return {"allOf": [{"$ref": ret.pop("$ref")}], "nullable": True}
+            if "allOf" in ret:  # a $ref with siblings (readOnly, description)
+                return {"nullable": True}
+        return super().field2nullable(field, ret)
+
+
+class ContractPlugin(MarshmallowPlugin):
+    Converter = Converter
+
+
+# Over an abuse limit (429) or while the database is away (503), when to try again.
+RETRY_AFTER = {"description": "Seconds to wait before retrying",
+               "schema": {"type": "integer", "minimum": 1}}
+RETRY_AFTER_RESPONSES = {
+    http.HTTPStatus.TOO_MANY_REQUESTS: (
+        "Over an abuse limit: too many failed authentications from this address, or too "
+        "many requests of this kind from this client", True),
+    http.HTTPStatus.SERVICE_UNAVAILABLE: ("The database is not answering; nothing changed",
+                                          False),
+}
+
+
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ProblemSchema
 
-    def handle_http_exception(self, error):
+    def _init_spec(self, *, marshmallow_plugin: Any = None, **kwargs: Any) -> None:
+        super()._init_spec(marshmallow_plugin=marshmallow_plugin or ContractPlugin(), **kwargs)
+
+    def handle_http_exception(self, error):  # type: ignore[override]
         return http_exception_problem(error)
 
     def _register_responses(self) -> None:
@@ -230,6 +345,10 @@ class Api(flask_smorest.Api):
             response: dict[str, Any] = {"description": status.phrase}
             if not 100 <= status < 200 and status not in (204, 304):
                 response["schema"] = self.ERROR_SCHEMA
+            if status in RETRY_AFTER_RESPONSES:
+                description, always = RETRY_AFTER_RESPONSES[status]
+                response["description"] = description
+                response["headers"] = {"Retry-After": {**RETRY_AFTER, "required": always}}
             prepare_response(response, self.spec, PROBLEM_MIMETYPE)
             self.spec.components.response(status.name, response, lazy=True)
         response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
@@ -247,8 +366,11 @@ def document_errors(func: F, *statuses: int, secured: bool = False) -> F:
     """Add error responses (and the bearer security requirement) to a view's OpenAPI entry.
 
     Used by decorators such as require_role, so every protected route documents its 401/403
-    without repeating it at each route.
+    without repeating it at each route. A route that checks API keys (401) may also refuse an
+    address that failed authentication too often (429).
     """
+    if 401 in statuses:
+        statuses = (*statuses, 429)
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -266,6 +388,19 @@ def document_errors(func: F, *statuses: int, secured: bool = False) -> F:
     # flask-smorest keeps a view's OpenAPI entry as an attribute of the function.
     wrapper._apidoc = apidoc  # type: ignore[attr-defined]
     return cast(F, wrapper)
+
+
+def document_success_headers(func: F, headers: Mapping[str, dict[str, Any]]) -> F:
+    """Add response headers to the success responses of a view's OpenAPI entry (the view
+    is a decorator's own wrapper, whose documentation it may change)."""
+    apidoc = deepcopy(getattr(func, "_apidoc", {}))
+    responses = apidoc.get("response", {}).get("responses", {})
+    for status in apidoc.get("success_status_codes", []):
+        for response in responses.get(status, []):
+            if isinstance(response, dict):
+                response.setdefault("headers", {}).update(headers)
+    func._apidoc = apidoc  # type: ignore[attr-defined]
+    return func
 
 
 class SQLPage(Page):

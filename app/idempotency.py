@@ -31,7 +31,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from app import clock
-from app.api import document_errors
+from app.api import document_errors, document_success_headers
 from app.audit import canonical_json
 from app.db import Base, rows_matched, unit_of_work
 from app.errors import Conflict, DomainError, ValidationFailed, domain_error_problem
@@ -40,6 +40,7 @@ from app.parties.auth import current_party
 F = TypeVar("F", bound=Callable[..., Any])
 
 HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 # Response headers worth replaying; hop-by-hop and per-request ones are not.
 _REPLAYED_HEADERS = ("Content-Type", "Location", "ETag", "X-Pagination")
@@ -70,7 +71,7 @@ class IdempotencyKey(Base):
         response = Response(self.response_body, status=self.response_status)
         for name, value in (self.response_headers or {}).items():
             response.headers[name] = value
-        response.headers["Idempotent-Replayed"] = "true"
+        response.headers[REPLAYED_HEADER] = "true"
         return response
 
     def store(self, response: Response) -> None:
@@ -248,9 +249,11 @@ def _replay(row: IdempotencyKey, fingerprint: str) -> Response:
 
 
 def _documented(wrapper: Callable[..., Any]) -> Any:
-    """The 409s and the Idempotency-Key header in the view's OpenAPI entry."""
-    wrapper = document_errors(wrapper, 409)
-    # flask-smorest keeps a view's OpenAPI entry as an attribute of the function.
+    """The 409s, the Idempotency-Key header and the replay mark in the view's OpenAPI entry."""
+    wrapper = document_success_headers(document_errors(wrapper, 409), {REPLAYED_HEADER: {
+        "description": "true when this is the stored answer to an earlier request with the "
+                       "same Idempotency-Key: nothing ran again",
+        "schema": {"type": "string", "enum": ["true"]}}})
     doc = wrapper._apidoc.setdefault("manual_doc", {})  # type: ignore[attr-defined]
     doc.setdefault("parameters", []).append({
         "in": "header", "name": HEADER, "required": False, "schema": {"type": "string",

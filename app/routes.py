@@ -11,7 +11,7 @@ from marshmallow import fields
 from sqlalchemy import text
 
 from app import audit, metrics
-from app.api import Blueprint, Schema
+from app.api import Blueprint, ResponseSchema
 from app.db import unit_of_work
 from app.errors import problem
 from app.extensions import db
@@ -24,11 +24,11 @@ audit_blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit",
                       description="The hash-chained audit trail")
 
 
-class StatusSchema(Schema):
+class StatusSchema(ResponseSchema):
     status = fields.String()
 
 
-class ChainReportSchema(Schema):
+class ChainReportSchema(ResponseSchema):
     valid = fields.Boolean()
     entries = fields.Integer()
     head_hash = fields.String(allow_none=True)
@@ -36,7 +36,7 @@ class ChainReportSchema(Schema):
                                      metadata={"description": "seq of the first entry that fails"})
 
 
-class RootLinksSchema(Schema):
+class RootLinksSchema(ResponseSchema):
     docs = fields.String(metadata={"example": "/docs"})
     openapi = fields.String(metadata={"example": "/openapi.json"})
     health = fields.String(metadata={"example": "/healthz"})
@@ -44,12 +44,12 @@ class RootLinksSchema(Schema):
     api = fields.String(metadata={"example": "/api/v1"})
 
 
-class RootSchema(Schema):
+class RootSchema(ResponseSchema):
     name = fields.String()
     links = fields.Nested(RootLinksSchema)
 
 
-@ops.route("/")
+@ops.route("/", operation_ids={"get": "getRoot"})
 class Root(MethodView):
     @ops.response(200, RootSchema)
     def get(self) -> dict[str, Any]:
@@ -63,7 +63,7 @@ class Root(MethodView):
             "api": "/api/v1"}}
 
 
-@ops.route("/healthz")
+@ops.route("/healthz", operation_ids={"get": "checkLiveness"})
 class Health(MethodView):
     @ops.response(200, StatusSchema)
     def get(self) -> dict[str, str]:
@@ -71,7 +71,7 @@ class Health(MethodView):
         return {"status": "ok"}
 
 
-@ops.route("/metrics")
+@ops.route("/metrics", operation_ids={"get": "getMetrics"})
 class Metrics(MethodView):
     @ops.doc(security=[], responses={"200": {
         "description": "Prometheus text exposition format",
@@ -79,13 +79,17 @@ class Metrics(MethodView):
     @ops.alt_response(401, response="UNAUTHORIZED")
     @ops.alt_response(404, response="NOT_FOUND")
     def get(self) -> Any:
-        """Request rate and latency per route, and business counts (Bearer METRICS_TOKEN)."""
+        """Request rate and latency per route, and the exchange's business counts.
+
+        For Prometheus, with `Authorization: Bearer <METRICS_TOKEN>`; unset in production,
+        it is not served.
+        """
         metrics.authorize_scrape()
         # Flask types the current_app proxy as Flask, which has no _get_current_object.
         return metrics.exposition(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
-@ops.route("/readyz")
+@ops.route("/readyz", operation_ids={"get": "checkReadiness"})
 class Ready(MethodView):
     @ops.response(200, StatusSchema)
     @ops.alt_response(503, response="SERVICE_UNAVAILABLE")
@@ -100,7 +104,7 @@ class Ready(MethodView):
         return {"status": "ok"}
 
 
-@audit_blp.route("/verify")
+@audit_blp.route("/verify", operation_ids={"get": "verifyAuditChain"})
 class AuditVerify(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @audit_blp.response(200, ChainReportSchema)

@@ -28,6 +28,7 @@ from credit.schemas import (
     ObjectionSchema,
     PenaltyCreateSchema,
     PenaltySchema,
+    RepairCreateSchema,
     RepairDecisionSchema,
     RepairSchema,
 )
@@ -35,7 +36,7 @@ from credit.schemas import (
 blp = Blueprint("credit", __name__, url_prefix="/api/v1/credit",
                 description="Trading credit (交易信用): findings, penalties, blacklist, repair")
 
-@blp.route("/events")
+@blp.route("/events", operation_ids={"post": "recordCreditEvent"})
 class CreditEvents(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.arguments(CreditEventCreateSchema)
@@ -48,7 +49,7 @@ class CreditEvents(MethodView):
             return views.event_view(session, entry)
 
 
-@blp.route("/parties/<uuid:party_id>")
+@blp.route("/parties/<uuid:party_id>", operation_ids={"get": "getCreditFile"})
 class CreditFile(MethodView):
     @require_role()
     @blp.response(200, CreditFileSchema)
@@ -60,7 +61,7 @@ class CreditFile(MethodView):
                                      at=clock.now())
 
 
-@blp.route("/blacklist")
+@blp.route("/blacklist", operation_ids={"get": "searchBlacklist"})
 class Blacklist(MethodView):
     @optional_auth
     @blp.arguments(BlacklistQueryArgsSchema, location="query")
@@ -100,7 +101,7 @@ def _blacklist_csv(search: dict[str, Any]) -> Iterator[str]:
         yield from views.blacklist_csv(session, **search)
 
 
-@blp.route("/events/<uuid:event_id>/objections")
+@blp.route("/events/<uuid:event_id>/objections", operation_ids={"post": "objectToCreditEvent"})
 class Objections(MethodView):
     @require_role()
     @blp.arguments(ObjectionCreateSchema)
@@ -114,7 +115,7 @@ class Objections(MethodView):
                                             **body)
 
 
-@blp.route("/objections/<uuid:objection_id>/decide")
+@blp.route("/objections/<uuid:objection_id>/decide", operation_ids={"post": "decideObjection"})
 class DecideObjection(MethodView):
     @require_role(Role.REGULATOR)
     @blp.arguments(ObjectionDecisionSchema)
@@ -128,10 +129,10 @@ class DecideObjection(MethodView):
                                              regulator=current_party(), **body)
 
 
-@blp.route("/repairs")
+@blp.route("/repairs", operation_ids={"post": "applyForRepair"})
 class Repairs(MethodView):
     @require_role()
-    @blp.arguments(RepairSchema)
+    @blp.arguments(RepairCreateSchema)
     @blp.response(201, RepairSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
@@ -142,7 +143,7 @@ class Repairs(MethodView):
             return remedies.apply_for_repair(session, party=current_party(), **body)
 
 
-@blp.route("/repairs/<uuid:repair_id>/decide")
+@blp.route("/repairs/<uuid:repair_id>/decide", operation_ids={"post": "decideRepair"})
 class DecideRepair(MethodView):
     @require_role(Role.REGULATOR)
     @blp.arguments(RepairDecisionSchema)
@@ -156,7 +157,7 @@ class DecideRepair(MethodView):
                                           regulator=current_party(), **body)
 
 
-@blp.route("/penalties")
+@blp.route("/penalties", operation_ids={"post": "imposePenalty"})
 class Penalties(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.arguments(PenaltyCreateSchema)
@@ -169,7 +170,7 @@ class Penalties(MethodView):
             return views.penalty_view(penalty, clock.now())
 
 
-@blp.route("/penalties/<uuid:penalty_id>/payment")
+@blp.route("/penalties/<uuid:penalty_id>/payment", operation_ids={"post": "recordPenaltyPayment"})
 class PenaltyPayment(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.response(200, PenaltySchema)
@@ -181,7 +182,7 @@ class PenaltyPayment(MethodView):
             return views.penalty_view(penalty, clock.now())
 
 
-@blp.route("/ledger/verify")
+@blp.route("/ledger/verify", operation_ids={"get": "verifyCreditLedger"})
 class CreditLedgerVerify(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.response(200, ChainReportSchema)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.api import Schema, StrictBoolean
+from app.api import ResponseSchema, Schema, StrictBoolean
 from credit.catalog import CATALOG, PenaltyKind, Severity
 from credit.models import DecisionStatus
 from credit.scoring import Level
@@ -14,6 +14,11 @@ _ref = validate.Length(min=1, max=500)
 
 
 class CreditEventCreateSchema(Schema):
+    example = {"party_id": "5b0e7a1c-3d2f-4a8e-9c61-2f4d8e7b1a30", "kind": "late_delivery",
+               "severity": "minor",
+               "description": "订单交付晚于约定两天 Delivered two days after the agreed date.",
+               "evidence_ref": "DX-CASE-2026-0311"}
+
     party_id = fields.UUID(required=True)
     kind = fields.String(required=True, validate=validate.OneOf(list(CATALOG)))
     severity = fields.Enum(Severity, by_value=True, required=True)
@@ -21,7 +26,9 @@ class CreditEventCreateSchema(Schema):
     evidence_ref = fields.String(load_default=None, allow_none=True, validate=_ref)
 
 
-class CreditEventSchema(Schema):
+class CreditEventSchema(ResponseSchema):
+    sometimes_absent = frozenset({"party_id"})  # not repeated in its party's credit file
+
     id = fields.UUID()
     party_id = fields.UUID()
     kind = fields.String()
@@ -37,7 +44,7 @@ class CreditEventSchema(Schema):
     hash = fields.String()
 
 
-class PenaltySchema(Schema):
+class PenaltySchema(ResponseSchema):
     id = fields.UUID()
     kind = fields.Enum(PenaltyKind, by_value=True)
     event_id = fields.UUID(allow_none=True)
@@ -49,6 +56,9 @@ class PenaltySchema(Schema):
 
 
 class PenaltyCreateSchema(Schema):
+    example = {"party_id": "5b0e7a1c-3d2f-4a8e-9c61-2f4d8e7b1a30", "kind": "fine", "days": 30,
+               "amount": 500_000, "event_id": "e41f6a2b-9c3d-4b7e-8a15-0f2d6c9b3e78"}
+
     party_id = fields.UUID(required=True)
     kind = fields.Enum(PenaltyKind, by_value=True, required=True)
     days = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3 * 365))
@@ -57,27 +67,35 @@ class PenaltyCreateSchema(Schema):
     event_id = fields.UUID(load_default=None, allow_none=True)
 
 
-class BlacklistingSchema(Schema):
+class BlacklistingSchema(ResponseSchema):
     reason = fields.String()
     listed_at = fields.DateTime()
     publicity_min_until = fields.DateTime()
     publicity_until = fields.DateTime()
 
 
-class RepairSchema(Schema):
-    id = fields.UUID(dump_only=True)
-    party_id = fields.UUID(dump_only=True)
+class RepairCreateSchema(Schema):
+    example = {"event_ids": ["e41f6a2b-9c3d-4b7e-8a15-0f2d6c9b3e78"],
+               "measures": "新增交付时限监控与双人复核 Delivery deadlines are now monitored "
+                           "and every delivery is checked by a second person.",
+               "commitment": True, "evidence_ref": "整改报告 RECTIFY-2026-018"}
+
     event_ids = fields.List(fields.UUID(), required=True, validate=validate.Length(min=1, max=50))
     measures = fields.String(required=True, validate=_text)
     commitment = StrictBoolean(required=True)
     evidence_ref = fields.String(load_default=None, allow_none=True, validate=_ref)
+
+
+class RepairSchema(RepairCreateSchema, ResponseSchema):
+    id = fields.UUID(dump_only=True)
+    party_id = fields.UUID(dump_only=True)
     status = fields.Enum(DecisionStatus, by_value=True, dump_only=True)
     note = fields.String(dump_only=True, allow_none=True)
     decided_at = fields.DateTime(dump_only=True, allow_none=True)
     created_at = fields.DateTime(dump_only=True)
 
 
-class CreditFileSchema(Schema):
+class CreditFileSchema(ResponseSchema):
     party_id = fields.UUID()
     score = fields.Integer()
     level = fields.Enum(Level, by_value=True)
@@ -90,11 +108,14 @@ class CreditFileSchema(Schema):
 
 
 class ObjectionCreateSchema(Schema):
+    example = {"reason": "交付已按期完成 Delivery was on time: the buyer signed the receipt.",
+               "evidence_ref": "签收单 receipt-2026-0142.pdf"}
+
     reason = fields.String(required=True, validate=_text)
     evidence_ref = fields.String(load_default=None, allow_none=True, validate=_ref)
 
 
-class ObjectionSchema(ObjectionCreateSchema):
+class ObjectionSchema(ObjectionCreateSchema, ResponseSchema):
     id = fields.UUID(dump_only=True)
     event_id = fields.UUID(dump_only=True)
     party_id = fields.UUID(dump_only=True)
@@ -112,6 +133,11 @@ class CorrectionSchema(Schema):
 
 
 class ObjectionDecisionSchema(Schema):
+    example = {"decision": "corrected",
+               "note": "迟延一天而非两天 One day late, not two.",
+               "correction": {"kind": "late_delivery", "severity": "minor",
+                              "description": "订单交付晚于约定一天 Delivered one day late."}}
+
     decision = fields.Enum(DecisionStatus, by_value=True, required=True, validate=validate.OneOf(
         [DecisionStatus.UPHELD, DecisionStatus.REVOKED, DecisionStatus.CORRECTED]))
     note = fields.String(required=True, validate=_text)
@@ -119,6 +145,8 @@ class ObjectionDecisionSchema(Schema):
 
 
 class RepairDecisionSchema(Schema):
+    example = {"decision": "approved", "note": "整改措施已核实 The measures were verified."}
+
     decision = fields.Enum(DecisionStatus, by_value=True, required=True, validate=validate.OneOf(
         [DecisionStatus.APPROVED, DecisionStatus.REJECTED]))
     note = fields.String(required=True, validate=_text)
@@ -130,7 +158,11 @@ class BlacklistQueryArgsSchema(Schema):
     credit_code = fields.String(validate=validate.Length(min=1, max=64))
 
 
-class BlacklistedPartySchema(Schema):
+class BlacklistedPartySchema(ResponseSchema):
+    # The full record is for regulators; anyone else reads the public disclosure fields.
+    sometimes_absent = frozenset({"blacklist_id", "event_id", "party_kind",
+                                  "publicity_min_until"})
+
     party_id = fields.UUID()
     name = fields.String()
     credit_code = fields.String()

@@ -18,8 +18,10 @@ from listings.errors import MalformedIfMatch
 from listings.models import Listing
 from listings.schemas import (
     AdmissionResultSchema,
+    AdmissionRuleCreateSchema,
     AdmissionRuleQueryArgsSchema,
     AdmissionRuleSchema,
+    CertificationCreateSchema,
     CertificationSchema,
     ListingBodySchema,
     ListingDetailSchema,
@@ -37,6 +39,13 @@ rules_blp = Blueprint("admission", __name__, url_prefix="/api/v1",
                       description="Admission lists (正面引导清单 / 负面禁止清单)")
 
 _ETAG = re.compile(r'^(?:W/)?"(\d+)"$')
+# Each answer with a listing carries its version as an ETag, sent back as If-Match to edit.
+ETAG_HEADER = {"ETag": {"description": "The listing's version, for If-Match", "required": True,
+                        "schema": {"type": "string", "pattern": r'^"\d+"$'}}}
+IF_MATCH = {"in": "header", "name": "If-Match", "required": False,
+            "description": "The ETag of the version you edited: a stale one → 412, so no "
+                           "edit is lost (or send `version` in the body)",
+            "schema": {"type": "string", "pattern": r'^(W/)?"\d+"$'}}
 
 
 def _if_match() -> int | None:
@@ -53,11 +62,11 @@ def _with_etag(listing: Listing, status: int = 200) -> tuple[Listing, int, dict[
     return listing, status, {"ETag": f'"{listing.version}"'}
 
 
-@blp.route("")
+@blp.route("", operation_ids={"post": "createListing", "get": "searchListings"})
 class Listings(MethodView):
     @require_role(Role.MERCHANT)
     @blp.arguments(ListingBodySchema)
-    @blp.response(201, ListingSchema)
+    @blp.response(201, ListingSchema, headers=ETAG_HEADER)
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def post(self, body: dict[str, Any]) -> Any:
         """Create a draft listing (the merchant must hold the product-operation right)."""
@@ -74,10 +83,10 @@ class Listings(MethodView):
         return services.search_listings(viewer=current_party(), filters=filters)
 
 
-@blp.route("/<uuid:listing_id>")
+@blp.route("/<uuid:listing_id>", operation_ids={"get": "getListing", "patch": "updateListing"})
 class ListingDetail(MethodView):
     @require_role()
-    @blp.response(200, ListingDetailSchema)
+    @blp.response(200, ListingDetailSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, listing_id: uuid.UUID) -> Any:
         """A listing with its valid certifications (drafts only for owner and overseers)."""
@@ -85,9 +94,10 @@ class ListingDetail(MethodView):
             listing = services.get_listing(session, listing_id=listing_id, viewer=current_party())
         return _with_etag(listing)
 
+    @blp.doc(parameters=[IF_MATCH])
     @require_role()
     @blp.arguments(ListingPatchSchema, required=False)
-    @blp.response(200, ListingSchema)
+    @blp.response(200, ListingSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
     @blp.alt_response(412, response="PRECONDITION_FAILED")
@@ -100,10 +110,10 @@ class ListingDetail(MethodView):
         return _with_etag(listing)
 
 
-@blp.route("/<uuid:listing_id>/submit")
+@blp.route("/<uuid:listing_id>/submit", operation_ids={"post": "submitListing"})
 class SubmitListing(MethodView):
     @require_role(Role.MERCHANT)
-    @blp.response(200, ListingSchema)
+    @blp.response(200, ListingSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
@@ -115,11 +125,11 @@ class SubmitListing(MethodView):
         return _with_etag(listing)
 
 
-@blp.route("/<uuid:listing_id>/review")
+@blp.route("/<uuid:listing_id>/review", operation_ids={"post": "reviewListing"})
 class ReviewListing(MethodView):
     @require_role(Role.OPERATOR)
     @blp.arguments(ReviewSchema)
-    @blp.response(200, ListingSchema)
+    @blp.response(200, ListingSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
@@ -134,11 +144,13 @@ class ReviewListing(MethodView):
 def _lifecycle_route(path: str, step: str, roles: tuple[Role, ...], summary: str) -> None:
     operation = getattr(services, f"{step}_listing")
 
-    @blp.route(f"/<uuid:listing_id>/{path}", endpoint=f"{step}_listing")
+    @blp.route(f"/<uuid:listing_id>/{path}", endpoint=f"{step}_listing",
+               operation_ids={"post": f"{step}Listing"})
     class LifecycleStep(MethodView):
+        @blp.doc(summary=summary)
         @require_role(*roles)
         @blp.arguments(ReasonSchema)
-        @blp.response(200, ListingSchema)
+        @blp.response(200, ListingSchema, headers=ETAG_HEADER)
         @blp.alt_response(404, response="NOT_FOUND")
         @blp.alt_response(409, response="CONFLICT")
         @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
@@ -159,10 +171,10 @@ _lifecycle_route("delist", "delist", (Role.MERCHANT, Role.OPERATOR),
                  "Withdraw a product (its merchant or an operator).")
 
 
-@blp.route("/<uuid:listing_id>/certifications")
+@blp.route("/<uuid:listing_id>/certifications", operation_ids={"post": "certifyListing"})
 class Certifications(MethodView):
     @require_role(Role.CERTIFIER)
-    @blp.arguments(CertificationSchema)
+    @blp.arguments(CertificationCreateSchema)
     @blp.response(201, CertificationSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
@@ -177,11 +189,11 @@ class Certifications(MethodView):
                                                  certifier=current_party(), body=body)
 
 
-@blp.route("/<uuid:listing_id>/clear-flag")
+@blp.route("/<uuid:listing_id>/clear-flag", operation_ids={"post": "clearListingFlag"})
 class ClearFlag(MethodView):
     @require_role(Role.OPERATOR)
     @blp.arguments(ReasonSchema)
-    @blp.response(200, ListingSchema)
+    @blp.response(200, ListingSchema, headers=ETAG_HEADER)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
     def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
@@ -200,7 +212,7 @@ class ClearFlag(MethodView):
         return _with_etag(listing)
 
 
-@blp.route("/<uuid:listing_id>/trace")
+@blp.route("/<uuid:listing_id>/trace", operation_ids={"get": "getListingTrace"})
 class Trace(MethodView):
     @require_role()
     @blp.response(200, TraceEntrySchema(many=True))
@@ -212,10 +224,11 @@ class Trace(MethodView):
                                           viewer=current_party())
 
 
-@rules_blp.route("/admission-rules")
+@rules_blp.route("/admission-rules",
+                 operation_ids={"post": "createAdmissionRule", "get": "listAdmissionRules"})
 class AdmissionRules(MethodView):
     @require_role(Role.OPERATOR)
-    @rules_blp.arguments(AdmissionRuleSchema)
+    @rules_blp.arguments(AdmissionRuleCreateSchema)
     @rules_blp.response(201, AdmissionRuleSchema)
     @rules_blp.alt_response(404, response="NOT_FOUND")
     @rules_blp.alt_response(409, response="CONFLICT")
@@ -233,7 +246,7 @@ class AdmissionRules(MethodView):
         return rules.rules_query(**args)
 
 
-@rules_blp.route("/admission-rules/<uuid:rule_id>")
+@rules_blp.route("/admission-rules/<uuid:rule_id>", operation_ids={"delete": "retireAdmissionRule"})
 class AdmissionRuleDetail(MethodView):
     @require_role(Role.OPERATOR)
     @rules_blp.response(204)
@@ -244,7 +257,7 @@ class AdmissionRuleDetail(MethodView):
             rules.retire_rule(session, rule_id=rule_id, actor=current_party())
 
 
-@rules_blp.route("/admission/check")
+@rules_blp.route("/admission/check", operation_ids={"post": "checkAdmission"})
 class AdmissionCheck(MethodView):
     @require_role(Role.MERCHANT)
     @rules_blp.arguments(ListingBodySchema)

@@ -9,7 +9,7 @@ import marshmallow as ma
 from flask import has_request_context
 from marshmallow import fields, post_dump, validate, validates_schema
 
-from app.api import Schema, StrictBoolean, StrictFloat
+from app.api import ResponseSchema, Schema, StrictBoolean, StrictFloat
 from app.parties.auth import authenticated_party
 from listings import services
 from listings.models import (
@@ -81,6 +81,26 @@ class RevenueShareSchema(Schema):
 class ListingBodySchema(Schema):
     """The merchant-owned fields of a listing (status, ids and dates are the server's)."""
 
+    example = {
+        "title": "上海道路交通流量 小时级 Shanghai hourly road traffic flows",
+        "description": "每小时路段车流量、平均车速与拥堵指数,覆盖 1,200 个主干道路段。"
+                       "Hourly vehicle counts, mean speed and congestion index on 1,200 "
+                       "arterial road segments, 2019 to date.",
+        "category": "transport", "tags": ["traffic", "交通", "hourly"],
+        "classification": "general", "contains_personal_info": False, "anonymized": False,
+        "consent_basis": None,
+        "source": {"origin": "collected",
+                   "description": "Roadside loop detectors and cameras we operate; counts "
+                                  "only, no plates. 自营路侧线圈与卡口设备采集。",
+                   "legal_basis": "道路交通监测设备运营许可 2024-17"},
+        "rights": {"holder_id": "5b0e7a1c-3d2f-4a8e-9c61-2f4d8e7b1a30", "processor_ids": [],
+                   "operator_id": "5b0e7a1c-3d2f-4a8e-9c61-2f4d8e7b1a30"},
+        "usage_scope": {"purposes": ["research", "logistics_planning"], "term_days": 365,
+                        "territory": "domestic", "resale": False, "derivatives": True},
+        "delivery_mode": "api", "price_model": "subscription", "unit_price": 120_000,
+        "currency": "CNY", "licenses_available": 50, "revenue_shares": [],
+    }
+
     title = fields.String(required=True, validate=_name)
     description = fields.String(required=True, validate=validate.Length(min=1, max=10_000))
     category = fields.String(required=True, validate=_short)
@@ -125,27 +145,37 @@ ListingPatchFieldsSchema = _optional_copy(ListingBodySchema, "ListingPatchFields
 
 # Its base is built at run time, which a static type checker cannot follow.
 class ListingPatchSchema(ListingPatchFieldsSchema):  # type: ignore[valid-type,misc]
+    example = {"unit_price": 98_000, "licenses_available": 80, "version": 2,
+               "tags": ["traffic", "交通", "hourly", "congestion"]}
+
     version = fields.Integer(load_only=True, strict=True, metadata={
         "description": "The version you edited (or send If-Match); a stale one → 409"})
 
 
-class CertificationSchema(Schema):
-    id = fields.UUID(dump_only=True)
-    certifier_id = fields.UUID(dump_only=True)
+class CertificationCreateSchema(Schema):
+    example = {"rating": "AA", "scopes": ["compliance", "quality"],
+               "valid_until": "2028-12-31T23:59:59+08:00",
+               "report_ref": "数据产品质量评估报告 SHDEC-CERT-2026-0387"}
+
     rating = _enum(Rating, required=True)
     scopes = fields.List(_enum(CertificationScope), required=True,
                          validate=validate.Length(min=1, max=3))
     valid_until = fields.AwareDateTime(required=True, default_timezone=None)
     report_ref = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class CertificationSchema(CertificationCreateSchema, ResponseSchema):
+    id = fields.UUID(dump_only=True)
+    certifier_id = fields.UUID(dump_only=True)
     issued_at = fields.DateTime(dump_only=True)
 
 
-class QualitySummarySchema(Schema):
+class QualitySummarySchema(ResponseSchema):
     count = fields.Integer()
     average = fields.Float(allow_none=True)
 
 
-class MatchedRuleSchema(Schema):
+class MatchedRuleSchema(ResponseSchema):
     rule_id = fields.String()
     rule_key = fields.String(allow_none=True)
     version = fields.Integer()
@@ -156,13 +186,16 @@ class MatchedRuleSchema(Schema):
     matched_on = fields.List(fields.String())
 
 
-class AdmissionResultSchema(Schema):
+class AdmissionResultSchema(ResponseSchema):
     decision = fields.String()
     explanation = fields.String()
     matched_rules = fields.List(fields.Nested(MatchedRuleSchema))
 
 
-class ListingSchema(ListingBodySchema):
+class ListingSchema(ListingBodySchema, ResponseSchema):
+    # A sold-out product answers 0; a merchant offers at least 1 (ListingBodySchema).
+    licenses_available = fields.Integer(allow_none=True, validate=validate.Range(min=0),
+                                        metadata={"description": "null: unlimited"})
     id = fields.UUID(dump_only=True)
     merchant_id = fields.UUID(dump_only=True)
     status = _enum(ListingStatus, dump_only=True)
@@ -215,27 +248,41 @@ class ListingQueryArgsSchema(Schema):
 
 
 class ReasonSchema(Schema):
+    example = {"reason": "经复核决定 Decided after review of case DX-2026-0142."}
+
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
 
 
 class ReviewSchema(ReasonSchema):
+    example = {"decision": "approve",
+               "reason": "来源与授权材料齐全 Source and licence documents verified."}
+
     decision = fields.String(required=True, validate=validate.OneOf(["approve", "reject"]))
 
 
-class QualityReportSchema(Schema):
-    id = fields.UUID(dump_only=True)
-    listing_id = fields.UUID(dump_only=True)
-    buyer_id = fields.UUID(dump_only=True)
+class QualityReportCreateSchema(Schema):
+    example = {"score": 4, "issue": "6 月约 3% 路段缺测 About 3% of segments lack June data."}
+
     # strict: a score of 2.5 is refused, not silently truncated to 2.
     score = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
     issue = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class QualityReportSchema(QualityReportCreateSchema, ResponseSchema):
+    id = fields.UUID(dump_only=True)
+    listing_id = fields.UUID(dump_only=True)
+    buyer_id = fields.UUID(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
 
 
-class AdmissionRuleSchema(Schema):
-    id = fields.UUID(dump_only=True)
-    rule_key = fields.UUID(dump_only=True)
-    version = fields.Integer(dump_only=True)
+class AdmissionRuleCreateSchema(Schema):
+    example = {"list": "negative", "name": "人脸识别与生物特征 Face recognition and biometrics",
+               "reason": "Biometric data may not be traded on the exchange (个人信息保护法 "
+                         "第二十八条 敏感个人信息).",
+               "keywords": ["人脸", "指纹", "face recognition", "fingerprint"],
+               "categories": [], "classifications": [], "contains_personal_info": None,
+               "territory": None}
+
     admission_list = _enum(AdmissionList, required=True, data_key="list")
     name = fields.String(required=True, validate=_name)
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
@@ -251,6 +298,12 @@ class AdmissionRuleSchema(Schema):
                                         default_timezone=None)
     supersedes = fields.UUID(load_only=True, load_default=None, metadata={
         "description": "Id of the rule this one replaces: it is retired, this is version + 1"})
+
+
+class AdmissionRuleSchema(AdmissionRuleCreateSchema, ResponseSchema):
+    id = fields.UUID(dump_only=True)
+    rule_key = fields.UUID(dump_only=True)
+    version = fields.Integer(dump_only=True)
     retired_at = fields.DateTime(dump_only=True, allow_none=True)
     created_at = fields.DateTime(dump_only=True)
 
@@ -260,7 +313,7 @@ class AdmissionRuleQueryArgsSchema(Schema):
     include_retired = fields.Boolean(load_default=False)
 
 
-class TraceEntrySchema(Schema):
+class TraceEntrySchema(ResponseSchema):
     seq = fields.Integer()
     occurred_at = fields.DateTime()
     actor_id = fields.UUID(allow_none=True)

@@ -27,7 +27,7 @@ blp = Blueprint("demands", __name__, url_prefix="/api/v1",
                 description="Demands and matching: buyers' needs met by listings")
 
 
-@blp.route("/demands")
+@blp.route("/demands", operation_ids={"post": "postDemand", "get": "listDemands"})
 class Demands(MethodView):
     @limit("RATE_LIMIT_TRADING")
     @require_role(Role.BUYER)
@@ -54,7 +54,7 @@ class Demands(MethodView):
         return demands.demands_query(viewer=current_party(), **args)
 
 
-@blp.route("/demands/<uuid:demand_id>")
+@blp.route("/demands/<uuid:demand_id>", operation_ids={"get": "getDemand"})
 class DemandDetail(MethodView):
     @require_role()
     @blp.response(200, DemandSchema)
@@ -65,7 +65,7 @@ class DemandDetail(MethodView):
             return demands.get_demand(session, demand_id=demand_id, viewer=current_party())
 
 
-@blp.route("/demands/<uuid:demand_id>/cancel")
+@blp.route("/demands/<uuid:demand_id>/cancel", operation_ids={"post": "cancelDemand"})
 class CancelDemand(MethodView):
     @require_role(Role.BUYER)
     @blp.response(200, DemandSchema)
@@ -78,7 +78,7 @@ class CancelDemand(MethodView):
             return demands.cancel_demand(session, demand_id=demand_id, actor=current_party())
 
 
-@blp.route("/demands/<uuid:demand_id>/matches")
+@blp.route("/demands/<uuid:demand_id>/matches", operation_ids={"get": "listDemandMatches"})
 class DemandMatches(MethodView):
     @require_role()
     @blp.response(200, MatchSchema(many=True))
@@ -86,14 +86,18 @@ class DemandMatches(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.paginate(Page)
     def get(self, demand_id: uuid.UUID) -> Any:
-        """Listings meeting every hard constraint of the demand, best first, each with its
-        score (0-100) and the reasons for it (its buyer, operators and regulators)."""
+        """Listings meeting every hard constraint of the demand, best first.
+
+        Each with its score (0-100) and the reasons for it; for the demand's buyer, operators
+        and regulators.
+        """
         with unit_of_work() as session:
             return demands.demand_matches(session, demand_id=demand_id,
                                           viewer=current_party())
 
 
-@blp.route("/listings/<uuid:listing_id>/matches")
+@blp.route("/listings/<uuid:listing_id>/matches", tags=["listings"],
+           operation_ids={"get": "listFittingDemands"})
 class ListingMatches(MethodView):
     @require_role()
     @blp.response(200, FittingDemandSchema(many=True))
@@ -101,8 +105,10 @@ class ListingMatches(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.paginate(SQLPage)
     def get(self, listing_id: uuid.UUID) -> Any:
-        """Open demands this listing meets, oldest first (its merchant, operators and
-        regulators); buyers are not named."""
+        """Open demands this listing meets, oldest first; buyers are not named.
+
+        For the listing's merchant, operators and regulators.
+        """
         with unit_of_work() as session:
             return demands.listing_matches(session, listing_id=listing_id,
                                            viewer=current_party())

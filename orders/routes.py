@@ -15,7 +15,7 @@ from app.limits import limit
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
 from listings.pricing_schemas import PriceGuidanceSchema
-from listings.schemas import QualityReportSchema
+from listings.schemas import QualityReportCreateSchema, QualityReportSchema
 from orders import disputes, market, services, webhooks
 from orders.schemas import (
     DeliverySchema,
@@ -32,8 +32,16 @@ from orders.schemas import (
 blp = Blueprint("orders", __name__, url_prefix="/api/v1",
                 description="Orders: purchase, payment, delivery, acceptance, disputes")
 
+STRIPE_EVENT_EXAMPLE = {
+    "id": "evt_3PfK2vLkdIwHu7ix0Q8cRz1m", "object": "event", "api_version": "2024-06-20",
+    "type": "payment_intent.succeeded", "created": 1781251200,
+    "data": {"object": {"id": "pi_3PfK2vLkdIwHu7ix0aB4nT9e", "object": "payment_intent",
+                        "amount": 120_000, "currency": "cny", "status": "succeeded",
+                        "metadata": {"order_id": "2f7d9c1e-4b6a-4e83-9a0f-5c1d7e2b8a64"}}},
+}
 
-@blp.route("/orders")
+
+@blp.route("/orders", operation_ids={"post": "placeOrder", "get": "listOrders"})
 class Orders(MethodView):
     @limit("RATE_LIMIT_TRADING")
     @require_role(Role.BUYER)
@@ -57,7 +65,7 @@ class Orders(MethodView):
         return services.orders_query(viewer=current_party(), **args)
 
 
-@blp.route("/orders/<uuid:order_id>")
+@blp.route("/orders/<uuid:order_id>", operation_ids={"get": "getOrder"})
 class OrderDetail(MethodView):
     @require_role()
     @blp.response(200, OrderSchema)
@@ -68,7 +76,7 @@ class OrderDetail(MethodView):
             return services.get_order(session, order_id=order_id, viewer=current_party())
 
 
-@blp.route("/orders/<uuid:order_id>/payment")
+@blp.route("/orders/<uuid:order_id>/payment", operation_ids={"get": "getOrderPayment"})
 class OrderPayment(MethodView):
     @require_role(Role.BUYER)
     @blp.response(200, OrderSchema)
@@ -76,13 +84,15 @@ class OrderPayment(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
     def get(self, order_id: uuid.UUID) -> Any:
-        """The order with what its buyer needs to pay it (`payment.client_secret` for Stripe,
-        transfer instructions offline), while it is unpaid."""
+        """The order with what its buyer needs to pay it, while it is unpaid.
+
+        `payment.client_secret` for Stripe, transfer instructions offline.
+        """
         with unit_of_work() as session:
             return services.payment_details(session, order_id=order_id, actor=current_party())
 
 
-@blp.route("/orders/<uuid:order_id>/cancel")
+@blp.route("/orders/<uuid:order_id>/cancel", operation_ids={"post": "cancelOrder"})
 class CancelOrder(MethodView):
     @require_role(Role.BUYER)
     @blp.response(200, OrderSchema)
@@ -94,7 +104,7 @@ class CancelOrder(MethodView):
             return services.cancel_order(session, order_id=order_id, actor=current_party())
 
 
-@blp.route("/orders/<uuid:order_id>/payments/confirm")
+@blp.route("/orders/<uuid:order_id>/payments/confirm", operation_ids={"post": "confirmPayment"})
 class ConfirmPayment(MethodView):
     @require_role(Role.OPERATOR)
     @idempotent
@@ -109,7 +119,7 @@ class ConfirmPayment(MethodView):
                                                     actor=current_party(), **body)
 
 
-@blp.route("/orders/<uuid:order_id>/deliver")
+@blp.route("/orders/<uuid:order_id>/deliver", operation_ids={"post": "deliverOrder"})
 class DeliverOrder(MethodView):
     @require_role(Role.MERCHANT)
     @blp.arguments(DeliverySchema)
@@ -123,7 +133,7 @@ class DeliverOrder(MethodView):
                                           **body)
 
 
-@blp.route("/orders/<uuid:order_id>/accept")
+@blp.route("/orders/<uuid:order_id>/accept", operation_ids={"post": "acceptOrder"})
 class AcceptOrder(MethodView):
     @require_role(Role.BUYER)
     @blp.response(200, OrderSchema)
@@ -135,7 +145,7 @@ class AcceptOrder(MethodView):
             return services.accept_order(session, order_id=order_id, actor=current_party())
 
 
-@blp.route("/orders/<uuid:order_id>/disputes")
+@blp.route("/orders/<uuid:order_id>/disputes", operation_ids={"post": "openDispute"})
 class OrderDisputes(MethodView):
     @limit("RATE_LIMIT_DISPUTES")
     @require_role(Role.BUYER)
@@ -150,7 +160,7 @@ class OrderDisputes(MethodView):
                                          **body)
 
 
-@blp.route("/disputes/<uuid:dispute_id>/resolve")
+@blp.route("/disputes/<uuid:dispute_id>/resolve", operation_ids={"post": "resolveDispute"})
 class ResolveDispute(MethodView):
     @require_role(Role.OPERATOR)
     @idempotent
@@ -165,14 +175,15 @@ class ResolveDispute(MethodView):
                                             actor=current_party(), **body)
 
 
-@blp.route("/webhooks/stripe")
+@blp.route("/webhooks/stripe", operation_ids={"post": "receiveStripeEvent"})
 class StripeWebhook(MethodView):
     @blp.doc(security=[], parameters=[{
         "in": "header", "name": "Stripe-Signature", "required": True,
         "schema": {"type": "string"},
         "description": "Stripe's `t=...,v1=...` HMAC-SHA256 signature of the raw body"}],
         requestBody={"required": True, "description": "A Stripe event, as Stripe sends it",
-                     "content": {"application/json": {"schema": {"type": "object"}}}})
+                     "content": {"application/json": {"schema": {"type": "object"},
+                                                      "example": STRIPE_EVENT_EXAMPLE}}})
     @blp.response(200, WebhookAckSchema)
     @blp.alt_response(400, response="BAD_REQUEST")
     @blp.alt_response(413, response="REQUEST_ENTITY_TOO_LARGE")
@@ -189,10 +200,11 @@ class StripeWebhook(MethodView):
                                     request.headers.get("Stripe-Signature"))
 
 
-@blp.route("/listings/<uuid:listing_id>/quality-reports")
+@blp.route("/listings/<uuid:listing_id>/quality-reports", tags=["listings"],
+           operation_ids={"post": "reportQuality"})
 class QualityReports(MethodView):
     @require_role(Role.BUYER)
-    @blp.arguments(QualityReportSchema)
+    @blp.arguments(QualityReportCreateSchema)
     @blp.response(201, QualityReportSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
@@ -207,15 +219,19 @@ class QualityReports(MethodView):
                                            buyer=current_party(), **body)
 
 
-@blp.route("/listings/<uuid:listing_id>/price-guidance")
+@blp.route("/listings/<uuid:listing_id>/price-guidance", tags=["listings"],
+           operation_ids={"get": "getPriceGuidance"})
 class PriceGuidance(MethodView):
     @require_role()
     @blp.response(200, PriceGuidanceSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, listing_id: uuid.UUID) -> Any:
-        """The suggested unit price: the guide price's reference (else recent deals' median,
-        else the listing's price) moved by named, bounded factors, each with its effect in
-        fen, clamped into any binding band; with the band and the recent deals."""
+        """The suggested unit price of a listing, with the band and the recent deals.
+
+        The guide price's reference (else recent deals' median, else the listing's price)
+        moved by named, bounded factors, each with its effect in fen, clamped into any
+        binding band.
+        """
         with unit_of_work() as session:
             return market.price_guidance(session, listing_id=listing_id,
                                          viewer=current_party())

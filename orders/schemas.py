@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import fields, validate
 
-from app.api import Schema, StrictBoolean
+from app.api import Currency, NestedMethod, ResponseSchema, Schema, StrictBoolean
 from listings.models import Classification, DeliveryMode, Territory
 from orders.models import DemandStatus, DisputeOutcome, Order, OrderStatus, PaymentStatus
 
@@ -16,6 +16,9 @@ _payment_reference = validate.Length(min=1, max=200)
 
 
 class OrderCreateSchema(Schema):
+    example = {"listing_id": "8c3f2b6e-1a4d-4f7b-b2e9-6d0a5c9e3f14", "quantity": 1,
+               "purpose": "logistics_planning", "beneficiaries": []}
+
     listing_id = fields.UUID(required=True)
     quantity = fields.Integer(load_default=1, strict=True,
                               validate=validate.Range(min=1, max=10_000))
@@ -25,20 +28,23 @@ class OrderCreateSchema(Schema):
                                     "description": "Public agencies served (统采分用)"})
 
 
-class PaymentInfoSchema(Schema):
-    provider = fields.String()
-    status = fields.String()
+class PaymentInfoSchema(ResponseSchema):
+    # Present while the order is unpaid and the provider has them (GET .../payment).
+    sometimes_absent = frozenset({"client_secret", "instructions"})
+
+    provider = fields.String(metadata={"description": "stripe or offline"})
+    status = fields.String(validate=validate.OneOf([status.value for status in PaymentStatus]))
     client_secret = fields.String(allow_none=True)
     instructions = fields.String(allow_none=True)
 
 
-class WebhookAckSchema(Schema):
+class WebhookAckSchema(ResponseSchema):
     received = fields.Boolean()
     event_id = fields.String()
     outcome = fields.String(metadata={"description": "paid, duplicate, ignored, ..."})
 
 
-class OrderSchema(Schema):
+class OrderSchema(ResponseSchema):
     id = fields.UUID()
     listing_id = fields.UUID()
     buyer_id = fields.UUID()
@@ -49,9 +55,9 @@ class OrderSchema(Schema):
     status = fields.Enum(OrderStatus, by_value=True)
     unit_price = fields.Integer()
     total_amount = fields.Integer()
-    currency = fields.String()
+    currency = Currency()
     license = fields.Dict(metadata={"description": "The usage scope frozen at purchase"})
-    payment = fields.Method("_payment")
+    payment = NestedMethod(PaymentInfoSchema, "_payment")
     paid_amount = fields.Integer()
     refunded_amount = fields.Integer()
     expires_at = fields.DateTime()
@@ -62,10 +68,10 @@ class OrderSchema(Schema):
     completed_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
 
-    def _payment(self, order: Order) -> dict[str, object]:
+    def _payment(self, order: Order) -> object:
         start = order.payment_start
         if start is not None:
-            return PaymentInfoSchema().dump(start)
+            return start
         status = order.payment_status
         return {"provider": order.payment_provider,
                 "status": status.value if isinstance(status, PaymentStatus) else status}
@@ -76,21 +82,29 @@ class OrderQueryArgsSchema(Schema):
 
 
 class PaymentConfirmSchema(Schema):
+    example = {"reference": "ICBC 转账 20260612-000187"}
+
     reference = fields.String(required=True, validate=_payment_reference,
                               metadata={"description": "The bank transfer's reference"})
 
 
 class DeliverySchema(Schema):
+    example = {"delivery_ref": "api-credential:traffic-flows/0187",
+               "checksum": "sha256:9b74c9897bac770ffc029102a200c5de"
+                           "c3f1a7e48a2bd1d1c2b9b1c66f1a8e11"}
+
     delivery_ref = fields.String(required=True, validate=_ref, metadata={
         "description": "File reference, API credential id, or sandbox grant id"})
     checksum = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
 
 class DisputeCreateSchema(Schema):
+    example = {"reason": "约 30% 路段缺少 6 月数据 About 30% of road segments have no June data."}
+
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
 
 
-class DisputeSchema(Schema):
+class DisputeSchema(ResponseSchema):
     id = fields.UUID()
     order_id = fields.UUID()
     buyer_id = fields.UUID()
@@ -104,6 +118,9 @@ class DisputeSchema(Schema):
 
 
 class DisputeResolutionSchema(Schema):
+    example = {"outcome": "refund_partial", "refund_amount": 36_000,
+               "note": "缺失数据按比例退款 Refund in proportion to the missing data."}
+
     outcome = fields.Enum(DisputeOutcome, by_value=True, required=True)
     refund_amount = fields.Integer(load_default=None, allow_none=True, strict=True,
                                    validate=validate.Range(min=1, max=10**13))
@@ -112,6 +129,12 @@ class DisputeResolutionSchema(Schema):
 
 
 class DemandCreateSchema(Schema):
+    example = {"category": "transport", "keywords": ["交通流量", "traffic", "congestion"],
+               "max_classification": "general", "delivery_modes": ["api", "download"],
+               "purpose": "logistics_planning", "territory": "domestic",
+               "max_unit_price": 150_000, "currency": "CNY", "quantity": 1,
+               "auto_order": False, "expires_at": "2027-03-31T23:59:59+08:00"}
+
     category = fields.String(required=True, validate=validate.Length(min=1, max=64))
     keywords = fields.List(fields.String(validate=validate.Length(min=1, max=64)),
                            load_default=list, validate=validate.Length(max=20))
@@ -135,38 +158,37 @@ class DemandCreateSchema(Schema):
         "description": "Default: DEMAND_TTL_DAYS from now"})
 
 
-class DemandSchema(DemandCreateSchema):
+class DemandSchema(DemandCreateSchema, ResponseSchema):
     id = fields.UUID()
     buyer_id = fields.UUID()
     # Read back as stored, the modes' values: strings, not the members the input loads.
     delivery_modes: fields.List[Any] = fields.List(fields.String())
     status = fields.Enum(DemandStatus, by_value=True)
     order_id = fields.UUID(allow_none=True)
-    order = fields.Method("_order", metadata={
+    order = NestedMethod(OrderSchema, "_order", allow_none=True, metadata={
         "description": "The order auto_order placed, in the response that placed it"})
     closed_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
 
-    def _order(self, demand: object) -> dict[str, object] | None:
-        placed = getattr(demand, "placed_order", None)
-        return OrderSchema().dump(placed) if placed is not None else None
+    def _order(self, demand: object) -> object | None:
+        return getattr(demand, "placed_order", None)
 
 
 class DemandQueryArgsSchema(Schema):
     status = fields.Enum(DemandStatus, by_value=True)
 
 
-class MatchSchema(Schema):
+class MatchSchema(ResponseSchema):
     listing_id = fields.UUID()
     merchant_id = fields.UUID()
     title = fields.String()
     unit_price = fields.Integer()
-    currency = fields.String()
+    currency = Currency()
     score = fields.Integer(metadata={"description": "0-100, see the ranking in the docs"})
     reasons = fields.List(fields.String())
 
 
-class FittingDemandSchema(Schema):
+class FittingDemandSchema(ResponseSchema):
     """A demand as its fitting listing's merchant sees it: the terms, not the buyer."""
 
     id = fields.UUID()
@@ -179,6 +201,6 @@ class FittingDemandSchema(Schema):
     purpose = fields.String()
     territory = fields.Enum(Territory, by_value=True)
     max_unit_price = fields.Integer()
-    currency = fields.String()
+    currency = Currency()
     quantity = fields.Integer()
     expires_at = fields.DateTime()

@@ -19,6 +19,7 @@ from settlement.schemas import (
     AllocationSchema,
     BalanceSchema,
     BatchConfirmationSchema,
+    PayoutAccountBodySchema,
     PayoutAccountSchema,
     PayoutBatchSchema,
     PayoutQueryArgsSchema,
@@ -34,17 +35,19 @@ blp = Blueprint("settlement", __name__, url_prefix="/api/v1",
                 description="Settlement: revenue sharing, runs, balances and the ledger")
 
 
-@blp.route("/settlement/runs")
+@blp.route("/settlement/runs", operation_ids={"post": "runSettlement", "get": "listSettlementRuns"})
 class Runs(MethodView):
     @require_role(Role.OPERATOR)
     @idempotent_own_transactions  # batches commit one by one, not in the key's transaction
     @blp.arguments(RunCreateSchema, required=False)
     @blp.response(201, RunSchema)
     def post(self, body: dict[str, Any]) -> Any:
-        """Settle every completed, unsettled order up to `up_to` (Idempotency-Key). One run
-        per cut-off: the same `up_to` again finishes and returns that run. One run at a
-        time: this one waits for a run in progress (SETTLEMENT_RUN_WAIT_SECONDS), then
-        answers 409 `settlement_run_in_progress`."""
+        """Settle every completed, unsettled order up to `up_to` (Idempotency-Key).
+
+        One run per cut-off: the same `up_to` again finishes and returns that run. One run
+        at a time: this one waits for a run in progress (SETTLEMENT_RUN_WAIT_SECONDS), then
+        answers 409 `settlement_run_in_progress`.
+        """
         return runs.settle(up_to=body["up_to"] or clock.now(), actor=current_party(),
                            wait_seconds=current_app.config["SETTLEMENT_RUN_WAIT_SECONDS"])
 
@@ -56,7 +59,7 @@ class Runs(MethodView):
         return views.runs_query()
 
 
-@blp.route("/settlement/runs/<uuid:run_id>")
+@blp.route("/settlement/runs/<uuid:run_id>", operation_ids={"get": "getSettlementRun"})
 class RunDetail(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.response(200, RunSchema)
@@ -67,20 +70,22 @@ class RunDetail(MethodView):
             return views.get_run(session, run_id)
 
 
-@blp.route("/orders/<uuid:order_id>/allocations")
+@blp.route("/orders/<uuid:order_id>/allocations", operation_ids={"get": "listAllocations"})
 class Allocations(MethodView):
     @require_role()
     @blp.response(200, AllocationSchema(many=True))
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, order_id: uuid.UUID) -> Any:
-        """How a settled order's money was split, the platform's line included (the lines
-        sum to the order total): all lines for the order's merchant, operators and
-        regulators; a payee's own lines for a payee."""
+        """How a settled order's money was split, the platform's line included.
+
+        The lines sum to the order total: all lines for the order's merchant, operators and
+        regulators; a payee's own lines for a payee.
+        """
         with unit_of_work() as session:
             return views.allocations(session, order_id=order_id, viewer=current_party())
 
 
-@blp.route("/parties/<uuid:party_id>/balance")
+@blp.route("/parties/<uuid:party_id>/balance", operation_ids={"get": "getBalance"})
 class PartyBalance(MethodView):
     @require_role()
     @blp.response(200, BalanceSchema)
@@ -91,7 +96,7 @@ class PartyBalance(MethodView):
             return views.balance(session, party_id=party_id, viewer=current_party())
 
 
-@blp.route("/parties/<uuid:party_id>/statement")
+@blp.route("/parties/<uuid:party_id>/statement", operation_ids={"get": "getStatement"})
 class PartyStatement(MethodView):
     @require_role()
     @blp.arguments(StatementArgsSchema, location="query")
@@ -104,7 +109,7 @@ class PartyStatement(MethodView):
                                start=args.get("from_"), end=args.get("to"))
 
 
-@blp.route("/ledger/trial-balance")
+@blp.route("/ledger/trial-balance", operation_ids={"get": "getTrialBalance"})
 class TrialBalance(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.response(200, TrialBalanceSchema)
@@ -114,16 +119,19 @@ class TrialBalance(MethodView):
             return ledger.trial_balance(session)
 
 
-@blp.route("/parties/<uuid:party_id>/payout-account")
+@blp.route("/parties/<uuid:party_id>/payout-account",
+           operation_ids={"put": "setPayoutAccount", "get": "getPayoutAccount"})
 class PartyPayoutAccount(MethodView):
     @require_role()
-    @blp.arguments(PayoutAccountSchema)
+    @blp.arguments(PayoutAccountBodySchema)
     @blp.response(200, PayoutAccountSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def put(self, body: dict[str, Any], party_id: uuid.UUID) -> Any:
-        """Where the party is paid (the party itself only): a bank account, listed in the
-        operator's batch file, or a Stripe connected account."""
+        """Where the party is paid (the party itself only).
+
+        A bank account, listed in the operator's batch file, or a Stripe connected account.
+        """
         with unit_of_work() as session:
             return payouts.set_payout_account(session, party_id=party_id,
                                               actor=current_party(), body=body)
@@ -138,19 +146,21 @@ class PartyPayoutAccount(MethodView):
                                               viewer=current_party())
 
 
-@blp.route("/payouts")
+@blp.route("/payouts", operation_ids={"get": "listPayouts"})
 class Payouts(MethodView):
     @require_role()
     @blp.arguments(PayoutQueryArgsSchema, location="query")
     @blp.response(200, PayoutSchema(many=True))
     @blp.paginate(SQLPage)
     def get(self, args: dict[str, Any]) -> Any:
-        """Payouts with their provider reference and status: your own, or all for operators
-        and regulators; `?party_id=&run_id=&status=`."""
+        """Payouts with their provider reference and status.
+
+        Your own, or all for operators and regulators; `?party_id=&run_id=&status=`.
+        """
         return payouts.payouts_query(viewer=current_party(), **args)
 
 
-@blp.route("/payout-batches/<uuid:batch_id>")
+@blp.route("/payout-batches/<uuid:batch_id>", operation_ids={"get": "getPayoutBatch"})
 class PayoutBatchDetail(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.response(200, PayoutBatchSchema)
@@ -161,14 +171,16 @@ class PayoutBatchDetail(MethodView):
             return payouts.get_batch(session, batch_id)
 
 
-@blp.route("/payout-batches/<uuid:batch_id>/file")
+@blp.route("/payout-batches/<uuid:batch_id>/file", operation_ids={"get": "getPayoutBatchFile"})
 class PayoutBatchFile(MethodView):
     @require_role(Role.OPERATOR)
     @blp.response(200, {"type": "string"}, content_type="text/csv")
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, batch_id: uuid.UUID) -> Any:
-        """The bank_file batch as CSV: payout id, payee name, credit code, bank, account,
-        amount in fen, currency."""
+        """The bank_file batch as CSV.
+
+        Columns: payout id, payee name, credit code, bank, account, amount in fen, currency.
+        """
         with unit_of_work() as session:
             batch = payouts.get_batch(session, batch_id)
             if batch.file_path is None:
@@ -177,7 +189,7 @@ class PayoutBatchFile(MethodView):
                              download_name=f"payouts-{batch.run_id}.csv")
 
 
-@blp.route("/payout-batches/<uuid:batch_id>/confirm")
+@blp.route("/payout-batches/<uuid:batch_id>/confirm", operation_ids={"post": "confirmPayoutBatch"})
 class ConfirmPayoutBatch(MethodView):
     @require_role(Role.OPERATOR)
     @idempotent
@@ -186,8 +198,11 @@ class ConfirmPayoutBatch(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
     def post(self, body: dict[str, Any], batch_id: uuid.UUID) -> Any:
-        """The bank paid the batch file (Idempotency-Key): its payouts are paid, except
-        those named in `failed`, whose money goes back to the payee's payable balance."""
+        """The bank paid the batch file (Idempotency-Key).
+
+        Its payouts are paid, except those named in `failed`, whose money goes back to the
+        payee's payable balance.
+        """
         with unit_of_work() as session:
             return payouts.confirm_bank_batch(session, batch_id=batch_id,
                                               actor=current_party(), failed=body["failed"])

@@ -37,7 +37,7 @@ def _created(party: Party, issued: services.IssuedKey) -> dict[str, Any]:
             "api_key_id": issued.key.id}
 
 
-@blp.route("")
+@blp.route("", operation_ids={"get": "listParties", "post": "registerParty"})
 class Parties(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.arguments(PartyQueryArgsSchema, location="query")
@@ -60,7 +60,7 @@ class Parties(MethodView):
         return _created(party, issued)
 
 
-@blp.route("/me")
+@blp.route("/me", operation_ids={"get": "getCurrentParty"})
 class Me(MethodView):
     @require_role()
     @blp.response(200, PartySchema)
@@ -69,7 +69,7 @@ class Me(MethodView):
         return current_party()
 
 
-@blp.route("/<uuid:party_id>")
+@blp.route("/<uuid:party_id>", operation_ids={"get": "getParty"})
 class PartyDetail(MethodView):
     @require_role()
     @blp.response(200, PartySchema)
@@ -80,7 +80,7 @@ class PartyDetail(MethodView):
             return services.get_party(session, party_id=party_id, viewer=current_party())
 
 
-@blp.route("/<uuid:party_id>/api-keys")
+@blp.route("/<uuid:party_id>/api-keys", operation_ids={"get": "listApiKeys", "post": "issueApiKey"})
 class PartyApiKeys(MethodView):
     @require_role()
     @blp.response(200, ApiKeySchema(many=True))
@@ -101,7 +101,7 @@ class PartyApiKeys(MethodView):
         return {**_attributes(issued.key, ApiKeySchema), "api_key": issued.raw}
 
 
-@blp.route("/<uuid:party_id>/api-keys/<uuid:key_id>")
+@blp.route("/<uuid:party_id>/api-keys/<uuid:key_id>", operation_ids={"delete": "revokeApiKey"})
 class PartyApiKey(MethodView):
     @require_role()
     @blp.response(204)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from app.api import Schema
+from app.api import ResponseSchema, Schema
 from app.parties.models import PartyKind, Role
 
 
 class PartyCreateSchema(Schema):
+    example = {"name": "上海智行交通数据有限公司 Shanghai Zhixing Traffic Data Co., Ltd.",
+               "credit_code": "91310115MA1K4PQ0XA", "kind": "enterprise",
+               "roles": ["merchant"]}
+
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     credit_code = fields.String(
         required=True, validate=validate.Length(min=1, max=64),
@@ -18,7 +22,7 @@ class PartyCreateSchema(Schema):
                         validate=validate.Length(min=1, max=len(Role)))
 
 
-class PartySchema(Schema):
+class PartySchema(ResponseSchema):
     id = fields.UUID(dump_only=True)
     name = fields.String()
     credit_code = fields.String()
@@ -32,7 +36,7 @@ class PartyCreatedSchema(PartySchema):
     api_key_id = fields.UUID()
 
 
-class ApiKeySchema(Schema):
+class ApiKeySchema(ResponseSchema):
     id = fields.UUID()
     prefix = fields.String(metadata={"description": "First characters, to tell keys apart"})
     created_at = fields.DateTime()
