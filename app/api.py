@@ -335,7 +335,7 @@ class Api(flask_smorest.Api):
     def _init_spec(self, *, marshmallow_plugin: Any = None, **kwargs: Any) -> None:
         super()._init_spec(marshmallow_plugin=marshmallow_plugin or ContractPlugin(), **kwargs)
 
-    def handle_http_exception(self, error):  # type: ignore[override]
+    def handle_http_exception(self, error):
         return http_exception_problem(error)
 
     def _register_responses(self) -> None:

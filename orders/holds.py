@@ -53,8 +53,9 @@ def ensure_within_cap(session: Session, *, buyer_id: uuid.UUID, listing: Listing
         return  # unlimited: an unpaid order keeps nothing from anyone
     limit = current_app.config["UNPAID_LICENSES_PER_BUYER_PER_LISTING"]
     # The predicate written out (not bound), so PostgreSQL always uses the partial index.
-    held = session.scalar(select(func.coalesce(func.sum(Order.quantity), 0)).where(
-        Order.buyer_id == buyer_id, Order.listing_id == listing.id, text(UNPAID_ORDER)))
+    held: int = session.execute(select(func.coalesce(func.sum(Order.quantity), 0)).where(
+        Order.buyer_id == buyer_id, Order.listing_id == listing.id, text(UNPAID_ORDER))
+    ).scalar_one()
     held -= quantity if counted else 0
     if held + quantity > limit:
         raise UnpaidLimitReached(

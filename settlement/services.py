@@ -163,11 +163,11 @@ def held_for_refunds(session: Session, party_ids: list[uuid.UUID]) -> dict[uuid.
         select(AllocationLine.party_id,
                func.sum(AllocationLine.amount - AllocationLine.reversed_amount))
         .where(AllocationLine.order_id.in_(waiting), AllocationLine.party_id.in_(party_ids))
-        .group_by(AllocationLine.party_id)).tuples()}
+        .group_by(AllocationLine.party_id)).tuples() if party_id is not None}
 
 
 def _already_reversed(session: Session, refund_id: uuid.UUID) -> bool:
-    return session.scalar(select(exists().where(RefundReversal.refund_id == refund_id)))
+    return bool(session.scalar(select(exists().where(RefundReversal.refund_id == refund_id))))
 
 
 def _take_back(session: Session, line: AllocationLine, amount: int,

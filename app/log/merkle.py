@@ -41,7 +41,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # MTH({}) = HASH() (§2.1.1)
@@ -62,7 +62,8 @@ def split_point(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-class Node(NamedTuple):
+@dataclass(frozen=True, order=True)
+class Node:
     """The complete subtree of 2**level leaves that starts at leaf index * 2**level."""
 
     level: int

@@ -10,7 +10,8 @@ recomputed when read (at most 255 hashings).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from app.log.merkle import HASH_SIZE, Node, root_of
 
@@ -18,7 +19,8 @@ TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
 
 
-class Tile(NamedTuple):
+@dataclass(frozen=True, order=True)
+class Tile:
     """Tile `index` of tile level `level` (tree level 8 · level)."""
 
     level: int

@@ -58,7 +58,7 @@ def authenticated_party() -> Party | None:
     (429 once the address has failed too often: a valid key always passes)."""
     cached = request.environ.get(_PARTY_ENVIRON_KEY, _ANONYMOUS)
     if cached is not _ANONYMOUS:
-        return cached  # type: ignore[return-value]
+        return cached
     try:
         token = bearer_token()
     except Unauthorized:
