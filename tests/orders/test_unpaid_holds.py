@@ -17,8 +17,9 @@ from app.parties.models import Role
 from app.scheduler import run_job
 from orders.models import Order
 from tests.factories import Member, make_member, run_together
-from tests.orders.factories import Market, listed_product, ok, order_body
+from tests.orders.factories import Market, listed_product, order_body
 from tests.settlement.helpers import count
+from tests.support import ok
 
 ORDERS = "/api/v1/orders"
 CAP = "UNPAID_LICENSES_PER_BUYER_PER_LISTING"
