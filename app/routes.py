@@ -78,6 +78,8 @@ class Metrics(MethodView):
         "content": {"text/plain": {"schema": {"type": "string"}}}}})
     @ops.alt_response(401, response="UNAUTHORIZED")
     @ops.alt_response(404, response="NOT_FOUND")
+    # A wrong token counts as a failed authentication of the address.
+    @ops.alt_response(429, response="TOO_MANY_REQUESTS")
     def get(self) -> Any:
         """Request rate and latency per route, and the exchange's business counts.
 
