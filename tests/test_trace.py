@@ -5,6 +5,7 @@ of it —, each with its actor and time, and nothing of another listing's orders
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,8 +13,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import downgrade, upgrade
 
+from app import clock
 from app.extensions import db
 from app.parties.models import Role
+from app.scheduler import run_job
 from benchmarks.listings_search import recorded_statements
 from benchmarks.statement_counts import _work
 from tests.factories import Member, make_member
@@ -164,6 +167,21 @@ def test_a_payout_that_failed_is_traced_again_with_the_payout_that_pays_its_orde
         ("payout.initiated", [first, second], 228_000),
         ("payout.paid", [first, second], 228_000),
     ]
+
+
+def test_a_cancelled_and_an_expired_order_show_how_they_ended(trading, app):
+    placed = [ok(trading.client.post(ORDERS, json=order_body(trading.listing),
+                                     headers=trading.buyer.headers), 201)["id"]
+              for _ in range(2)]
+    ok(trading.client.post(f"{ORDERS}/{placed[0]}/cancel", headers=trading.buyer.headers))
+    clock.advance(timedelta(minutes=app.config["ORDER_PAYMENT_TTL_MINUTES"] + 1))
+    assert run_job(app, "expire_unpaid_orders")
+
+    ended = [(entry["subject_id"], entry["action"], entry["actor_id"])
+             for entry in trading.trace() if entry["action"] in ("order.cancelled",
+                                                                 "order.expired")]
+    assert ended == [(placed[0], "order.cancelled", trading.buyer.id),
+                     (placed[1], "order.expired", None)]
 
 
 def test_another_listings_orders_never_appear_in_the_trace(trading):
