@@ -53,6 +53,11 @@ class AuditEntry(ChainedEntry, Base):
     subject_id: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     payload_digest: Mapped[str] = mapped_column(String(64))
+    # The product the change concerns, when it is not the listing itself (an order of it,
+    # its settlement, a payout of it): what a listing's trace reads. Not hashed: it is
+    # derived from facts the entry's hash covers (the order, named by the subject or the
+    # details, fixes its listing), and entries written before it existed were backfilled.
+    listing_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
 
     __table_args__ = (
         # A subject's trace (a listing's whole life) is read by subject.
@@ -88,6 +93,7 @@ class _Pending:
     subject: Any
     subject_type: str
     details: dict[str, Any]
+    listing_id: uuid.UUID | None
     # The innermost savepoint open when it was recorded; None: the transaction itself.
     savepoint: SessionTransaction | None = None
 
@@ -100,10 +106,12 @@ def record(
     subject: Any,
     subject_type: str | None = None,
     details: dict[str, Any] | None = None,
+    listing_id: uuid.UUID | None = None,
 ) -> None:
     """Queue an audit entry for the current transaction (written at commit, or never).
 
-    `subject` is a model instance (its id is read at commit, after the flush) or an id.
+    `subject` is a model instance (its id is read at commit, after the flush) or an id;
+    `listing_id` names the product the change concerns, for that listing's trace.
     """
     subject_type = subject_type or getattr(subject, "__tablename__", None)
     if subject_type is None:
@@ -113,7 +121,7 @@ def record(
         session.begin()
     pending = session.info.setdefault(_PENDING, [])
     pending.append(_Pending(actor_id, action, subject, subject_type, dict(details or {}),
-                            session.get_nested_transaction()))
+                            listing_id, session.get_nested_transaction()))
 
 
 def _subject_id(subject: Any) -> str:
@@ -143,7 +151,8 @@ def _write_pending_entries(session: Session) -> None:
     # and every writer of the exchange queues for it.
     entries = [AuditEntry(occurred_at=at, actor_id=item.actor_id, action=item.action,
                           subject_type=item.subject_type, subject_id=_subject_id(item.subject),
-                          details=item.details, payload_digest=digest(item.details))
+                          details=item.details, payload_digest=digest(item.details),
+                          listing_id=item.listing_id)
                for item in pending]
     seq, prev_hash = lock_and_read_head(session, AuditEntry, _CHAIN_LOCK_KEY)
     for entry in entries:

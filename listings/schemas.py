@@ -318,6 +318,12 @@ class TraceEntrySchema(ResponseSchema):
     occurred_at = fields.DateTime()
     actor_id = fields.UUID(allow_none=True)
     action = fields.String()
+    # What changed: the listing itself, or an order, refund or payout of it.
+    subject_type = fields.String()
+    subject_id = fields.String()
     details = fields.Dict()
     hash = fields.String()
     prev_hash = fields.String()
+    # The entry's place in the evidence log and its leaf hash: null until it is sealed.
+    log_index = fields.Integer(allow_none=True, dump_default=None)
+    leaf_hash = fields.String(allow_none=True, dump_default=None)

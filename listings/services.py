@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, bindparam, or_, select, update
+from sqlalchemy import Select, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app import audit, clock
@@ -380,12 +380,15 @@ def release_licenses(session: Session, *, listing_id: uuid.UUID, quantity: int) 
 
 def listing_trace(session: Session, *, listing_id: uuid.UUID,
                   viewer: Actor) -> Iterable[AuditEntry]:
-    """Every audited event of the product's life, in order."""
+    """Every audited event of the product's life, in order: the listing's own entries and
+    those of its orders, their settlement and payouts (which name it by `listing_id`), read
+    in one statement however many orders it has."""
     listing = _lookup(session, listing_id)
     if listing.merchant_id != viewer.id and not viewer.has_role(*OVERSEERS):
         raise ListingNotFound()
     stmt = (select(AuditEntry)
-            .where(AuditEntry.subject_type == Listing.__tablename__,
-                   AuditEntry.subject_id == str(listing.id))
+            .where(or_(and_(AuditEntry.subject_type == Listing.__tablename__,
+                            AuditEntry.subject_id == str(listing.id)),
+                       AuditEntry.listing_id == listing.id))
             .order_by(AuditEntry.seq))
     return list(session.scalars(stmt))

@@ -142,8 +142,11 @@ def auto_order(session: Session, demand: Demand, buyer: Party, at: datetime) -> 
             continue
         demand.fulfil_with(order.id, at)
         session.flush()
-        _record(session, SYSTEM, "demand.matched", demand, order_id=str(order.id),
-                listing_id=str(match.listing_id), score=match.score)
+        # In the listing's trace too: the order it placed is of that listing.
+        audit.record(session, actor_id=SYSTEM.id, action="demand.matched", subject=demand,
+                     listing_id=match.listing_id,
+                     details={"status": demand.status.value, "order_id": str(order.id),
+                              "listing_id": str(match.listing_id), "score": match.score})
         return order
     return None
 

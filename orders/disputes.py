@@ -27,6 +27,7 @@ def open_dispute(session: Session, *, order_id: uuid.UUID, actor: Actor,
     session.add(dispute)
     session.flush()
     audit.record(session, actor_id=actor.id, action="order.disputed", subject=order,
+                 listing_id=order.listing_id,
                  details={"status": order.status.value, "dispute_id": str(dispute.id),
                           "reason": reason})
     return dispute
@@ -53,10 +54,16 @@ def resolve_dispute(session: Session, *, dispute_id: uuid.UUID, actor: Actor,
         refund.reference = provider_named(order.payment_provider).refund(
             order, amount, refund_key=f"refund:{refund.id}")
         money.refund_paid(session, refund)
+        audit.record(session, actor_id=actor.id, action="order.refunded", subject=order,
+                     listing_id=order.listing_id,
+                     details={"status": order.status.value, "refund_id": str(refund.id),
+                              "amount": amount, "provider": refund.provider,
+                              "reference": refund.reference})
     dispute.outcome, dispute.refund_amount, dispute.note = outcome, amount, note
     dispute.resolved_by, dispute.resolved_at = actor.id, now
     session.flush()
     audit.record(session, actor_id=actor.id, action="order.dispute_resolved", subject=order,
+                 listing_id=order.listing_id,
                  details={"status": order.status.value, "dispute_id": str(dispute.id),
                           "outcome": outcome.value, "refund_amount": amount})
     if outcome is not DisputeOutcome.REJECTED:

@@ -37,7 +37,7 @@ from orders.payments import provider_named
 
 def _record(session: Session, actor: Actor, action: str, order: Order, **details: Any) -> None:
     audit.record(session, actor_id=actor.id, action=action, subject=order,
-                 details={"status": order.status.value, **details})
+                 listing_id=order.listing_id, details={"status": order.status.value, **details})
 
 
 def _check_beneficiaries(session: Session, beneficiaries: list[uuid.UUID]) -> None:

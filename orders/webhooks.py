@@ -160,6 +160,7 @@ def _payment_succeeded(session: Session, hint: dict[str, Any]) -> str:
     money.payment_received(session, order, amount)
     session.flush()
     audit.record(session, actor_id=None, action="order.paid", subject=order,
+                 listing_id=order.listing_id,
                  details={"status": order.status.value, "provider": "stripe",
                           "reference": intent_id, "amount": amount})
     return "paid"
@@ -172,6 +173,7 @@ def _payment_failed(session: Session, hint: dict[str, Any]) -> str:
     order.payment_failed()  # still payable until it expires
     session.flush()
     audit.record(session, actor_id=None, action="order.payment_failed", subject=order,
+                 listing_id=order.listing_id,
                  details={"status": order.status.value, "provider": "stripe",
                           "reference": hint["id"]})
     return "payment_failed"

@@ -27,15 +27,18 @@ from typing import Any
 
 import stripe
 from flask import current_app
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from app import audit, clock, csv_export, ledger
 from app.db import retrying, unit_of_work
 from app.errors import NotFound, ValidationFailed
 from app.faults import crash_point
 from app.parties.models import OVERSEERS, Actor, Party
+from orders.models import Order
 from settlement.models import (
+    AllocationLine,
+    OrderSettlement,
     Payout,
     PayoutAccount,
     PayoutBatch,
@@ -98,9 +101,8 @@ def create_payouts(session: Session, run: SettlementRun) -> list[Payout]:
                                 description=f"Payout {payout.id} initiated",
                                 lines=[(payable(party_id), -amount),
                                        (in_transit(party_id), amount)])
-        audit.record(session, actor_id=None, action="payout.initiated", subject=payout,
-                     details={"party_id": str(party_id), "amount": amount,
-                              "method": method.value, "run_id": str(run.id)})
+        _record(session, payout, "payout.initiated", None, party_id=str(party_id),
+                amount=amount, method=method.value, run_id=str(run.id))
         created.append(payout)
     return created
 
@@ -128,6 +130,55 @@ def _batch(session: Session, run: SettlementRun, method: PayoutMethod) -> Payout
     return batch
 
 
+def _record(session: Session, payout: Payout, action: str, actor: Actor | None,
+            **details: Any) -> None:
+    """Audit the payout once for each listing whose orders it pays, naming those orders and
+    their part of it, so that each listing's trace shows its payout lines (once, with no
+    listing, if it pays none: money of no allocation line, which does not happen today)."""
+    parts = _listing_parts(session, payout) or {None: ([], 0)}
+    for listing_id, (order_ids, amount) in parts.items():
+        audit.record(session, actor_id=actor.id if actor else None, action=action,
+                     subject=payout, listing_id=listing_id,
+                     details={**details, **({"orders": order_ids, "listing_amount": amount}
+                                            if listing_id else {})})
+
+
+def _listing_parts(session: Session,
+                   payout: Payout) -> dict[uuid.UUID | None, tuple[list[str], int]]:
+    """The listings whose orders the payout pays → (their order ids, what they hold of it).
+
+    A payout pays what its payee was allocated since its last payout that did not fail: the
+    payee's allocation lines settled in runs after that payout's run, up to its own (money
+    of a failed payout, or of a run when the payee had no payout account, is paid later).
+    What refunds took back is left out."""
+    run = aliased(SettlementRun)
+    earlier = aliased(SettlementRun)
+    this_up_to = select(run.up_to).where(run.id == payout.run_id).scalar_subquery()
+    last_paid_up_to = (select(func.max(earlier.up_to))
+                       .join(Payout, Payout.run_id == earlier.id)
+                       .where(Payout.party_id == payout.party_id, Payout.id != payout.id,
+                              Payout.status != PayoutStatus.FAILED,
+                              earlier.up_to < this_up_to).scalar_subquery())
+    rows = session.execute(
+        select(Order.listing_id, AllocationLine.order_id,
+               AllocationLine.amount - AllocationLine.reversed_amount)
+        .join(Order, Order.id == AllocationLine.order_id)
+        .join(OrderSettlement, OrderSettlement.order_id == AllocationLine.order_id)
+        .join(SettlementRun, SettlementRun.id == OrderSettlement.run_id)
+        .where(AllocationLine.party_id == payout.party_id,
+               SettlementRun.up_to <= this_up_to,
+               or_(last_paid_up_to.is_(None), SettlementRun.up_to > last_paid_up_to))
+        .order_by(Order.listing_id, OrderSettlement.settled_at, AllocationLine.order_id)
+    ).tuples()
+    parts: dict[uuid.UUID | None, tuple[list[str], int]] = {}
+    for listing_id, order_id, amount in rows:
+        order_ids, total = parts.get(listing_id, ([], 0))
+        if str(order_id) not in order_ids:
+            order_ids.append(str(order_id))
+        parts[listing_id] = (order_ids, total + amount)
+    return parts
+
+
 # --- phase two: paid, or back to payable ----------------------------------------------------
 
 def mark_paid(session: Session, payout: Payout, reference: str, actor: Actor | None) -> None:
@@ -137,8 +188,7 @@ def mark_paid(session: Session, payout: Payout, reference: str, actor: Actor | N
                             description=f"Payout {payout.id} paid ({reference})",
                             lines=[(in_transit(payout.party_id), -payout.amount),
                                    (paid_out(payout.party_id), payout.amount)])
-    audit.record(session, actor_id=actor.id if actor else None, action="payout.paid",
-                 subject=payout, details={"reference": reference, "amount": payout.amount})
+    _record(session, payout, "payout.paid", actor, reference=reference, amount=payout.amount)
 
 
 def mark_failed(session: Session, payout: Payout, reason: str, actor: Actor | None) -> None:
@@ -148,8 +198,7 @@ def mark_failed(session: Session, payout: Payout, reason: str, actor: Actor | No
                             description=f"Payout {payout.id} failed: {reason}"[:500],
                             lines=[(in_transit(payout.party_id), -payout.amount),
                                    (payable(payout.party_id), payout.amount)])
-    audit.record(session, actor_id=actor.id if actor else None, action="payout.failed",
-                 subject=payout, details={"reason": reason, "amount": payout.amount})
+    _record(session, payout, "payout.failed", actor, reason=reason, amount=payout.amount)
 
 
 # --- providers -------------------------------------------------------------------------------

@@ -52,9 +52,9 @@ def _settle(up_to: datetime, actor: Actor | None) -> SettlementRun:
     size = current_app.config["SETTLEMENT_BATCH_SIZE"]
     with unit_of_work() as session:
         run_id = open_run(session, up_to=up_to, actor=actor).id
-    _repeat(lambda session: settle_batch(session, run_id, up_to, size),
+    _repeat(lambda session: settle_batch(session, run_id, up_to, size, actor),
             crash="settlement.batch_committed")
-    _repeat(lambda session: _reverse_counted(session, run_id, size))
+    _repeat(lambda session: _reverse_counted(session, run_id, size, actor))
     crash_point("settlement.before_finish")
     with unit_of_work() as session:
         finish_run(session, run_id, actor)
@@ -65,8 +65,9 @@ def _settle(up_to: datetime, actor: Actor | None) -> SettlementRun:
         return run
 
 
-def _reverse_counted(session: Session, run_id: uuid.UUID, size: int) -> int:
-    found, done = reverse_refunds(session, run_id, size)
+def _reverse_counted(session: Session, run_id: uuid.UUID, size: int,
+                     actor: Actor | None) -> int:
+    found, done = reverse_refunds(session, run_id, size, actor)
     if done:
         session.execute(update(SettlementRun).where(SettlementRun.id == run_id).values(
             refunds_reversed=SettlementRun.refunds_reversed + done))

@@ -71,11 +71,13 @@ def _unsettled(up_to: datetime, limit: int) -> Any:
         .with_for_update(skip_locked=True))
 
 
-def settle_batch(session: Session, run_id: uuid.UUID, up_to: datetime, size: int) -> int:
+def settle_batch(session: Session, run_id: uuid.UUID, up_to: datetime, size: int,
+                 actor: Actor | None = None) -> int:
     """Settle up to `size` completed, unsettled orders in this transaction; how many.
 
     Written in bulk: one insert of settlement marks, one of allocation lines, and the
-    ledger postings together (each account's balance moved once for the batch)."""
+    ledger postings together (each account's balance moved once for the batch). Each order's
+    settlement is audited with its allocation, in its listing's trace."""
     orders = list(session.scalars(_unsettled(up_to, size)))
     if not orders:
         return 0
@@ -93,6 +95,7 @@ def settle_batch(session: Session, run_id: uuid.UUID, up_to: datetime, size: int
                       "amount": share.amount, "reversed_amount": 0}
                      for n, share in enumerate(shares))
         postings.append(_allocation_posting(order, shares))
+        _record_settled(session, order, run_id, shares, actor)
         gross += order.total_amount
         fee += shares[0].amount
     session.execute(OrderSettlement.__table__.insert(), marks)
@@ -107,6 +110,17 @@ def settle_batch(session: Session, run_id: uuid.UUID, up_to: datetime, size: int
     return len(orders)
 
 
+def _record_settled(session: Session, order: Order, run_id: uuid.UUID,
+                    shares: list[allocation.Share], actor: Actor | None) -> None:
+    audit.record(session, actor_id=actor.id if actor else None, action="order.settled",
+                 subject=order, listing_id=order.listing_id,
+                 details={"status": order.status.value, "run_id": str(run_id),
+                          "amount": order.total_amount,
+                          "lines": [{"party_id": str(share.party_id) if share.party_id else None,
+                                     "role": share.role, "basis": share.basis,
+                                     "amount": share.amount} for share in shares]})
+
+
 def _allocation_posting(order: Order, shares: list[allocation.Share]) -> ledger.Posting:
     lines: list[tuple[ledger.AccountRef, int]] = [(BUYER_CLEARING, -order.total_amount)]
     for share in shares:
@@ -117,14 +131,17 @@ def _allocation_posting(order: Order, shares: list[allocation.Share]) -> ledger.
                           description=f"Allocation of order {order.id}", lines=lines)
 
 
-def reverse_refunds(session: Session, run_id: uuid.UUID | None,
-                    limit: int) -> tuple[int, int]:
+def reverse_refunds(session: Session, run_id: uuid.UUID | None, limit: int,
+                    actor: Actor | None = None) -> tuple[int, int]:
     """Take refunds of settled orders back from their allocation lines: how many it found,
     and how many it reversed (the others, a reversal that locked them first took back)."""
-    refunds = list(session.scalars(select(Refund).where(
+    found = session.execute(select(Refund, Order.listing_id)
+                            .join(Order, Order.id == Refund.order_id).where(
         exists().where(OrderSettlement.order_id == Refund.order_id),
         ~exists().where(RefundReversal.refund_id == Refund.id))
-        .order_by(Refund.created_at, Refund.id).limit(limit)))
+        .order_by(Refund.created_at, Refund.id).limit(limit)).tuples().all()
+    refunds = [refund for refund, _ in found]
+    listing_of = {refund.id: listing_id for refund, listing_id in found}
     if refunds:
         # Clearing first, as every posting that touches it locks it first: reading payees'
         # balances under it cannot deadlock with a settlement batch.
@@ -150,6 +167,13 @@ def reverse_refunds(session: Session, run_id: uuid.UUID | None,
         ledger.post_transaction(session, key=f"refund:{refund.id}:reversed", kind="reversal",
                                 description=f"Refund {refund.id} taken back from payees",
                                 lines=postings)
+        audit.record(session, actor_id=actor.id if actor else None, action="refund.reversed",
+                     subject=refund, listing_id=listing_of[refund.id],
+                     details={"order_id": str(refund.order_id), "amount": refund.amount,
+                              "run_id": str(run_id) if run_id else None,
+                              "taken": [{"party_id": str(line.party_id) if line.party_id
+                                         else None, "role": line.role, "amount": amount}
+                                        for line, amount in zip(lines, taken, strict=True)]})
         reversed_ += 1
     return len(refunds), reversed_
 

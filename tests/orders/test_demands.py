@@ -1049,7 +1049,7 @@ def test_a_demand_without_a_required_field_is_refused(m, missing):
 # --- audit -----------------------------------------------------------------------------------
 
 def test_posting_matching_cancelling_and_expiring_are_audited(app, m):
-    listed(m)
+    listing = listed(m)
     ordered = posted(m, auto_order=True)
     withdrawn = posted(m)
     ok(cancel(m, m.buyer, withdrawn))
@@ -1067,4 +1067,9 @@ def test_posting_matching_cancelling_and_expiring_are_audited(app, m):
             AuditEntry.action == "demand.matched", AuditEntry.subject_id == ordered["id"]))
     assert details["order_id"] == ordered["order_id"]
     assert details["status"] == "matched"
+    # The match placed an order of the listing: both are in the listing's trace.
+    trace = ok(m.client.get(f"{LISTINGS}/{listing['id']}/trace", headers=m.operator.headers))
+    assert [(entry["action"], entry["subject_id"]) for entry in trace
+            if not entry["action"].startswith("listing.")] == [
+        ("order.placed", ordered["order_id"]), ("demand.matched", ordered["id"])]
     assert ok(m.client.get(f"{API}/audit/verify", headers=m.regulator.headers))["valid"] is True

@@ -141,6 +141,14 @@ class StripeMarket:
         self.sdk.v1.payment_intents.update(intent.id, params={"payment_method": payment_method})
         return self.sdk.v1.payment_intents.confirm(intent.id)
 
+    def order_steps(self, order_id: str) -> list[tuple[str, str | None]]:
+        """The order's entries in its listing's trace: action and actor."""
+        trace = self.client.get(f"/api/v1/listings/{self.listing['id']}/trace",
+                                headers=self.operator.headers)
+        assert trace.status_code == 200, trace.json
+        return [(entry["action"], entry["actor_id"]) for entry in trace.json
+                if entry["subject_id"] == order_id]
+
 
 @pytest.fixture
 def market(stripe_app: Flask, sdk: stripe.StripeClient,
@@ -235,6 +243,9 @@ def test_a_confirmed_card_payment_and_its_signed_webhook_pay_the_order(market):
     payment = db.session.scalars(select(Payment)).one()
     assert (payment.provider, payment.reference, payment.amount) == (
         "stripe", intent.id, order["total_amount"])
+    # Paid by the webhook, with no actor, in the listing's trace.
+    assert market.order_steps(order["id"]) == [("order.placed", market.buyer.id),
+                                               ("order.paid", None)]
 
 
 def test_a_declined_card_leaves_the_order_unpaid_and_payable(market):
@@ -254,6 +265,8 @@ def test_a_declined_card_leaves_the_order_unpaid_and_payable(market):
     assert unpaid["status"] == "pending_payment"
     assert unpaid["payment"]["status"] == "failed"
     assert count(Payment) == 0
+    assert market.order_steps(order["id"]) == [("order.placed", market.buyer.id),
+                                               ("order.payment_failed", None)]
 
 
 @pytest.mark.parametrize("header", ["", "t=1,v1=00", "wrong-secret", "stale"])
