@@ -903,9 +903,11 @@ def check_database(url: str, market: Market, findings: Findings) -> None:
     from sqlalchemy import exists, func, select
     from sqlalchemy.orm import aliased
 
-    from app import audit, create_app, ledger
+    from app import create_app, ledger
     from app.db import unit_of_work
     from app.extensions import db
+    from app.log.keys import log_verifier
+    from app.log.verification import verify_log
     from config import TestingConfig
     from credit import ledger as credit_ledger
     from credit.models import CreditEntry
@@ -923,6 +925,8 @@ def check_database(url: str, market: Market, findings: Findings) -> None:
     sqlalchemy_url = sa.make_url(url).set(drivername="postgresql+psycopg")
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=sqlalchemy_url.render_as_string(
         hide_password=False), LOG_LEVEL="WARNING")
+    with app.app_context():
+        log_counts = seal_and_count_log(app.config["LOG_ORIGIN"])
     with app.app_context(), unit_of_work() as session:
         # Licenses: what each limited listing started with, less what orders still hold.
         held = dict(session.execute(
@@ -1016,9 +1020,11 @@ def check_database(url: str, market: Market, findings: Findings) -> None:
         findings.check("cached balances differing from their entries",
                        len(trial.mismatched_accounts), *trial.mismatched_accounts)
 
-        chain = audit.verify_chain(session)
-        findings.check("audit chain broken", 0 if chain.valid else 1,
+        chain = verify_log(session, log_verifier())
+        findings.check("evidence log failing verification", 0 if chain.valid else 1,
                        f"first bad entry {chain.first_bad_entry}")
+        for name, found in log_counts.items():
+            findings.check(name, len(found), *found)
         credit_chain = credit_ledger.verify(session)
         findings.check("credit chain broken", 0 if credit_chain.valid else 1,
                        f"first bad entry {credit_chain.first_bad_entry}")
@@ -1053,6 +1059,44 @@ def check_database(url: str, market: Market, findings: Findings) -> None:
         ]
     with app.app_context():
         db.engine.dispose()
+
+
+def seal_and_count_log(origin: str, wait_seconds: float = 30) -> dict[str, list[str]]:
+    """Seal what is left (in an app context), then what the evidence log got wrong: entries
+    not integrated once the sealer has run, entries integrated twice, and checkpoints that
+    no consistency proof joins to the one before."""
+    from sqlalchemy import func, select
+
+    from app.audit import AuditEntry
+    from app.db import unit_of_work
+    from app.log.merkle import consistency_proof, verify_consistency
+    from app.log.models import DatabaseTiles, LogCheckpoint, LogLeaf
+    from app.log.sealer import seal
+    from app.log.tiles import TileHashReader
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        seal(origin)
+        with unit_of_work() as session:
+            never = [str(entry_id) for entry_id in session.scalars(
+                select(AuditEntry.id).where(AuditEntry.id.not_in(select(LogLeaf.entry_id))))]
+        if not never or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    with unit_of_work() as session:
+        twice = [str(entry_id) for entry_id in session.scalars(
+            select(LogLeaf.entry_id).group_by(LogLeaf.entry_id).having(func.count() > 1))]
+        checkpoints = session.execute(select(LogCheckpoint.tree_size, LogCheckpoint.root_hash)
+                                      .order_by(LogCheckpoint.tree_size)).all()
+        reader = TileHashReader(DatabaseTiles(session))
+        inconsistent = [
+            f"{first.tree_size} -> {second.tree_size}"
+            for first, second in itertools.pairwise(checkpoints)
+            if not verify_consistency(
+                first.tree_size, second.tree_size, first.root_hash, second.root_hash,
+                consistency_proof(reader, first.tree_size, second.tree_size))]
+    return {"entries never integrated": never, "entries integrated twice": twice,
+            "checkpoints inconsistent with the previous": inconsistent}
 
 
 def error_lines(log: Path) -> list[str]:

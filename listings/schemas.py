@@ -314,10 +314,10 @@ class AdmissionRuleQueryArgsSchema(Schema):
 
 
 class TraceEntrySchema(ResponseSchema):
-    seq = fields.Integer()
+    id = fields.Integer(metadata={"description": "the audit entry's id"})
     occurred_at = fields.DateTime()
     actor_id = fields.UUID(allow_none=True)
     action = fields.String()
     details = fields.Dict()
-    hash = fields.String()
-    prev_hash = fields.String()
+    payload_digest = fields.String(metadata={"description": "SHA-256 (hex) of the canonical "
+                                                            "JSON of details"})

@@ -387,5 +387,5 @@ def listing_trace(session: Session, *, listing_id: uuid.UUID,
     stmt = (select(AuditEntry)
             .where(AuditEntry.subject_type == Listing.__tablename__,
                    AuditEntry.subject_id == str(listing.id))
-            .order_by(AuditEntry.seq))
+            .order_by(AuditEntry.id))
     return list(session.scalars(stmt))

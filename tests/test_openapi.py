@@ -10,7 +10,8 @@ import jsonschema_rs
 from app.parties.credit_code import is_valid_credit_code
 from app.parties.models import Role
 from tests.factories import make_member
-from tests.orders.factories import listed_product, ok, order_body
+from tests.orders.factories import listed_product, order_body
+from tests.support import ok
 
 # Routes that serve the documentation itself rather than the API.
 DOCUMENTATION_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui",

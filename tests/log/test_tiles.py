@@ -57,7 +57,8 @@ def test_a_tree_of_256_leaves_has_a_full_tile_and_a_partial_one_above() -> None:
 
 def test_a_tile_holds_the_subtree_hashes_the_spec_defines() -> None:
     tiles, _, _ = stored([70_000])
-    for (level, n), data in tiles.tiles.items():
+    for tile, data in tiles.tiles.items():
+        level, n = tile.level, tile.index
         span = TILE_WIDTH ** level
         for i in range(0, len(data) // 32, 37):
             start = (n * TILE_WIDTH + i) * span
