@@ -7,7 +7,7 @@ from marshmallow import fields, validate
 from app.api import ResponseSchema, Schema
 
 _HEX = {"description": "lowercase hex", "example": "5f7b" + "0" * 60}
-_SIZE = {"validate": validate.Range(min=0, max=(1 << 63) - 1)}
+_SIZE = validate.Range(min=0, max=(1 << 63) - 1)
 
 
 class CheckpointSchema(ResponseSchema):
@@ -34,7 +34,7 @@ class LogEntrySchema(ResponseSchema):
 
 
 class InclusionQueryArgsSchema(Schema):
-    index = fields.Integer(required=True, **_SIZE)
+    index = fields.Integer(required=True, validate=_SIZE)
     tree_size = fields.Integer(required=True, validate=validate.Range(min=1, max=(1 << 63) - 1))
 
 
@@ -46,8 +46,8 @@ class InclusionProofSchema(ResponseSchema):
 
 
 class ConsistencyQueryArgsSchema(Schema):
-    first = fields.Integer(required=True, **_SIZE)
-    second = fields.Integer(required=True, **_SIZE)
+    first = fields.Integer(required=True, validate=_SIZE)
+    second = fields.Integer(required=True, validate=_SIZE)
 
 
 class ConsistencyProofSchema(ResponseSchema):

@@ -113,9 +113,10 @@ def _next_batch(session: Session,
     if session.get_bind().dialect.name != "postgresql":
         last = session.scalar(select(LogLeaf.entry_id).where(
             LogLeaf.log_index == checkpoint.tree_size - 1)) if checkpoint else None
-        rows = session.execute(select(*_ENTRY_COLUMNS).where(AuditEntry.id > (last or 0))
-                               .order_by(AuditEntry.id))
-        return list(rows), None
+        entries = list(session.execute(select(*_ENTRY_COLUMNS)
+                                       .where(AuditEntry.id > (last or 0))
+                                       .order_by(AuditEntry.id)))
+        return entries, None
     since = (checkpoint.xmin_watermark or 0) if checkpoint else 0
     # One statement, one snapshot: its xmin and the rows below it are read together.
     columns = ", ".join(f"e.{entry_column.name}" for entry_column in _ENTRY_COLUMNS)
