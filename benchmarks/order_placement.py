@@ -38,6 +38,7 @@ from flask_migrate import upgrade
 
 from app.db import unit_of_work
 from app.extensions import db
+from app.log.note import Signer
 from app.parties import services as parties
 from app.parties.models import SYSTEM, PartyKind, Role
 from benchmarks import open_loop
@@ -174,6 +175,7 @@ def start_gunicorn(url: str, workers: int, port: int = PORT) -> subprocess.Popen
     # leaving every order unpaid, so its unpaid licenses of the listing are not capped).
     env = {**os.environ, "APP_ENV": "production", "DATABASE_URL": url,
            "SECRET_KEY": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING",
+           "LOG_SIGNING_KEY": Signer.generate("exchange.local/log").skey,
            "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers),
            "RATE_LIMITS_ENABLED": "false", "UNPAID_LICENSES_PER_BUYER_PER_LISTING": str(10**9)}
     server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c",

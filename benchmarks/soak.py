@@ -119,12 +119,15 @@ def libpq_url(url: str) -> str:
 
 def service_env(url: str, work: Path, payment_ttl_minutes: int) -> dict[str, str]:
     """The environment every process of the deployment shares (production configuration)."""
+    from app.log.note import Signer
+
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("STRIPE_", "PROMETHEUS_", "RATE_LIMIT"))
            and name not in ("REDIS_URL", "PAYMENT_PROVIDER", "SCHEDULER_IN_WEB")}
     env.update({
         "APP_ENV": "production", "FLASK_APP": "app", "DATABASE_URL": url,
         "SECRET_KEY": secrets.token_urlsafe(48), "RATE_LIMITS_ENABLED": "false",
+        "LOG_SIGNING_KEY": Signer.generate("exchange.local/log").skey,
         "LOG_LEVEL": "WARNING", "PAYMENT_PROVIDER": "offline", "SCHEDULER_IN_WEB": "false",
         "SETTLEMENT_CRON": "* * * * *", "SETTLEMENT_BATCH_SIZE": "50",
         "ORDER_PAYMENT_TTL_MINUTES": str(payment_ttl_minutes),
@@ -899,7 +902,7 @@ class Findings:
         return sum(1 for _, count in self.checks if count)
 
 
-def check_database(url: str, market: Market, findings: Findings) -> None:
+def check_database(url: str, market: Market, findings: Findings, signing_key: str) -> None:
     from sqlalchemy import exists, func, select
     from sqlalchemy.orm import aliased
 
@@ -924,7 +927,7 @@ def check_database(url: str, market: Market, findings: Findings) -> None:
 
     sqlalchemy_url = sa.make_url(url).set(drivername="postgresql+psycopg")
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=sqlalchemy_url.render_as_string(
-        hide_password=False), LOG_LEVEL="WARNING")
+        hide_password=False), LOG_LEVEL="WARNING", LOG_SIGNING_KEY=signing_key)
     with app.app_context():
         log_counts = seal_and_count_log(app.config["LOG_ORIGIN"])
     with app.app_context(), unit_of_work() as session:
@@ -1209,7 +1212,7 @@ def soak(args: argparse.Namespace) -> int:
 
     stuck = [thread.name for thread in threads if thread.is_alive()]
     findings = Findings()
-    check_database(url, market, findings)
+    check_database(url, market, findings, env["LOG_SIGNING_KEY"])
 
     in_window = [b for b in stats.broken
                  if kill.at is not None and kill.at <= b[0] <= kill.at + KILL_WINDOW]

@@ -1,9 +1,10 @@
 """Full verification of the evidence log: every leaf recomputed from its entry, the tree
-recomputed from the leaves, both compared with the stored tiles and the latest checkpoint,
-whose signature is checked with the log's key."""
+recomputed from the leaves, both compared with the stored tiles (every level) and the latest
+checkpoint, whose signature is checked with the log's key."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -12,10 +13,10 @@ from sqlalchemy.orm import Session
 
 from app.audit import AuditEntry, digest, leaf_bytes
 from app.log.checkpoint import open_checkpoint
-from app.log.merkle import HASH_SIZE, leaf_hash, root_of, tree_root
-from app.log.models import DatabaseTiles, LogCheckpoint, LogLeaf, LogTile, latest_checkpoint
+from app.log.merkle import HASH_SIZE, RightEdge, leaf_hash
+from app.log.models import LogCheckpoint, LogLeaf, LogTile, latest_checkpoint
 from app.log.note import NoteError, Verifier
-from app.log.tiles import TileHashReader
+from app.log.tiles import TILE_HEIGHT, Tile, tile_appends
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,14 @@ class _LeafCheck:
     def __init__(self) -> None:
         self.leaves = 0
         self.first_bad: int | None = None
+        self._stored: Iterator[bytes] = iter(())
+
+    def stored_complete(self) -> bool:
+        """Whether level 0 of the tiles holds no hash beyond the last leaf."""
+        return next(self._stored, None) is None
 
     def hashes(self, session: Session, batch_size: int) -> Iterator[bytes]:
-        stored = _stored_leaf_hashes(session)
+        stored = self._stored = _stored_leaf_hashes(session)
         entry = AuditEntry.__table__.c
         rows = session.execute(
             select(LogLeaf.log_index, LogLeaf.entry_id, *entry)
@@ -59,28 +65,37 @@ def verify_log(session: Session, verifier: Verifier, *, batch_size: int = 5000) 
     """Recompute every leaf and the tree; compare with the tiles and the latest checkpoint."""
     checkpoint = latest_checkpoint(session)
     check = _LeafCheck()
-    root = root_of(check.hashes(session, batch_size))
-    valid = check.first_bad is None and _tree_matches(session, verifier, checkpoint,
-                                                      check.leaves, root)
+    edge = RightEdge()
+    upper: dict[Tile, bytes] = {}  # the tiles above level 0, recomputed
+    hashes = check.hashes(session, batch_size)
+    while batch := list(itertools.islice(hashes, batch_size)):
+        edge, created = edge.append(batch)
+        for tile, (offset, data) in tile_appends(
+                (node, value) for node, value in created if node.level >= TILE_HEIGHT).items():
+            upper[tile] = upper.get(tile, b"")[:offset * HASH_SIZE] + data
+    valid = (check.first_bad is None and check.stored_complete()
+             and _upper_tiles(session) == upper
+             and _signed(verifier, checkpoint, edge))
     return LogReport(valid, check.leaves, checkpoint.root_hash.hex() if checkpoint else None,
                      check.first_bad)
 
 
-def _tree_matches(session: Session, verifier: Verifier, checkpoint: LogCheckpoint | None,
-                  leaves: int, root: bytes) -> bool:
-    """Whether the recomputed root is the signed checkpoint's, and the stored tiles' too."""
+def _signed(verifier: Verifier, checkpoint: LogCheckpoint | None, edge: RightEdge) -> bool:
+    """Whether the recomputed tree is the one the latest checkpoint signed."""
     if checkpoint is None:
-        return leaves == 0
+        return edge.size == 0
     try:
         signed = open_checkpoint(checkpoint.signed_note, verifier)
     except NoteError:
         return False
-    if (signed.tree_size, signed.root_hash) != (leaves, root) or checkpoint.root_hash != root:
-        return False
-    try:
-        return tree_root(TileHashReader(DatabaseTiles(session)), leaves) == root
-    except LookupError:
-        return False
+    return ((signed.tree_size, signed.root_hash) == (edge.size, edge.root())
+            and checkpoint.root_hash == edge.root())
+
+
+def _upper_tiles(session: Session) -> dict[Tile, bytes]:
+    rows = session.execute(select(LogTile.level, LogTile.index, LogTile.hashes)
+                           .where(LogTile.level > 0))
+    return {Tile(level, index): bytes(data) for level, index, data in rows}
 
 
 def _stored_leaf_hashes(session: Session) -> Iterator[bytes]:

@@ -308,3 +308,31 @@ def test_a_configured_signing_key_signs_the_checkpoints(app):
         app.config["LOG_SIGNING_KEY"] = None
         app.extensions.pop("log_signer", None)
         (Path(app.instance_path) / "other.key").unlink()
+
+
+def test_a_hash_appended_to_a_tile_behind_the_service_fails_verification(app):
+    """The only-grow trigger lets a tile grow: a hash no leaf accounts for must still fail."""
+    _write_committed("test.written", 5)
+    seal_log()
+    assert _verify().valid
+    tiles = LogTile.__table__.c
+    with db.engine.begin() as connection:
+        stored = connection.scalar(sa.select(tiles.hashes).where(tiles.level == 0))
+        connection.execute(sa.update(LogTile.__table__).where(tiles.level == 0)
+                           .values(hashes=bytes(stored) + b"\x01" * 32))
+    report = _verify()
+    assert (report.valid, report.entries, report.first_bad_entry) == (False, 5, None)
+
+
+def test_a_tile_above_the_leaves_changed_behind_the_service_fails_verification(app):
+    _write_committed("test.written", 300)  # a tile of level 1 holds the first 256 leaves' root
+    seal_log()
+    assert _verify().valid
+    with db.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        connection.execute(sa.update(LogTile.__table__)
+                           .where(LogTile.__table__.c.level == 1)
+                           .values(hashes=b"\x01" * 32))
+    report = _verify()
+    assert (report.valid, report.entries, report.first_bad_entry) == (False, 300, None)
