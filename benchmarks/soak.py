@@ -25,14 +25,16 @@ cut-offs meet over the partly refunded orders of the disputes, beside the schedu
 Every order acknowledged with 201 is remembered. At --kill-at of the time, a worker of the
 first host busy with a request (a child of the gunicorn master holding a client
 connection) is killed with SIGKILL; gunicorn starts another, and clients retry requests whose
-connection broke (with the same Idempotency-Key).
+connection broke (with the same Idempotency-Key). Then a `flask log seal` beside the
+scheduler's sealer is killed with SIGKILL between writing its leaves and its checkpoint.
 
 At the end every process is stopped and the database is checked; each count must be 0:
 oversold licenses, orders settled twice, ledger and settlement violations (balanced
 transactions, cached balances equal to their entries), refunded money paid out (a refund's
 reversal that found its payee's money gone: every refund here comes before its order is
 settled, so only overlapping runs pay it out), settlement runs left running behind a later
-one, the audit and credit hash chains,
+one, the evidence log's verification, entries never integrated once the sealer has run, entries
+integrated twice, checkpoints inconsistent with the previous one, the credit hash chain,
 acknowledged orders missing, orders nobody was acknowledged, payments and refunds recorded
 twice, 5xx answers, broken connections outside the worker kill, failed scheduled jobs. Exit
 status 1 on any violation (the processes' logs are kept then), 2 when the soak could not run.
@@ -858,6 +860,19 @@ class Kill:
                 + (f" ({', '.join(broken)})" if broken else ""))
 
 
+def kill_a_sealer(env: dict[str, str], attempts: int = 5) -> int | None:
+    """`flask log seal` SIGKILLed between writing its leaves and its checkpoint (CRASH_AT),
+    beside the scheduler's sealer; the exit status of the run that was killed, else None."""
+    for _ in range(attempts):
+        run = subprocess.run([sys.executable, "-m", "flask", "log", "seal"], cwd=ROOT,
+                             env={**env, "CRASH_AT": "seal.leaves:1"}, capture_output=True,
+                             text=True, timeout=60, check=False)
+        if run.returncode == -signal.SIGKILL:
+            return run.returncode
+        time.sleep(0.2)  # nothing to seal yet, or the scheduler's sealer held the lock
+    return None
+
+
 def kill_a_worker(host: Process, workers: int, started: float) -> Kill:
     kill = Kill(host=host.name)
     pids = children(host.popen.pid)
@@ -1198,6 +1213,10 @@ def soak(args: argparse.Namespace) -> int:
                 kill = kill_a_worker(hosts[0], args.workers_per_host, started)
                 print(f"worker kill   SIGKILL to worker {kill.pid} of {kill.host} at "
                       f"{kill.at_elapsed:.1f} s", flush=True)
+                sealer_killed = kill_a_sealer(env)
+                print(f"sealer kill   {'SIGKILL' if sealer_killed else 'not killed'} mid-batch "
+                      f"(flask log seal, CRASH_AT=seal.leaves:1) at "
+                      f"{time.monotonic() - started:.1f} s", flush=True)
             for process in (*hosts, scheduler):
                 if process.popen.poll() is not None and process.name not in exited:
                     exited.append(process.name)

@@ -84,3 +84,4 @@ def test_two_hosts_and_the_scheduler_under_load_with_a_worker_killed_keep_every_
     assert settled and int(settled.group(1)) > 0, output
     assert re.search(r"worker kill .*SIGKILL to worker \d+ .*gunicorn started worker",
                      done.stdout), output
+    assert "sealer kill   SIGKILL mid-batch" in done.stdout, output
