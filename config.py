@@ -118,6 +118,8 @@ class Config:
     # key string, or a file holding one; development generates instance/log-signing.key).
     LOG_ORIGIN = os.environ.get("LOG_ORIGIN", "exchange.local/log")
     LOG_MAX_MERGE_DELAY_SECONDS = _int("LOG_MAX_MERGE_DELAY_SECONDS", 1)
+    # Entries one sealer transaction integrates at most (a backlog takes several batches).
+    LOG_SEAL_BATCH_SIZE = _int("LOG_SEAL_BATCH_SIZE", 10_000)
     LOG_SIGNING_KEY = os.environ.get("LOG_SIGNING_KEY")
     LOG_SIGNING_KEY_FILE = os.environ.get("LOG_SIGNING_KEY_FILE")
 

@@ -13,10 +13,17 @@ log_cli = AppGroup("log", help="The evidence log.")
 
 @log_cli.command("seal")
 def seal_now() -> None:
-    """Integrate every committed audit entry not yet in the log, and sign a checkpoint."""
-    report = seal(current_app.config["LOG_ORIGIN"])
-    if report is None:
-        click.echo("skipped: another sealer is running")
-        return
+    """Integrate the committed audit entries not yet in the log, one signed checkpoint per
+    batch, until a batch is not full."""
+    batch_size = current_app.config["LOG_SEAL_BATCH_SIZE"]
+    sealed = 0
+    while True:
+        report = seal(current_app.config["LOG_ORIGIN"], batch_size)
+        if report is None:
+            click.echo("skipped: another sealer is running")
+            return
+        sealed += report.sealed
+        if report.sealed < batch_size:
+            break
     root = report.root_hash.hex() if report.root_hash else None
-    click.echo(f"sealed={report.sealed} tree_size={report.tree_size} root_hash={root}")
+    click.echo(f"sealed={sealed} tree_size={report.tree_size} root_hash={root}")

@@ -9,9 +9,11 @@ commit, so "ids above the last one sealed" would skip an entry whose transaction
 late with a smaller id. On PostgreSQL every entry carries its transaction's id (`txid`);
 `pg_snapshot_xmin(pg_current_snapshot())` is the oldest transaction still running, so every
 entry with a txid below it is committed (or gone with its rollback) and no more can appear
-there. A batch is every entry with `previous xmin <= txid < current xmin`, ordered by
-(txid, id), taken in one statement; the checkpoint keeps the xmin for the next batch.
-On SQLite one transaction writes at a time: id order is commit order.
+there. A batch is the entries with `previous xmin <= txid < current xmin` not yet in the log,
+ordered by (txid, id), taken in one statement; the checkpoint keeps the xmin for the next
+batch (the previous one again when the batch was cut at LOG_SEAL_BATCH_SIZE: the rest of that
+range comes first next time, nothing can join it). On SQLite one transaction writes at a
+time: id order is commit order.
 
 A batch is one transaction: its tiles, leaves and signed checkpoint commit together or not
 at all, so a sealer killed anywhere leaves the last checkpoint as it was.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from flask import current_app
 from sqlalchemy import BigInteger, Row, column, insert, select, text, update
 from sqlalchemy.orm import Session
 
@@ -57,18 +60,20 @@ class SealReport:
     root_hash: bytes | None
 
 
-def seal(origin: str) -> SealReport | None:
-    """Integrate every committed entry not yet in the log; None when another sealer runs."""
+def seal(origin: str, batch_size: int | None = None) -> SealReport | None:
+    """Integrate the next batch of committed entries (at most `batch_size`, by default
+    LOG_SEAL_BATCH_SIZE); None when another sealer runs."""
     try:
         with exclusive_lock("log-sealer", _ADVISORY_KEY, wait_seconds=0), \
                 unit_of_work() as session:
-            return seal_batch(session, origin)
+            return seal_batch(session, origin,
+                              batch_size or current_app.config["LOG_SEAL_BATCH_SIZE"])
     except LockTaken:
         log.info("sealer skipped: another one is running")
         return None
 
 
-def seal_batch(session: Session, origin: str) -> SealReport:
+def seal_batch(session: Session, origin: str, batch_size: int) -> SealReport:
     """Append the next batch to the tree and sign a checkpoint, in this transaction."""
     checkpoint = latest_checkpoint(session)
     size = checkpoint.tree_size if checkpoint else 0
@@ -77,7 +82,7 @@ def seal_batch(session: Session, origin: str) -> SealReport:
     if checkpoint is not None and edge.root() != checkpoint.root_hash:
         raise LogInconsistent(f"the stored tree of {size} leaves does not have the root of "
                               f"its checkpoint; sealing stopped")
-    entries, xmin = _next_batch(session, checkpoint)
+    entries, xmin = _next_batch(session, checkpoint, batch_size)
     if not entries:
         return SealReport(0, size, checkpoint.root_hash if checkpoint else None)
     edge, created = edge.append(leaf_hash(leaf_bytes(entry)) for entry in entries)
@@ -107,15 +112,16 @@ def seal_batch(session: Session, origin: str) -> SealReport:
     return SealReport(len(entries), edge.size, root)
 
 
-def _next_batch(session: Session,
-                checkpoint: LogCheckpoint | None) -> tuple[list[Row], int | None]:
-    """The committed entries after the last checkpoint's, in log order, and the new xmin."""
+def _next_batch(session: Session, checkpoint: LogCheckpoint | None,
+                limit: int) -> tuple[list[Row], int | None]:
+    """The committed entries after the last checkpoint's, in log order, and the watermark the
+    next batch starts from."""
     if session.get_bind().dialect.name != "postgresql":
         last = session.scalar(select(LogLeaf.entry_id).where(
             LogLeaf.log_index == checkpoint.tree_size - 1)) if checkpoint else None
         entries = list(session.execute(select(*_ENTRY_COLUMNS)
                                        .where(AuditEntry.id > (last or 0))
-                                       .order_by(AuditEntry.id)))
+                                       .order_by(AuditEntry.id).limit(limit)))
         return entries, None
     since = (checkpoint.xmin_watermark or 0) if checkpoint else 0
     # One statement, one snapshot: its xmin and the rows below it are read together.
@@ -123,10 +129,12 @@ def _next_batch(session: Session,
     rows = list(session.execute(text(
         f"WITH snapshot AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) "
         f"SELECT {columns}, snapshot.xmin::text::bigint AS watermark "
-        f"FROM snapshot LEFT JOIN audit_entries e "
-        f"ON e.txid >= CAST(CAST(:since AS text) AS xid8) AND e.txid < snapshot.xmin "
+        f"FROM snapshot LEFT JOIN LATERAL ("
+        f"SELECT * FROM audit_entries e "
+        f"WHERE e.txid >= CAST(CAST(:since AS text) AS xid8) AND e.txid < snapshot.xmin "
+        f"AND NOT EXISTS (SELECT FROM log_leaves l WHERE l.entry_id = e.id) "
+        f"ORDER BY e.txid, e.id LIMIT :limit) e ON true "
         f"ORDER BY e.txid, e.id").columns(*_ENTRY_COLUMNS, column("watermark", BigInteger)),
-        {"since": since}))
-    xmin = rows[0].watermark
+        {"since": since, "limit": limit}))
     entries = [row for row in rows if row.id is not None]
-    return entries, xmin
+    return entries, since if len(entries) == limit else rows[0].watermark

@@ -114,6 +114,33 @@ def test_each_batch_extends_the_previous_checkpoint_consistently(app):
     assert _verify().valid
 
 
+def test_a_backlog_is_sealed_in_batches_of_the_batch_size_in_order(app):
+    _write_committed("test.written", 25)
+    sizes = []
+    while len(sizes) < 3 or sizes[-1] < 25:
+        report = _until_it_has_a_batch(lambda: sealer.seal(app.config["LOG_ORIGIN"], 10))
+        sizes.append(report.tree_size)
+    assert sizes == [10, 20, 25]
+    assert [entry_id for _, entry_id, _ in _leaves()] == list(range(1, 26))
+    checkpoints = _checkpoints()
+    for first, second in itertools.pairwise(checkpoints):
+        _assert_consistent(first, second)
+    assert _verify().valid
+
+
+def test_flask_log_seal_seals_a_backlog_batch_after_batch(app):
+    _write_committed("test.written", 25)
+    app.config["LOG_SEAL_BATCH_SIZE"] = 10
+    try:
+        sealed = app.test_cli_runner().invoke(args=["log", "seal"])
+        assert sealed.exit_code == 0, sealed.output
+        seal_log()  # on PostgreSQL, what a transaction elsewhere in the cluster held back
+    finally:
+        app.config["LOG_SEAL_BATCH_SIZE"] = 10_000
+    assert [c.tree_size for c in _checkpoints()][-1] == 25
+    assert len(_checkpoints()) >= 3
+
+
 def test_a_second_sealer_does_nothing_while_one_holds_the_lock(app):
     _write_committed("test.written")
     with exclusive_lock("log-sealer", sealer._ADVISORY_KEY, wait_seconds=0):
@@ -193,8 +220,8 @@ def test_entries_of_concurrent_writers_are_all_integrated_exactly_once_in_txid_o
         try:
             with app.app_context():
                 start.wait()
-                while not done.is_set():
-                    sealer.seal(app.config["LOG_ORIGIN"])
+                while not done.is_set():  # small batches: ranges cut short and resumed
+                    sealer.seal(app.config["LOG_ORIGIN"], batch_size=7)
         except BaseException as error:
             errors.append(error)
 
