@@ -35,7 +35,7 @@ from app.faults import crash_point
 from app.locks import LockTaken, exclusive_lock
 from app.log.checkpoint import Checkpoint, sign_checkpoint
 from app.log.keys import log_signer
-from app.log.merkle import RightEdge, leaf_hash
+from app.log.merkle import HASH_SIZE, RightEdge, leaf_hash
 from app.log.models import DatabaseTiles, LogCheckpoint, LogLeaf, LogTile, latest_checkpoint
 from app.log.tiles import TileHashReader, tile_appends
 
@@ -90,9 +90,13 @@ def seal_batch(session: Session, origin: str, batch_size: int) -> SealReport:
     stored = tiles.read_tiles([tile for tile, (offset, _) in appends.items() if offset])
     for tile, (offset, data) in sorted(appends.items()):
         if offset:
+            held = stored.get(tile, b"")
+            if len(held) != offset * HASH_SIZE:  # a tile grown behind the service
+                raise LogInconsistent(f"tile {tile} holds {len(held) // HASH_SIZE} hashes, "
+                                      f"the tree of {size} leaves {offset}; sealing stopped")
             session.execute(update(LogTile).where(LogTile.level == tile.level,
                                                   LogTile.index == tile.index)
-                            .values(hashes=stored[tile] + data))
+                            .values(hashes=held + data))
         else:
             session.execute(insert(LogTile).values(level=tile.level, index=tile.index,
                                                    hashes=data))

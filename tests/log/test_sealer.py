@@ -349,6 +349,10 @@ def test_a_hash_appended_to_a_tile_behind_the_service_fails_verification(app):
                            .values(hashes=bytes(stored) + b"\x01" * 32))
     report = _verify()
     assert (report.valid, report.entries, report.first_bad_entry) == (False, 5, None)
+    _write_committed("test.written")
+    with pytest.raises(sealer.LogInconsistent):  # it would file the new leaf after the forgery
+        _until_it_has_a_batch(lambda: sealer.seal(app.config["LOG_ORIGIN"]))
+    assert len(_leaves()) == 5
 
 
 def test_a_tile_above_the_leaves_changed_behind_the_service_fails_verification(app):
