@@ -113,6 +113,16 @@ class Config:
     # GET /metrics wants it as a bearer token; unset, production does not serve the metrics.
     METRICS_TOKEN = os.environ.get("METRICS_TOKEN")
 
+    # The evidence log: its name in checkpoints, how soon a committed audit entry is sealed
+    # into the tree (the sealer runs this often), and the checkpoints' signing key (a signer
+    # key string, or a file holding one; development generates instance/log-signing.key).
+    LOG_ORIGIN = os.environ.get("LOG_ORIGIN", "exchange.local/log")
+    LOG_MAX_MERGE_DELAY_SECONDS = _int("LOG_MAX_MERGE_DELAY_SECONDS", 1)
+    # Entries one sealer transaction integrates at most (a backlog takes several batches).
+    LOG_SEAL_BATCH_SIZE = _int("LOG_SEAL_BATCH_SIZE", 10_000)
+    LOG_SIGNING_KEY = os.environ.get("LOG_SIGNING_KEY")
+    LOG_SIGNING_KEY_FILE = os.environ.get("LOG_SIGNING_KEY_FILE")
+
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     LOG_JSON = os.environ.get("LOG_JSON", "true").lower() == "true"
 
@@ -156,6 +166,8 @@ class ProductionConfig(Config):
                 os.environ.get("STRIPE_SECRET_KEY") and os.environ.get("STRIPE_WEBHOOK_SECRET")):
             problems.append("the stripe provider needs STRIPE_SECRET_KEY and "
                             "STRIPE_WEBHOOK_SECRET")
+        if not (os.environ.get("LOG_SIGNING_KEY") or os.environ.get("LOG_SIGNING_KEY_FILE")):
+            problems.append("LOG_SIGNING_KEY or LOG_SIGNING_KEY_FILE is required")
         if problems:
             raise RuntimeError("production configuration: " + "; ".join(problems))
 

@@ -1,8 +1,10 @@
-"""The append-only, hash-chained audit trail of every state change, and its verifier.
+"""The append-only audit trail of every state change: plain rows, appended without a lock.
 
-Services call `record()` during a unit of work; the entries are chained and written just
-before the commit, under a lock held only until that commit, so concurrent writers never
-fork the chain and the lock is held as briefly as possible.
+Services call `record()` during a unit of work; the entries are written just before the
+commit. No writer waits for another: each entry is a row with an id, its fields and the
+digest of its details, and on PostgreSQL the id of the transaction that wrote it (`txid`).
+The evidence log's sealer (`app.log.sealer`) integrates committed entries into the Merkle
+tree afterwards, in an order it can decide without a lock; tamper evidence comes from there.
 
 Entries follow their transaction, savepoints included: an entry recorded inside a savepoint
 that rolls back is dropped with it, one recorded inside a released savepoint joins the
@@ -19,33 +21,55 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, event
+from sqlalchemy import JSON, BigInteger, FetchedValue, Index, Integer, String, event
+from sqlalchemy.dialects.postgresql.base import ischema_names
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
-from app import chains, clock
-from app.chains import (  # noqa: F401  (GENESIS_HASH, ChainReport, canonical_json: re-exported)
-    GENESIS_HASH,
-    ChainedEntry,
-    ChainReport,
-    canonical_json,
-    lock_and_read_head,
-    make_append_only,
-    sha256_hex,
-)
+from app import clock
+from app.chains import canonical_json, make_append_only, sha256_hex
 from app.db import Base
 
 log = logging.getLogger(__name__)
 
-# Arbitrary constant naming the audit chain's PostgreSQL advisory lock.
-_CHAIN_LOCK_KEY = 0x617564697400
 _PENDING = "audit_pending"
 
 
-class AuditEntry(ChainedEntry, Base):
-    """One state change: who did what to which subject, chained to the entry before it."""
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id (13+)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: Any) -> str:
+        return "xid8"
+
+
+# Reflection (flask db check) knows the type instead of warning about it.
+ischema_names.setdefault("xid8", Xid8)
+
+
+class TransactionId(TypeDecorator[int]):
+    """The writing transaction's id: xid8 on PostgreSQL, a plain (unused) integer elsewhere."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(Xid8() if dialect.name == "postgresql" else BigInteger())
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
+
+
+class AuditEntry(Base):
+    """One state change: who did what to which subject, and the digest of its details."""
 
     __tablename__ = "audit_entries"
 
+    # BIGINT on PostgreSQL; INTEGER on SQLite, where only that is an autoincrementing rowid.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
     occurred_at: Mapped[datetime]
     actor_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     action: Mapped[str] = mapped_column(String(80))
@@ -58,28 +82,40 @@ class AuditEntry(ChainedEntry, Base):
     # derived from facts the entry's hash covers (the order, named by the subject or the
     # details, fixes its listing), and entries written before it existed were backfilled.
     listing_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    # PostgreSQL fills it in (DEFAULT pg_current_xact_id()): the sealer takes entries by the
+    # transactions that have ended, not by ids, which are drawn before their commit.
+    txid: Mapped[int | None] = mapped_column(TransactionId(), server_default=FetchedValue(),
+                                             index=True)
 
     __table_args__ = (
         # A subject's trace (a listing's whole life) is read by subject.
         Index("ix_audit_entries_subject", "subject_type", "subject_id"),
     )
 
-    def chained_content(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "occurred_at": self.occurred_at.isoformat(),
-            "actor_id": str(self.actor_id) if self.actor_id else None,
-            "action": self.action,
-            "subject_type": self.subject_type,
-            "subject_id": self.subject_id,
-            "payload_digest": self.payload_digest,
-        }
-
     def content_intact(self) -> bool:
         return self.payload_digest == digest(self.details)
 
 
 make_append_only(AuditEntry)
+
+
+def leaf_content(entry: Any) -> dict[str, Any]:
+    """What an entry's leaf holds: every field but the details, which its digest stands for
+    (a model instance or a row with the entry's columns)."""
+    return {
+        "id": entry.id,
+        "occurred_at": entry.occurred_at.isoformat(),
+        "actor_id": str(entry.actor_id) if entry.actor_id else None,
+        "action": entry.action,
+        "subject_type": entry.subject_type,
+        "subject_id": entry.subject_id,
+        "payload_digest": entry.payload_digest,
+    }
+
+
+def leaf_bytes(entry: Any) -> bytes:
+    """The entry's leaf in the evidence log: its canonical JSON, UTF-8."""
+    return canonical_json(leaf_content(entry)).encode()
 
 
 def digest(payload: dict[str, Any]) -> str:
@@ -147,19 +183,11 @@ def _write_pending_entries(session: Session) -> None:
         return
     session.flush()  # subjects created in this transaction get their ids
     at = clock.now()
-    # All but the links is built before the chain is locked: the lock is held until commit,
-    # and every writer of the exchange queues for it.
-    entries = [AuditEntry(occurred_at=at, actor_id=item.actor_id, action=item.action,
-                          subject_type=item.subject_type, subject_id=_subject_id(item.subject),
-                          details=item.details, payload_digest=digest(item.details),
-                          listing_id=item.listing_id)
-               for item in pending]
-    seq, prev_hash = lock_and_read_head(session, AuditEntry, _CHAIN_LOCK_KEY)
-    for entry in entries:
-        seq += 1
-        entry.seal(seq, prev_hash)
-        prev_hash = entry.hash
-    session.add_all(entries)
+    session.add_all(AuditEntry(occurred_at=at, actor_id=item.actor_id, action=item.action,
+                               subject_type=item.subject_type,
+                               subject_id=_subject_id(item.subject), details=item.details,
+                               payload_digest=digest(item.details), listing_id=item.listing_id)
+                    for item in pending)
 
 
 @event.listens_for(Session, "after_commit")
@@ -187,8 +215,3 @@ def _drop_entries_of_ended_transaction(session: Session, transaction: SessionTra
     elif transaction.nested and _PENDING in session.info:
         session.info[_PENDING] = [item for item in session.info[_PENDING]
                                   if item.savepoint is not transaction]
-
-
-def verify_chain(session: Session, *, batch_size: int = 5000) -> ChainReport:
-    """Recompute every entry's digest and hash in order; report the first that does not fit."""
-    return chains.verify_chain(session, AuditEntry, batch_size=batch_size)

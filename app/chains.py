@@ -1,4 +1,5 @@
-"""Hash chains, the shape shared by the audit trail and the credit ledger.
+"""Hash chains: the credit ledger's (the audit trail's entries are leaves of the evidence log,
+`app.log`, instead), and the canonical JSON and append-only guard every record shares.
 
 Each entry carries a gapless `seq`, the previous entry's hash and its own: SHA-256 over the
 previous hash and the entry's canonical JSON. Appends take a PostgreSQL advisory lock held to
@@ -41,10 +42,6 @@ class ChainedEntry:
     def chained_content(self) -> dict[str, Any]:
         """What the hash covers besides the previous hash."""
         raise NotImplementedError
-
-    def content_intact(self) -> bool:
-        """Checks beyond the hash (the audit trail recomputes its payload digest)."""
-        return True
 
     def computed_hash(self) -> str:
         return sha256_hex(self.prev_hash + canonical_json(self.chained_content()))
@@ -89,7 +86,7 @@ def verify_chain(session: Session, model: type[ChainedEntry], *,
         entries += 1
         entry = model(**row._asdict())
         intact = (entry.seq == entries and entry.prev_hash == prev_hash
-                  and entry.content_intact() and entry.hash == entry.computed_hash())
+                  and entry.hash == entry.computed_hash())
         if not intact and first_bad is None:
             first_bad = entry.seq
         prev_hash = head_hash = entry.hash

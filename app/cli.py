@@ -12,9 +12,10 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from app import audit
 from app.db import unit_of_work
 from app.errors import DomainError
+from app.log.keys import log_verifier
+from app.log.verification import verify_log
 from app.parties import services as parties
 from app.parties.models import SYSTEM, ApiKey, Party, PartyKind, Role
 from app.scheduler import JOBS, build_scheduler, run_job
@@ -138,9 +139,10 @@ def seed_demo() -> None:
 
 @audit_cli.command("verify")
 def verify_audit() -> None:
-    """Recompute the audit hash chain; exit status 1 when it is broken."""
+    """Recompute every leaf of the evidence log and its tree; exit status 1 when one does
+    not fit the stored tiles or the signed checkpoint."""
     with unit_of_work() as session:
-        report = audit.verify_chain(session)
+        report = verify_log(session, log_verifier())
     click.echo(f"valid={report.valid} entries={report.entries} head_hash={report.head_hash} "
                f"first_bad_entry={report.first_bad_entry}")
     if not report.valid:
@@ -171,10 +173,12 @@ def run_one_job(job_id: str) -> None:
 
 
 def register(app: Flask) -> None:
+    from app.log.cli import log_cli
     from settlement.cli import settlement_cli
 
     app.cli.add_command(settlement_cli)
     app.cli.add_command(parties_cli)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(log_cli)
     app.cli.add_command(scheduler_cli)
     app.cli.command("seed-demo")(seed_demo)

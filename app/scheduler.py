@@ -130,6 +130,10 @@ def build_scheduler(app: Flask, *, blocking: bool) -> BaseScheduler:
         trigger = CronTrigger.from_crontab(app.config[setting],
                                            timezone=app.config["SCHEDULER_TIMEZONE"]) \
             if setting else job.trigger
+        # An interval set by configuration: seconds_from names the setting with the seconds.
+        interval = trigger_args.pop("seconds_from", None)
+        if interval:
+            trigger_args["seconds"] = app.config[interval]
         scheduler.add_job(run_job, trigger, args=[app, job.id], id=job.id, name=job.id,
                           replace_existing=True, **trigger_args)
     return scheduler

@@ -38,6 +38,7 @@ from flask_migrate import upgrade
 
 from app.db import unit_of_work
 from app.extensions import db
+from app.log.note import Signer
 from app.parties import services as parties
 from app.parties.models import SYSTEM, PartyKind, Role
 from benchmarks import open_loop
@@ -90,16 +91,13 @@ def order_body(listing_id: str) -> str:
 # --- the same transaction as a pgbench script ------------------------------------------------
 
 # Values of the recorded request that must differ per transaction, by statement and parameter:
-# replaced by pgbench variables (n: a random 62-bit number; seq and hash: the chain's head).
+# replaced by pgbench variables (n: a random 62-bit number).
 _PER_TRANSACTION = {
     ("INSERT INTO idempotency_keys", "key"): "'k' || :n",
     ("SELECT idempotency_keys", "pk_2"): "'k' || :n",
     ("UPDATE idempotency_keys", "idempotency_keys_key"): "'k' || :n",
     ("INSERT INTO orders", "id"): "lpad(to_hex(:n), 32, '0')",
     ("INSERT INTO audit_entries", "subject_id"): "lpad(to_hex(:n), 32, '0')",
-    ("INSERT INTO audit_entries", "seq"): "(:seq + 1)",
-    ("INSERT INTO audit_entries", "prev_hash"): "':hash'",
-    ("INSERT INTO audit_entries", "hash"): "(md5(:n::text) || md5((:n + 1)::text))",
 }
 
 
@@ -117,11 +115,7 @@ def pgbench_script(statements: list[tuple[str, Any]], connection: psycopg.Connec
         sql = cursor.mogrify(statement, params) if params else statement
         for mark, expression in marks.items():
             sql = sql.replace(f"'{mark}'", expression)
-        sql = " ".join(sql.split())
-        if sql.startswith("SELECT audit_entries.seq, audit_entries.hash"):
-            lines.append(sql + " \\gset")
-        else:
-            lines.append(sql + ";")
+        lines.append(" ".join(sql.split()) + ";")
     lines.append("COMMIT;")
     return "\n".join(lines) + "\n"
 
@@ -181,6 +175,7 @@ def start_gunicorn(url: str, workers: int, port: int = PORT) -> subprocess.Popen
     # leaving every order unpaid, so its unpaid licenses of the listing are not capped).
     env = {**os.environ, "APP_ENV": "production", "DATABASE_URL": url,
            "SECRET_KEY": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING",
+           "LOG_SIGNING_KEY": Signer.generate("exchange.local/log").skey,
            "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers),
            "RATE_LIMITS_ENABLED": "false", "UNPAID_LICENSES_PER_BUYER_PER_LISTING": str(10**9)}
     server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c",
@@ -320,7 +315,7 @@ def main() -> None:
     sql_rounds, http_rounds = figures.sql_rounds, figures.http_rounds
 
     print(f"transaction   POST {ORDERS}: {figures.statements} SQL statements, Idempotency-Key, "
-          f"conditional license UPDATE, audit chain")
+          f"conditional license UPDATE, audit entries")
     print(f"setup         gunicorn {args.workers} sync workers, {args.connections} connections, "
           f"{args.rounds} alternating rounds of {args.seconds} s, medians")
     print()

@@ -25,14 +25,16 @@ cut-offs meet over the partly refunded orders of the disputes, beside the schedu
 Every order acknowledged with 201 is remembered. At --kill-at of the time, a worker of the
 first host busy with a request (a child of the gunicorn master holding a client
 connection) is killed with SIGKILL; gunicorn starts another, and clients retry requests whose
-connection broke (with the same Idempotency-Key).
+connection broke (with the same Idempotency-Key). Then a `flask log seal` beside the
+scheduler's sealer is killed with SIGKILL between writing its leaves and its checkpoint.
 
 At the end every process is stopped and the database is checked; each count must be 0:
 oversold licenses, orders settled twice, ledger and settlement violations (balanced
 transactions, cached balances equal to their entries), refunded money paid out (a refund's
 reversal that found its payee's money gone: every refund here comes before its order is
 settled, so only overlapping runs pay it out), settlement runs left running behind a later
-one, the audit and credit hash chains,
+one, the evidence log's verification, entries never integrated once the sealer has run, entries
+integrated twice, checkpoints inconsistent with the previous one, the credit hash chain,
 acknowledged orders missing, orders nobody was acknowledged, payments and refunds recorded
 twice, 5xx answers, broken connections outside the worker kill, failed scheduled jobs. Exit
 status 1 on any violation (the processes' logs are kept then), 2 when the soak could not run.
@@ -119,12 +121,15 @@ def libpq_url(url: str) -> str:
 
 def service_env(url: str, work: Path, payment_ttl_minutes: int) -> dict[str, str]:
     """The environment every process of the deployment shares (production configuration)."""
+    from app.log.note import Signer
+
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("STRIPE_", "PROMETHEUS_", "RATE_LIMIT"))
            and name not in ("REDIS_URL", "PAYMENT_PROVIDER", "SCHEDULER_IN_WEB")}
     env.update({
         "APP_ENV": "production", "FLASK_APP": "app", "DATABASE_URL": url,
         "SECRET_KEY": secrets.token_urlsafe(48), "RATE_LIMITS_ENABLED": "false",
+        "LOG_SIGNING_KEY": Signer.generate("exchange.local/log").skey,
         "LOG_LEVEL": "WARNING", "PAYMENT_PROVIDER": "offline", "SCHEDULER_IN_WEB": "false",
         "SETTLEMENT_CRON": "* * * * *", "SETTLEMENT_BATCH_SIZE": "50",
         "ORDER_PAYMENT_TTL_MINUTES": str(payment_ttl_minutes),
@@ -855,6 +860,19 @@ class Kill:
                 + (f" ({', '.join(broken)})" if broken else ""))
 
 
+def kill_a_sealer(env: dict[str, str], attempts: int = 5) -> int | None:
+    """`flask log seal` SIGKILLed between writing its leaves and its checkpoint (CRASH_AT),
+    beside the scheduler's sealer; the exit status of the run that was killed, else None."""
+    for _ in range(attempts):
+        run = subprocess.run([sys.executable, "-m", "flask", "log", "seal"], cwd=ROOT,
+                             env={**env, "CRASH_AT": "seal.leaves:1"}, capture_output=True,
+                             text=True, timeout=60, check=False)
+        if run.returncode == -signal.SIGKILL:
+            return run.returncode
+        time.sleep(0.2)  # nothing to seal yet, or the scheduler's sealer held the lock
+    return None
+
+
 def kill_a_worker(host: Process, workers: int, started: float) -> Kill:
     kill = Kill(host=host.name)
     pids = children(host.popen.pid)
@@ -899,13 +917,15 @@ class Findings:
         return sum(1 for _, count in self.checks if count)
 
 
-def check_database(url: str, market: Market, findings: Findings) -> None:
+def check_database(url: str, market: Market, findings: Findings, signing_key: str) -> None:
     from sqlalchemy import exists, func, select
     from sqlalchemy.orm import aliased
 
-    from app import audit, create_app, ledger
+    from app import create_app, ledger
     from app.db import unit_of_work
     from app.extensions import db
+    from app.log.keys import log_verifier
+    from app.log.verification import verify_log
     from config import TestingConfig
     from credit import ledger as credit_ledger
     from credit.models import CreditEntry
@@ -922,7 +942,9 @@ def check_database(url: str, market: Market, findings: Findings) -> None:
 
     sqlalchemy_url = sa.make_url(url).set(drivername="postgresql+psycopg")
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=sqlalchemy_url.render_as_string(
-        hide_password=False), LOG_LEVEL="WARNING")
+        hide_password=False), LOG_LEVEL="WARNING", LOG_SIGNING_KEY=signing_key)
+    with app.app_context():
+        log_counts = seal_and_count_log(app.config["LOG_ORIGIN"])
     with app.app_context(), unit_of_work() as session:
         # Licenses: what each limited listing started with, less what orders still hold.
         held = dict(session.execute(
@@ -1016,9 +1038,11 @@ def check_database(url: str, market: Market, findings: Findings) -> None:
         findings.check("cached balances differing from their entries",
                        len(trial.mismatched_accounts), *trial.mismatched_accounts)
 
-        chain = audit.verify_chain(session)
-        findings.check("audit chain broken", 0 if chain.valid else 1,
+        chain = verify_log(session, log_verifier())
+        findings.check("evidence log failing verification", 0 if chain.valid else 1,
                        f"first bad entry {chain.first_bad_entry}")
+        for name, found in log_counts.items():
+            findings.check(name, len(found), *found)
         credit_chain = credit_ledger.verify(session)
         findings.check("credit chain broken", 0 if credit_chain.valid else 1,
                        f"first bad entry {credit_chain.first_bad_entry}")
@@ -1053,6 +1077,44 @@ def check_database(url: str, market: Market, findings: Findings) -> None:
         ]
     with app.app_context():
         db.engine.dispose()
+
+
+def seal_and_count_log(origin: str, wait_seconds: float = 30) -> dict[str, list[str]]:
+    """Seal what is left (in an app context), then what the evidence log got wrong: entries
+    not integrated once the sealer has run, entries integrated twice, and checkpoints that
+    no consistency proof joins to the one before."""
+    from sqlalchemy import func, select
+
+    from app.audit import AuditEntry
+    from app.db import unit_of_work
+    from app.log.merkle import consistency_proof, verify_consistency
+    from app.log.models import DatabaseTiles, LogCheckpoint, LogLeaf
+    from app.log.sealer import seal
+    from app.log.tiles import TileHashReader
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        seal(origin)
+        with unit_of_work() as session:
+            never = [str(entry_id) for entry_id in session.scalars(
+                select(AuditEntry.id).where(AuditEntry.id.not_in(select(LogLeaf.entry_id))))]
+        if not never or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    with unit_of_work() as session:
+        twice = [str(entry_id) for entry_id in session.scalars(
+            select(LogLeaf.entry_id).group_by(LogLeaf.entry_id).having(func.count() > 1))]
+        checkpoints = session.execute(select(LogCheckpoint.tree_size, LogCheckpoint.root_hash)
+                                      .order_by(LogCheckpoint.tree_size)).all()
+        reader = TileHashReader(DatabaseTiles(session))
+        inconsistent = [
+            f"{first.tree_size} -> {second.tree_size}"
+            for first, second in itertools.pairwise(checkpoints)
+            if not verify_consistency(
+                first.tree_size, second.tree_size, first.root_hash, second.root_hash,
+                consistency_proof(reader, first.tree_size, second.tree_size))]
+    return {"entries never integrated": never, "entries integrated twice": twice,
+            "checkpoints inconsistent with the previous": inconsistent}
 
 
 def error_lines(log: Path) -> list[str]:
@@ -1151,6 +1213,10 @@ def soak(args: argparse.Namespace) -> int:
                 kill = kill_a_worker(hosts[0], args.workers_per_host, started)
                 print(f"worker kill   SIGKILL to worker {kill.pid} of {kill.host} at "
                       f"{kill.at_elapsed:.1f} s", flush=True)
+                sealer_killed = kill_a_sealer(env)
+                print(f"sealer kill   {'SIGKILL' if sealer_killed else 'not killed'} mid-batch "
+                      f"(flask log seal, CRASH_AT=seal.leaves:1) at "
+                      f"{time.monotonic() - started:.1f} s", flush=True)
             for process in (*hosts, scheduler):
                 if process.popen.poll() is not None and process.name not in exited:
                     exited.append(process.name)
@@ -1165,7 +1231,7 @@ def soak(args: argparse.Namespace) -> int:
 
     stuck = [thread.name for thread in threads if thread.is_alive()]
     findings = Findings()
-    check_database(url, market, findings)
+    check_database(url, market, findings, env["LOG_SIGNING_KEY"])
 
     in_window = [b for b in stats.broken
                  if kill.at is not None and kill.at <= b[0] <= kill.at + KILL_WINDOW]

@@ -218,7 +218,7 @@ class Trace(MethodView):
     @blp.response(200, TraceEntrySchema(many=True))
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, listing_id: uuid.UUID) -> Any:
-        """The product's audited history in order, each entry with actor, time and hash."""
+        """The product's audited history in order, each entry with actor, time and digest."""
         with unit_of_work() as session:
             return services.listing_trace(session, listing_id=listing_id,
                                           viewer=current_party())

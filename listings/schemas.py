@@ -314,7 +314,7 @@ class AdmissionRuleQueryArgsSchema(Schema):
 
 
 class TraceEntrySchema(ResponseSchema):
-    seq = fields.Integer()
+    id = fields.Integer(metadata={"description": "the audit entry's id"})
     occurred_at = fields.DateTime()
     actor_id = fields.UUID(allow_none=True)
     action = fields.String()
@@ -322,8 +322,9 @@ class TraceEntrySchema(ResponseSchema):
     subject_type = fields.String()
     subject_id = fields.String()
     details = fields.Dict()
-    hash = fields.String()
-    prev_hash = fields.String()
+    payload_digest = fields.String(metadata={"description": "SHA-256 (hex) of the canonical "
+                                                            "JSON of details"})
     # The entry's place in the evidence log and its leaf hash: null until it is sealed.
-    log_index = fields.Integer(allow_none=True, dump_default=None)
-    leaf_hash = fields.String(allow_none=True, dump_default=None)
+    log_index = fields.Integer(allow_none=True)
+    leaf_hash = fields.String(allow_none=True, metadata={
+        "description": "SHA-256 (hex) of 0x00 and the entry's leaf bytes (RFC 9162)"})

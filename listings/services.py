@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 from flask import current_app
@@ -14,6 +13,7 @@ from app import audit, clock
 from app.audit import AuditEntry
 from app.db import rows_matched
 from app.errors import VersionConflict
+from app.log.services import TracedEntry, traced_entries
 from app.parties.models import OVERSEERS, Actor, Party, Role
 from credit import services as credit
 from credit.scoring import Level
@@ -379,16 +379,13 @@ def release_licenses(session: Session, *, listing_id: uuid.UUID, quantity: int) 
 
 
 def listing_trace(session: Session, *, listing_id: uuid.UUID,
-                  viewer: Actor) -> Iterable[AuditEntry]:
+                  viewer: Actor) -> list[TracedEntry]:
     """Every audited event of the product's life, in order: the listing's own entries and
     those of its orders, their settlement and payouts (which name it by `listing_id`), read
     in one statement however many orders it has."""
     listing = _lookup(session, listing_id)
     if listing.merchant_id != viewer.id and not viewer.has_role(*OVERSEERS):
         raise ListingNotFound()
-    stmt = (select(AuditEntry)
-            .where(or_(and_(AuditEntry.subject_type == Listing.__tablename__,
-                            AuditEntry.subject_id == str(listing.id)),
-                       AuditEntry.listing_id == listing.id))
-            .order_by(AuditEntry.seq))
-    return list(session.scalars(stmt))
+    return traced_entries(session, or_(and_(AuditEntry.subject_type == Listing.__tablename__,
+                                            AuditEntry.subject_id == str(listing.id)),
+                                       AuditEntry.listing_id == listing.id))

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 PROBLEM_MIMETYPE = "application/problem+json"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def ok(response: TestResponse, status: int = 200) -> Any:
@@ -52,3 +59,43 @@ def race(app: Flask, threads: int,
     with ThreadPoolExecutor(max_workers=threads) as pool:
         futures = [pool.submit(one, n) for n in range(threads)]
         return [future.result(timeout=60) for future in futures]
+
+
+
+def seal_log(timeout: float = 60) -> Any:
+    """Run the evidence log's sealer, as its job and `flask log seal` do, until every committed
+    entry is in the log; the report of the runs together.
+
+    On PostgreSQL a transaction open anywhere in the cluster (other databases' included) holds
+    the sealer back until it ends: runs that find nothing yet are repeated.
+    """
+    from flask import current_app
+
+    from app.audit import AuditEntry
+    from app.db import unit_of_work
+    from app.log.models import LogLeaf
+    from app.log.sealer import SealReport, seal
+
+    sealed = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        report = seal(current_app.config["LOG_ORIGIN"])
+        assert report is not None, "another sealer held the lock"
+        sealed += report.sealed
+        with unit_of_work() as session:
+            waiting = session.scalar(select(func.count()).select_from(AuditEntry).where(
+                AuditEntry.id.not_in(select(LogLeaf.entry_id))))
+        if not waiting:
+            return SealReport(sealed, report.tree_size, report.root_hash)
+        assert time.monotonic() < deadline, f"{waiting} entries were not sealed in {timeout} s"
+        time.sleep(0.05)
+
+
+def flask(app: Flask, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """A `flask` command in its own process, on the test's database (`env` added to its
+    environment: CRASH_AT kills it part-way)."""
+    environment = {name: value for name, value in os.environ.items() if name != "CRASH_AT"}
+    environment |= {"APP_ENV": "testing", "FLASK_APP": "app",
+                    "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], **env}
+    return subprocess.run([sys.executable, "-m", "flask", *args], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, timeout=120, check=False)

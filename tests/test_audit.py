@@ -1,8 +1,8 @@
-"""The hash-chained audit trail: what is written, what is refused, and what the verifier catches."""
+"""The audit trail and its evidence log: what is written, what is refused, and what the
+verifier catches."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 from typing import Any
 
@@ -13,12 +13,18 @@ from flask.testing import FlaskClient
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app import audit
-from app.audit import GENESIS_HASH, AuditEntry
+from app.audit import AuditEntry, leaf_bytes
 from app.db import unit_of_work
 from app.extensions import db
+from app.log.keys import log_verifier
+from app.log.merkle import HASH_SIZE, leaf_hash
+from app.log.models import LogLeaf, LogTile, latest_checkpoint
+from app.log.note import Signer
+from app.log.verification import LogReport, verify_log
 from app.parties import services
 from app.parties.models import SYSTEM, Party, PartyKind, Role
 from tests.factories import Member, PartyBodyFactory, make_member
+from tests.support import seal_log
 
 VERIFY = "/api/v1/audit/verify"
 PARTIES = "/api/v1/parties"
@@ -28,7 +34,24 @@ ENTRIES_PER_REGISTRATION = 2
 
 def _entries() -> list[AuditEntry]:
     with unit_of_work() as session:
-        return list(session.scalars(sa.select(AuditEntry).order_by(AuditEntry.seq)))
+        return list(session.scalars(sa.select(AuditEntry).order_by(AuditEntry.id)))
+
+
+def _leaf_entry_ids() -> list[int]:
+    with unit_of_work() as session:
+        return list(session.scalars(sa.select(LogLeaf.entry_id).order_by(LogLeaf.log_index)))
+
+
+def _head_hash() -> str:
+    with unit_of_work() as session:
+        checkpoint = latest_checkpoint(session)
+        assert checkpoint is not None
+        return checkpoint.root_hash.hex()
+
+
+def _report(**options: Any) -> LogReport:
+    with unit_of_work() as session:
+        return verify_log(session, log_verifier(), **options)
 
 
 def _count() -> int:
@@ -83,29 +106,36 @@ def busy_chain(client: FlaskClient, operator: Member, regulator: Member) -> int:
     assert revoked.status_code == 204
     count = _count()
     assert count == 4 * ENTRIES_PER_REGISTRATION + 2
+    seal_log()
     return count
 
 
-def test_chain_of_several_state_changes_verifies_for_operator_and_regulator(
+def test_a_log_of_several_state_changes_verifies_for_operator_and_regulator(
         client, operator, regulator, busy_chain):
-    head = _entries()[-1]
     for member in (operator, regulator):
         assert _verify(client, member) == {
-            "valid": True, "entries": busy_chain, "head_hash": head.hash,
+            "valid": True, "entries": busy_chain, "head_hash": _head_hash(),
             "first_bad_entry": None,
         }
 
 
-def test_every_state_change_is_an_entry_chained_to_the_one_before(client, busy_chain):
+def test_every_state_change_is_an_entry_sealed_once_into_the_log_in_order(client, busy_chain):
     entries = _entries()
-    assert [entry.seq for entry in entries] == list(range(1, busy_chain + 1))
-    assert entries[0].prev_hash == GENESIS_HASH
-    for before, after in itertools.pairwise(entries):
-        assert after.prev_hash == before.hash
+    assert [entry.id for entry in entries] == list(range(1, busy_chain + 1))
+    assert _leaf_entry_ids() == [entry.id for entry in entries]
     for entry in entries:
-        assert entry.hash == entry.computed_hash()
         assert entry.payload_digest == audit.digest(entry.details)
     assert [entry.action for entry in entries[-2:]] == ["api_key.issued", "api_key.revoked"]
+
+
+def test_entries_are_written_unsealed_and_the_next_seal_integrates_only_them(client, busy_chain):
+    _register(client)
+    assert _count() == busy_chain + ENTRIES_PER_REGISTRATION
+    assert len(_leaf_entry_ids()) == busy_chain
+    report = seal_log()
+    assert (report.sealed, report.tree_size) == (ENTRIES_PER_REGISTRATION, _count())
+    assert seal_log().sealed == 0
+    assert _leaf_entry_ids() == [entry.id for entry in _entries()]
 
 
 def test_a_registration_is_recorded_with_its_actor_subject_and_details(client):
@@ -120,21 +150,25 @@ def test_a_registration_is_recorded_with_its_actor_subject_and_details(client):
     assert (key_entry.subject_type, key_entry.subject_id) == ("api_keys", body["api_key_id"])
 
 
-def test_an_empty_chain_is_valid_and_has_no_head(app):
-    with unit_of_work() as session:
-        report = audit.verify_chain(session)
-    assert report == audit.ChainReport(valid=True, entries=0, head_hash=None,
-                                       first_bad_entry=None)
+def test_an_empty_log_is_valid_and_has_no_head(app):
+    assert _report() == LogReport(valid=True, entries=0, head_hash=None, first_bad_entry=None)
 
 
-def test_verification_walks_a_chain_longer_than_one_batch(app):
+def test_verification_walks_a_log_longer_than_one_batch(app):
     for _ in range(4):
         make_member()
-    with unit_of_work() as session:
-        report = audit.verify_chain(session, batch_size=3)
+    seal_log()
+    report = _report(batch_size=3)
     assert report.valid
     assert report.entries == 4 * ENTRIES_PER_REGISTRATION
-    assert report.head_hash == _entries()[-1].hash
+    assert report.head_hash == _head_hash()
+
+
+def test_a_checkpoint_signed_by_another_key_fails_verification(app, busy_chain):
+    other = Signer.generate(log_verifier().name)
+    with unit_of_work() as session:
+        report = verify_log(session, other.verifier)
+    assert (report.valid, report.entries, report.first_bad_entry) == (False, busy_chain, None)
 
 
 def test_audit_verification_is_for_operators_and_regulators_only(client, busy_chain):
@@ -162,7 +196,8 @@ def test_a_failed_request_writes_no_entries(client, operator):
     forbidden = client.post(PARTIES, json=PartyBodyFactory(roles=["regulator"]))
     assert forbidden.status_code == 403
     after = _entries()
-    assert [entry.hash for entry in after] == [entry.hash for entry in before]
+    assert [entry.id for entry in after] == [entry.id for entry in before]
+    seal_log()
     assert _verify(client, operator)["valid"] is True
 
 
@@ -182,10 +217,11 @@ def test_entries_of_a_unit_of_work_that_raises_are_never_written(app):
     assert rolled_back_id not in {entry.subject_id for entry in entries}
     with unit_of_work() as session:
         assert session.scalar(sa.select(Party).where(Party.name == "Rolled Back Co.")) is None
-        assert audit.verify_chain(session).valid
+    seal_log()
+    assert _report().valid
 
 
-def test_several_registrations_in_one_unit_of_work_are_chained_in_order(app):
+def test_several_registrations_in_one_unit_of_work_are_logged_in_order(app):
     with unit_of_work() as session:
         registered = [
             services.register_party(session, name=f"Batch {n} Co.",
@@ -197,8 +233,8 @@ def test_several_registrations_in_one_unit_of_work_are_chained_in_order(app):
     entries = _entries()
     assert [entry.action for entry in entries] == ["party.registered", "api_key.issued"] * 3
     assert [entry.subject_id for entry in entries[::2]] == [str(p.id) for p in registered]
-    with unit_of_work() as session:
-        assert audit.verify_chain(session).valid
+    seal_log()
+    assert _report().valid
 
 
 def test_an_entry_recorded_before_a_failed_savepoint_commits_with_its_transaction(app):
@@ -214,8 +250,8 @@ def test_an_entry_recorded_before_a_failed_savepoint_commits_with_its_transactio
     entries = _entries()
     assert len(entries) == before + 1
     assert (entries[-1].action, entries[-1].subject_id) == ("test.kept", "s-1")
-    with unit_of_work() as session:
-        assert audit.verify_chain(session).valid
+    seal_log()
+    assert _report().valid
 
 
 def test_an_entry_recorded_inside_a_rolled_back_savepoint_is_not_written(app):
@@ -235,45 +271,76 @@ def test_an_entry_recorded_inside_a_rolled_back_savepoint_is_not_written(app):
 
 
 @pytest.mark.parametrize("column", ["action", "details"])
-def test_a_row_changed_behind_the_services_back_is_the_first_bad_entry(
+def test_an_entry_changed_behind_the_services_back_is_the_first_bad_entry(
         client, operator, busy_chain, column):
-    tampered_seq = 4
+    tampered_id = 4
     value = "party.deleted" if column == "action" else {"credit_code": "forged"}
     _behind_the_service(sa.update(AuditEntry.__table__)
-                        .where(AuditEntry.__table__.c.seq == tampered_seq)
+                        .where(AuditEntry.__table__.c.id == tampered_id)
                         .values({column: value}))
     report = _verify(client, operator)
-    assert report["valid"] is False
-    assert report["first_bad_entry"] == tampered_seq
-    assert report["entries"] == busy_chain
-    assert report["head_hash"] == _entries()[-1].hash
+    assert report == {"valid": False, "entries": busy_chain, "head_hash": _head_hash(),
+                      "first_bad_entry": tampered_id}
 
 
-def test_a_forged_entry_with_a_recomputed_hash_breaks_the_link_to_its_successor(
+def test_an_entry_forged_with_its_leaf_rewritten_in_the_tiles_fails_the_signed_root(
         client, operator, busy_chain):
-    stored = _entries()[2]
-    # A detached copy: the forger's arithmetic, not a change the session would flush.
-    forged = AuditEntry(**{column.key: getattr(stored, column.key)
-                           for column in AuditEntry.__table__.columns})
-    forged.action = "party.deleted"
-    forged_hash = forged.computed_hash()
+    forged_id = 3
     _behind_the_service(sa.update(AuditEntry.__table__)
-                        .where(AuditEntry.__table__.c.seq == forged.seq)
-                        .values(action="party.deleted", hash=forged_hash))
+                        .where(AuditEntry.__table__.c.id == forged_id)
+                        .values(action="party.deleted"))
+    with unit_of_work() as session:
+        forged = session.get(AuditEntry, forged_id)
+        tile = session.get(LogTile, (0, 0))
+        index = _leaf_entry_ids().index(forged_id)
+        data = bytearray(tile.hashes)
+        data[index * HASH_SIZE:(index + 1) * HASH_SIZE] = leaf_hash(leaf_bytes(forged))
+        session.expunge_all()
+    with db.engine.begin() as connection:  # tiles only grow: the forger disables the trigger
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        connection.execute(sa.update(LogTile.__table__).where(
+            LogTile.__table__.c.level == 0, LogTile.__table__.c.index == 0)
+            .values(hashes=bytes(data)))
+    report = _verify(client, operator)
+    # Every leaf fits its tile now; only the signed root tells.
+    assert report == {"valid": False, "entries": busy_chain, "head_hash": _head_hash(),
+                      "first_bad_entry": None}
+
+
+def test_a_deleted_entry_is_detected_where_it_was(client, operator, busy_chain):
+    deleted_id = 5
+    _behind_the_service(sa.delete(AuditEntry.__table__)
+                        .where(AuditEntry.__table__.c.id == deleted_id))
     report = _verify(client, operator)
     assert report["valid"] is False
-    assert report["first_bad_entry"] == forged.seq + 1
+    assert report["entries"] == busy_chain  # its leaf is still there, its entry is not
+    assert report["first_bad_entry"] == deleted_id
 
 
-def test_a_deleted_middle_row_is_detected(client, operator, busy_chain):
-    deleted_seq = 5
-    _behind_the_service(sa.delete(AuditEntry.__table__)
-                        .where(AuditEntry.__table__.c.seq == deleted_seq))
+def test_a_deleted_leaf_is_detected_at_the_gap(client, operator, busy_chain):
+    leaves = LogLeaf.__table__.c
+    _behind_the_service(sa.delete(LogLeaf.__table__).where(leaves.log_index == 4))
     report = _verify(client, operator)
     assert report["valid"] is False
     assert report["entries"] == busy_chain - 1
-    # The row that now follows entry 4 no longer fits: the gap is reported where it is.
-    assert report["first_bad_entry"] == deleted_seq + 1
+    assert report["first_bad_entry"] == _leaf_entry_ids()[4]  # the entry now at the gap
+
+
+def test_two_swapped_leaves_are_detected_at_the_first(client, operator, busy_chain):
+    leaves = LogLeaf.__table__.c
+    order = _leaf_entry_ids()
+    first, second = order[2], order[6]
+    _behind_the_service(sa.update(LogLeaf.__table__).where(leaves.log_index.in_([2, 6]))
+                        .values(entry_id=sa.case((leaves.entry_id == first, -first),
+                                                 else_=-second)))
+    _behind_the_service(sa.update(LogLeaf.__table__).where(leaves.log_index.in_([2, 6]))
+                        .values(entry_id=sa.case((leaves.entry_id == -first, second),
+                                                 else_=first)))
+    assert _leaf_entry_ids()[2] == second
+    report = _verify(client, operator)
+    assert report["valid"] is False
+    assert report["first_bad_entry"] == second
 
 
 def test_the_orm_refuses_to_change_an_audit_entry(app):
@@ -292,16 +359,14 @@ def test_the_orm_refuses_bulk_updates_and_deletes_of_audit_entries(app):
     with pytest.raises(PermissionError), unit_of_work() as session:
         session.execute(sa.update(AuditEntry).values(action="party.deleted"))
     with pytest.raises(PermissionError), unit_of_work() as session:
-        session.execute(sa.delete(AuditEntry).where(AuditEntry.seq == 2))
+        session.execute(sa.delete(AuditEntry).where(AuditEntry.id == 2))
     assert [entry.action for entry in _entries()] == ["party.registered", "api_key.issued"]
-    with unit_of_work() as session:
-        assert audit.verify_chain(session).valid
 
 
 @pytest.mark.postgres_only
 @pytest.mark.parametrize("statement", [
-    "UPDATE audit_entries SET action = 'party.deleted' WHERE seq = 1",
-    "DELETE FROM audit_entries WHERE seq = 2",
+    "UPDATE audit_entries SET action = 'party.deleted' WHERE id = 1",
+    "DELETE FROM audit_entries WHERE id = 2",
 ])
 def test_postgresql_refuses_plain_sql_changes_to_audit_entries(app, statement):
     make_member()
@@ -313,7 +378,7 @@ def test_postgresql_refuses_plain_sql_changes_to_audit_entries(app, statement):
 
 
 @pytest.mark.postgres_only
-def test_concurrent_registrations_append_one_unforked_chain(app: Flask, operator: Member):
+def test_concurrent_registrations_are_all_logged_once(app: Flask, operator: Member):
     threads, per_thread = 8, 10
     bodies = [[PartyBodyFactory() for _ in range(per_thread)] for _ in range(threads)]
     before = _count()
@@ -339,8 +404,9 @@ def test_concurrent_registrations_append_one_unforked_chain(app: Flask, operator
 
     expected = before + threads * per_thread * ENTRIES_PER_REGISTRATION
     entries = _entries()
-    assert [entry.seq for entry in entries] == list(range(1, expected + 1))
-    assert len({entry.prev_hash for entry in entries}) == expected  # no fork
+    assert len(entries) == expected
+    seal_log()
+    assert sorted(_leaf_entry_ids()) == [entry.id for entry in entries]
     registered = {entry.subject_id for entry in entries if entry.action == "party.registered"}
     with unit_of_work() as session:
         ids = set(session.scalars(sa.select(Party.id).where(
@@ -348,18 +414,18 @@ def test_concurrent_registrations_append_one_unforked_chain(app: Flask, operator
     assert {str(party_id) for party_id in ids} <= registered
     assert len(ids) == threads * per_thread
     report = _verify(app.test_client(), operator)
-    assert report == {"valid": True, "entries": expected, "head_hash": entries[-1].hash,
+    assert report == {"valid": True, "entries": expected, "head_hash": _head_hash(),
                       "first_bad_entry": None}
 
 
-def test_flask_audit_verify_exits_1_once_the_chain_is_tampered_with(app, busy_chain):
+def test_flask_audit_verify_exits_1_once_the_log_is_tampered_with(app, busy_chain):
     runner = app.test_cli_runner()
     intact = runner.invoke(args=["audit", "verify"])
     assert intact.exit_code == 0, intact.output
     assert f"valid=True entries={busy_chain}" in intact.output
 
     _behind_the_service(sa.update(AuditEntry.__table__)
-                        .where(AuditEntry.__table__.c.seq == 3)
+                        .where(AuditEntry.__table__.c.id == 3)
                         .values(action="party.deleted"))
     broken = runner.invoke(args=["audit", "verify"])
     assert broken.exit_code == 1

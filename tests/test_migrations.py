@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
@@ -11,10 +12,16 @@ from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 
 from app import MIGRATIONS_DIR, clock
+from app.audit import AuditEntry, digest
+from app.db import unit_of_work
 from app.extensions import db
+from app.log.keys import log_verifier
+from app.log.models import LogLeaf
+from app.log.verification import verify_log
 from app.parties.models import Party
 from app.parties.names import name_key
-from tests.factories import PartyBodyFactory, new_credit_code
+from tests.factories import PartyBodyFactory, make_member, new_credit_code
+from tests.support import seal_log
 
 
 def test_migrations_have_a_single_head():
@@ -65,3 +72,31 @@ def test_parties_named_alike_before_names_were_compared_leave_the_key_to_the_old
     assert [keys[row["id"]] for row in rows] == [name_key(names[0]), None, name_key(names[2])]
     taken = client.post("/api/v1/parties", json=PartyBodyFactory(name="Acme data CO."))
     assert (taken.status_code, taken.json["code"]) == (409, "duplicate_party_name")
+
+
+def test_audit_entries_of_the_hash_chain_are_logged_in_their_chain_order(app):
+    downgrade(revision="0016")
+    db.session.remove()
+    now = clock.now()
+    chain = sa.table("audit_entries", *(sa.column(name) for name in (
+        "seq", "occurred_at", "actor_id", "action", "subject_type", "subject_id", "details",
+        "payload_digest", "prev_hash", "hash")))
+    rows = [{"seq": seq, "occurred_at": now + timedelta(seconds=seq), "actor_id": None,
+             "action": f"test.{seq}", "subject_type": "test", "subject_id": str(seq),
+             "details": json.dumps({"seq": seq}), "payload_digest": digest({"seq": seq}),
+             "prev_hash": f"{seq - 1:064x}", "hash": f"{seq:064x}"} for seq in (3, 1, 2)]
+    with db.engine.begin() as connection:
+        connection.execute(sa.insert(chain), rows)
+
+    upgrade()
+    db.session.remove()
+
+    seal_log()
+    with unit_of_work() as session:
+        logged = session.execute(sa.select(AuditEntry.id, AuditEntry.action).join(
+            LogLeaf, LogLeaf.entry_id == AuditEntry.id).order_by(LogLeaf.log_index)).all()
+        assert verify_log(session, log_verifier()).valid
+    assert logged == [(1, "test.1"), (2, "test.2"), (3, "test.3")]
+    make_member()  # new entries take ids after them
+    assert [entry.id for entry in db.session.scalars(
+        sa.select(AuditEntry).order_by(AuditEntry.id))][3:] == [4, 5]

@@ -10,6 +10,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from app import create_app
+from app.log.note import Signer
 from app.parties.models import Role
 from config import DevelopmentConfig, ProductionConfig
 from tests.conftest import make_app
@@ -98,12 +99,14 @@ def test_make_run_s_server_logs_each_request_once_and_no_scheduler_chatter(tmp_p
 
 
 PRODUCTION_SECRET = "a-random-production-secret-of-40-chars!!"
+PRODUCTION_LOG_KEY = Signer.generate("exchange.local/log").skey
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "LOG_SIGNING_KEY"])
 def test_production_refuses_to_start_without_its_secrets(monkeypatch, missing):
     monkeypatch.setenv("SECRET_KEY", PRODUCTION_SECRET)
     monkeypatch.setenv("DATABASE_URL", "postgresql://db/exchange")
+    monkeypatch.setenv("LOG_SIGNING_KEY", PRODUCTION_LOG_KEY)
     monkeypatch.delenv(missing)
     with pytest.raises(RuntimeError, match=missing):
         create_app(ProductionConfig)
@@ -113,6 +116,7 @@ def test_production_refuses_to_start_without_its_secrets(monkeypatch, missing):
 def test_production_refuses_a_weak_or_development_secret(monkeypatch, secret):
     monkeypatch.setenv("SECRET_KEY", secret)
     monkeypatch.setenv("DATABASE_URL", "postgresql://db/exchange")
+    monkeypatch.setenv("LOG_SIGNING_KEY", PRODUCTION_LOG_KEY)
     with pytest.raises(RuntimeError, match="SECRET_KEY must be a random value"):
         create_app(ProductionConfig)
 
@@ -120,6 +124,7 @@ def test_production_refuses_a_weak_or_development_secret(monkeypatch, secret):
 def test_production_refuses_stripe_without_its_webhook_secret(monkeypatch):
     monkeypatch.setenv("SECRET_KEY", PRODUCTION_SECRET)
     monkeypatch.setenv("DATABASE_URL", "postgresql://db/exchange")
+    monkeypatch.setenv("LOG_SIGNING_KEY", PRODUCTION_LOG_KEY)
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_live_x")
     monkeypatch.delenv("STRIPE_WEBHOOK_SECRET", raising=False)
     with pytest.raises(RuntimeError, match="STRIPE_WEBHOOK_SECRET"):
@@ -129,6 +134,7 @@ def test_production_refuses_stripe_without_its_webhook_secret(monkeypatch):
 def test_production_starts_when_its_secrets_are_set(monkeypatch, tmp_path):
     monkeypatch.setenv("SECRET_KEY", PRODUCTION_SECRET)
     monkeypatch.setenv("DATABASE_URL", "postgresql://db/exchange")
+    monkeypatch.setenv("LOG_SIGNING_KEY", PRODUCTION_LOG_KEY)
     app = create_app(ProductionConfig, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/p.db")
     assert app.config["ENV_NAME"] == "production"
     assert not app.debug
@@ -137,6 +143,7 @@ def test_production_starts_when_its_secrets_are_set(monkeypatch, tmp_path):
 def test_production_answers_with_security_headers_and_no_stack_traces(monkeypatch, tmp_path):
     monkeypatch.setenv("SECRET_KEY", PRODUCTION_SECRET)
     monkeypatch.setenv("DATABASE_URL", "postgresql://db/exchange")
+    monkeypatch.setenv("LOG_SIGNING_KEY", PRODUCTION_LOG_KEY)
     app = create_app(ProductionConfig, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/p.db")
     client = app.test_client()
     answer = client.get("/api/v1/parties/me")
@@ -172,7 +179,7 @@ def test_a_production_process_starts_with_the_secrets_in_its_environment(tmp_pat
     import sys
 
     env = {**os.environ, "APP_ENV": "production", "SECRET_KEY": PRODUCTION_SECRET,
-           "DATABASE_URL": f"sqlite:///{tmp_path}/p.db"}
+           "DATABASE_URL": f"sqlite:///{tmp_path}/p.db", "LOG_SIGNING_KEY": PRODUCTION_LOG_KEY}
     started = subprocess.run([sys.executable, "-c", "from app import create_app; create_app()"],
                              env=env, capture_output=True, text=True, timeout=60)
     assert started.returncode == 0, started.stderr

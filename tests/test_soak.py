@@ -28,7 +28,9 @@ CHECK = re.compile(r"^\s+\[(?:ok|FAIL)\] (.+): (\d+)$", re.MULTILINE)
 REQUIRED_CHECKS = {
     "oversold licenses", "orders settled twice",
     "ledger and settlement violations (settlement.verification)",
-    "cached balances differing from their entries", "audit chain broken",
+    "cached balances differing from their entries", "evidence log failing verification",
+    "entries never integrated", "entries integrated twice",
+    "checkpoints inconsistent with the previous",
     "credit chain broken", "acknowledged orders missing", "5xx answers",
     "refunded money paid out (reversals clawing back)",
     "settlement runs left running behind a later run",
@@ -82,3 +84,4 @@ def test_two_hosts_and_the_scheduler_under_load_with_a_worker_killed_keep_every_
     assert settled and int(settled.group(1)) > 0, output
     assert re.search(r"worker kill .*SIGKILL to worker \d+ .*gunicorn started worker",
                      done.stdout), output
+    assert "sealer kill   SIGKILL mid-batch" in done.stdout, output

@@ -561,9 +561,9 @@ def test_the_trace_records_certification_quality_flag_suspension_and_relisting_i
         ("listing.certified", cast.certifier.id),
         ("listing.relisted", cast.operator.id),
     ]
-    assert [e["seq"] for e in trace] == sorted(e["seq"] for e in trace)
+    assert [e["id"] for e in trace] == sorted(e["id"] for e in trace)
     assert [e["occurred_at"] for e in trace] == sorted(e["occurred_at"] for e in trace)
-    assert all(len(e["hash"]) == 64 for e in trace)
+    assert all(len(e["payload_digest"]) == 64 for e in trace)
     certified = trace[2]["details"]
     assert certified["rating"] == "A"
     assert certified["scopes"] == ["compliance"]

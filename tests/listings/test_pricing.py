@@ -365,7 +365,7 @@ def test_a_later_guide_price_supersedes_the_open_ended_one_from_its_date_and_bot
     with Session(db.engine) as session:
         actions = list(session.scalars(select(AuditEntry.action)
                                        .where(AuditEntry.subject_id == a["id"])
-                                       .order_by(AuditEntry.seq)))
+                                       .order_by(AuditEntry.id)))
     assert actions == ["guide_price.set", "guide_price.superseded"]
 
 

@@ -189,7 +189,7 @@ def audit_actions(demand: dict[str, Any]) -> list[tuple[str, uuid.UUID | None]]:
         return [tuple(row) for row in connection.execute(
             select(AuditEntry.action, AuditEntry.actor_id)
             .where(AuditEntry.subject_type == "demands", AuditEntry.subject_id == demand["id"])
-            .order_by(AuditEntry.seq))]
+            .order_by(AuditEntry.id))]
 
 
 def run_match_job(app: Flask) -> None:

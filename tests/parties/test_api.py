@@ -13,6 +13,7 @@ from app.extensions import db
 from app.parties.credit_code import check_character
 from app.parties.models import ApiKey, Party, Role
 from tests.factories import PartyBodyFactory, bearer, make_member, new_credit_code
+from tests.support import seal_log
 
 PARTIES = "/api/v1/parties"
 ME = "/api/v1/parties/me"
@@ -24,7 +25,7 @@ def count(model: type) -> int:
 
 
 def audit_trail() -> list[AuditEntry]:
-    return list(db.session.scalars(sa.select(AuditEntry).order_by(AuditEntry.seq)))
+    return list(db.session.scalars(sa.select(AuditEntry).order_by(AuditEntry.id)))
 
 
 def keys_of(party_id: str) -> list[ApiKey]:
@@ -660,6 +661,7 @@ def test_issuing_and_revoking_keys_are_audited_with_the_actor(client):
     assert str(revoke_entry.actor_id) == merchant.id
     assert revoke_entry.subject_id == issued["id"]
     assert revoke_entry.details == {"party_id": merchant.id, "prefix": issued["prefix"]}
+    seal_log()
     verify = client.get("/api/v1/audit/verify", headers=operator.headers).json
     assert verify["valid"] is True
     assert verify["entries"] == before + 2

@@ -3,16 +3,12 @@ reads of the ledger and settlement tables for the settlement tests."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -196,16 +192,6 @@ def statement(client: FlaskClient, viewer: Member, party: Member, **query: Any) 
 
 def trial_balance(client: FlaskClient, viewer: Member) -> dict[str, Any]:
     return ok(client.get(TRIAL_BALANCE, headers=viewer.headers))
-
-
-def flask(app: Flask, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """A `flask` command in its own process, on the test's database (`env` added to its
-    environment: CRASH_AT kills it part-way)."""
-    environment = {name: value for name, value in os.environ.items() if name != "CRASH_AT"}
-    environment |= {"APP_ENV": "testing", "FLASK_APP": "app",
-                    "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], **env}
-    return subprocess.run([sys.executable, "-m", "flask", *args], cwd=ROOT, env=environment,
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 # --- reads straight from the database --------------------------------------------------------

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from app import clock
 from app.extensions import db
 from settlement.models import OrderSettlement, RefundReversal, RunStatus, SettlementRun
-from tests.settlement import helpers
+from tests import support
 from tests.settlement.helpers import (
     EXPECTED_SPLIT,
     UNIT_PRICE,
@@ -42,7 +42,7 @@ BATCH = 5
 
 
 # `flask` commands in processes of their own, five orders per batch.
-flask = partial(helpers.flask, SETTLEMENT_BATCH_SIZE=str(BATCH))
+flask = partial(support.flask, SETTLEMENT_BATCH_SIZE=str(BATCH))
 
 
 def the_run() -> SettlementRun:

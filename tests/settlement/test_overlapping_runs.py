@@ -31,7 +31,6 @@ from tests.settlement.helpers import (
     balance,
     completed_order,
     count,
-    flask,
     make_market,
     ok,
     partially_refunded_order,
@@ -39,6 +38,7 @@ from tests.settlement.helpers import (
     verify_report,
     with_key,
 )
+from tests.support import flask
 
 PRICE, REFUND = 10_000, 6_000
 # 5 % fee: 9 500 allocated to the merchant; the refund takes 5 700 of it back (and 300 of
