@@ -4,6 +4,7 @@ of it —, each with its actor and time, and nothing of another listing's orders
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from benchmarks.listings_search import recorded_statements
 from benchmarks.statement_counts import _work
 from tests.factories import Member, make_member
 from tests.orders.factories import listed_product, order_body
-from tests.support import ok
+from tests.support import ok, seal_log
 
 ORDERS = "/api/v1/orders"
 
@@ -234,3 +235,19 @@ def test_entries_written_before_the_listing_was_recorded_on_them_are_backfilled(
     assert trading.trace() == before
     verified = ok(trading.client.get("/api/v1/audit/verify", headers=trading.operator.headers))
     assert verified["valid"] is True
+
+
+def test_each_step_shows_its_place_in_the_evidence_log_once_sealed(trading):
+    trading.completed_order()
+    unsealed = trading.trace()
+    assert {(entry["log_index"], entry["leaf_hash"]) for entry in unsealed} == {(None, None)}
+
+    seal_log()
+
+    trace = trading.trace()
+    assert [entry["id"] for entry in trace] == [entry["id"] for entry in unsealed]
+    for entry in trace:
+        logged = ok(trading.client.get(f"/api/v1/log/entries/{entry['log_index']}",
+                                       headers=trading.operator.headers))
+        assert logged["leaf_hash"] == entry["leaf_hash"]
+        assert json.loads(logged["leaf"])["payload_digest"] == entry["payload_digest"]
