@@ -1,11 +1,14 @@
-"""flask log seal: run the sealer once, now."""
+"""flask log seal: run the sealer once, now; flask log monitor: check the log from outside."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from app.log import monitor
 from app.log.sealer import seal
 
 log_cli = AppGroup("log", help="The evidence log.")
@@ -27,3 +30,19 @@ def seal_now() -> None:
             break
     root = report.root_hash.hex() if report.root_hash else None
     click.echo(f"sealed={sealed} tree_size={report.tree_size} root_hash={root}")
+
+
+@log_cli.command("monitor")
+@click.option("--url", required=True, help="The exchange's base URL.")
+@click.option("--state", "state_file", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON file holding the last checkpoint seen (created on the first run).")
+@click.option("--vkey", help="The log's verifier key; without it the key kept in the state "
+                             "file, or on the first run the one the log publishes.")
+def monitor_log(url: str, state_file: Path, vkey: str | None) -> None:
+    """Check the log's latest checkpoint: signed, and consistent with the last one seen.
+    Exits 0 on honest growth, 1 on a fork, rollback, bad signature or other origin (the state
+    file is then left as it was), 2 when the log could not be checked."""
+    status, line = monitor.run(url, state_file, vkey)
+    click.echo(line, err=status != monitor.OK)
+    raise SystemExit(status)
