@@ -37,6 +37,14 @@ class Unchecked(Exception):
     """The log could not be checked this time: unreachable, an error answer, no state."""
 
 
+class ErrorAnswer(Unchecked):
+    """The log answered with an HTTP error status."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(f"GET {url}: HTTP {status}")
+        self.status = status
+
+
 @dataclass(frozen=True)
 class MonitorState:
     """The last checkpoint the monitor accepted, and the key it trusts."""
@@ -95,11 +103,12 @@ def _extends(base_url: str, seen: MonitorState, checkpoint: Checkpoint) -> str:
     query = urllib.parse.urlencode({"first": old_size, "second": checkpoint.tree_size})
     try:
         proof = _get(f"{base_url}/api/v1/log/proof/consistency?{query}", "application/json")
-    except urllib.error.HTTPError as error:
-        if error.code == 404:  # the log no longer knows the tree it signed
-            raise Alarm(f"fork: no consistency proof from tree_size {old_size} "
-                        f"to {checkpoint.tree_size} (HTTP 404)") from None
-        raise Unchecked(f"consistency proof: HTTP {error.code}") from None
+    except ErrorAnswer as error:
+        if error.status != 404:
+            raise
+        # The log no longer knows a tree it signed (restored, then grown past it).
+        raise Alarm(f"fork: no consistency proof from tree_size {old_size} "
+                    f"to {checkpoint.tree_size} (HTTP 404)") from None
     if not verify_consistency(old_size, checkpoint.tree_size, old_root, checkpoint.root_hash,
                               _proof_hashes(proof)):
         raise Alarm(f"fork: tree_size {checkpoint.tree_size} is not consistent with "
@@ -137,9 +146,7 @@ def _get(url: str, accept: str) -> bytes:
             body: bytes = response.read()
             return body
     except urllib.error.HTTPError as error:
-        if "/proof/" in url:
-            raise  # the caller tells a refused proof from an unavailable log
-        raise Unchecked(f"GET {url}: HTTP {error.code}") from None
+        raise ErrorAnswer(url, error.code) from None
     except (urllib.error.URLError, OSError) as error:
         raise Unchecked(f"GET {url}: {getattr(error, 'reason', error)}") from None
 

@@ -248,6 +248,17 @@ def test_an_unreachable_log_exits_2(app: Flask, watched: Watched) -> None:
     assert watched.state.read_bytes() == watched.before
 
 
+def test_an_error_answer_exits_2(app: Flask, watched: Watched) -> None:
+    unavailable = Request.application(lambda request: Response("down", status=503))
+
+    with _serving(unavailable) as log:
+        result = _monitor(app, log, watched.state)
+
+    assert result.exit_code == 2, result.output + result.stderr
+    assert "HTTP 503" in result.stderr
+    assert watched.state.read_bytes() == watched.before
+
+
 def test_the_command_runs_without_a_database(app: Flask, live_server: str,
                                              tmp_path: Path) -> None:
     _grow()
