@@ -131,7 +131,7 @@ def audit_actions(subject_id: str) -> list[str]:
     db.session.expire_all()
     return list(db.session.scalars(sa.select(AuditEntry.action)
                                    .where(AuditEntry.subject_id == subject_id)
-                                   .order_by(AuditEntry.seq)))
+                                   .order_by(AuditEntry.id)))
 
 
 def may_list(party: Member) -> bool:
