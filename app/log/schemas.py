@@ -54,3 +54,17 @@ class ConsistencyProofSchema(ResponseSchema):
     first = fields.Integer()
     second = fields.Integer()
     hashes = fields.List(fields.String(metadata=_HEX))
+
+
+class EvidenceSchema(ResponseSchema):
+    """The proof that the log holds a document's facts."""
+
+    log_index = fields.Integer()
+    leaf = fields.String(metadata={"description": "the entry's canonical JSON: the leaf bytes; "
+                                                  "its payload_digest is the SHA-256 of the "
+                                                  "canonical JSON of the facts"})
+    leaf_hash = fields.String(metadata=_HEX)
+    inclusion_proof = fields.List(fields.String(metadata=_HEX))
+    tree_size = fields.Integer()
+    checkpoint = fields.String(metadata={"description": "the signed checkpoint note the "
+                                                        "inclusion proof is against"})
