@@ -2,8 +2,8 @@
 audit entry (`voucher.issued`) when the voucher is first asked for, and the evidence log's
 proof of that entry.
 
-Issued once per order: the order's row is locked while the entry is looked up and, if none,
-recorded, so concurrent first requests on PostgreSQL queue on the row and the later ones find
+Issued once per order: a first issue looks the entry up again and records it under the
+evidence log's issuing lock, so concurrent first requests queue there and the later ones find
 the entry the first committed. The voucher shows the facts as issued, from the entry.
 """
 
@@ -66,41 +66,38 @@ def _may_see(order: Order, viewer: Actor) -> bool:
     return can_see(order, viewer) or str(viewer.id) in order.beneficiaries
 
 
-def issue_voucher(session: Session, *, order_id: uuid.UUID, viewer: Actor) -> int | None:
-    """The id of the order's voucher entry, recording it when this is the first request
-    (None then: the entry is written at commit)."""
+def issue_voucher(session: Session, *, order_id: uuid.UUID, viewer: Actor,
+                  record: bool) -> bool:
+    """Whether the order's voucher was issued; if not and `record`, its entry is recorded
+    (written at commit)."""
     order = session.get(Order, order_id)
     if order is None or not _may_see(order, viewer):
         raise OrderNotFound()
     if order.status is not OrderStatus.COMPLETED:
         raise InvalidTransition(f"The order is {order.status.value}: a voucher is issued once "
                                 f"it is completed.")
-    issued = evidence.issued_entry(session, action=ACTION, subject_type=Order.__tablename__,
-                                   subject_id=str(order.id))
-    if issued is not None:
-        return issued.id
-    session.refresh(order, with_for_update=True)  # concurrent first requests queue here
-    issued = evidence.issued_entry(session, action=ACTION, subject_type=Order.__tablename__,
-                                   subject_id=str(order.id))
-    if issued is not None:
-        return issued.id
-    audit.record(session, actor_id=viewer.id, action=ACTION, subject=order,
-                 listing_id=order.listing_id, details=voucher_facts(session, order))
-    return None
+    if _issued(session, order.id):
+        return True
+    if record:
+        audit.record(session, actor_id=viewer.id, action=ACTION, subject=order,
+                     listing_id=order.listing_id, details=voucher_facts(session, order))
+    return False
+
+
+def _issued(session: Session, order_id: uuid.UUID) -> bool:
+    return evidence.issued_entry(session, action=ACTION, subject_type=Order.__tablename__,
+                                 subject_id=str(order_id)) is not None
 
 
 def voucher(*, order_id: uuid.UUID, viewer: Actor) -> dict[str, Any]:
     """The order's voucher, issued now if it was not, with the evidence that the log holds
     its facts (the log is sealed now if the entry is not in it yet)."""
     with unit_of_work() as session:
-        entry_id = issue_voucher(session, order_id=order_id, viewer=viewer)
-    if entry_id is None:
-        with unit_of_work() as session:
-            issued = evidence.issued_entry(session, action=ACTION,
-                                           subject_type=Order.__tablename__,
-                                           subject_id=str(order_id))
-        assert issued is not None, "committed with the issuing transaction"
-        entry_id = issued.id
-    facts, proof = evidence.sealed_evidence(entry_id)
+        issued = issue_voucher(session, order_id=order_id, viewer=viewer, record=False)
+    if not issued:
+        with evidence.issuing(), unit_of_work() as session:
+            issue_voucher(session, order_id=order_id, viewer=viewer, record=True)
+    facts, proof = evidence.proved(action=ACTION, subject_type=Order.__tablename__,
+                                   subject_id=str(order_id))
     return {"voucher_no": f"TV-{proof['log_index']}", "kind": "transaction_voucher",
             "facts": facts, "evidence": proof}

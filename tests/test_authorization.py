@@ -3,7 +3,7 @@
 1. Every route of `app.url_map` that carries an object id (a `<uuid:...>` converter), with
    each of its methods, has an entry in MATRIX saying who may succeed on it; a route missing
    from the matrix fails the test, so a new route cannot ship without one. The matrix holds
-   44 routes. For each, party A's objects are created through the API (fresh ones per
+   45 routes. For each, party A's objects are created through the API (fresh ones per
    route), then the route is tried anonymously (401), as a party B of every role (buyer,
    merchant, operator, regulator, certifier, broker), as a party B holding all six roles at
    once, and as A and A's counterparts (an order's merchant, a payee of its proceeds): the
@@ -128,6 +128,10 @@ MATRIX: dict[tuple[str, str], Access] = {
         Access("flagged_listing", allow("operator"), roles=("operator",), body=REASON),
     ("GET", f"{LISTING}/trace"):
         Access("draft_listing", allow(OWNER, OVERSEERS)),
+    # A listed product's certificate is public; the owner's suspended one is refused (409).
+    ("GET", f"{LISTING}/certificate"):
+        Access("listed_listing", allow(OWNER, OVERSEERS, "buyer", "merchant", "certifier",
+                                       "broker")),
     ("GET", f"{LISTING}/price-guidance"):
         Access("draft_listing", allow(OWNER, OVERSEERS)),
     # A listed product is public: others are refused the demands it meets with 403.

@@ -9,6 +9,8 @@ synchronously (the project's sealer, under its lock), since there is no evidence
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import current_app
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session
 from app.audit import AuditEntry, digest, leaf_bytes
 from app.db import unit_of_work
 from app.errors import Conflict
+from app.locks import exclusive_lock
 from app.log.merkle import inclusion_proof, leaf_hash
 from app.log.models import DatabaseTiles, LogLeaf, latest_checkpoint
 from app.log.sealer import seal
@@ -27,6 +30,19 @@ from app.log.tiles import TileHashReader
 # then 409.
 _SEAL_WAIT_MERGE_DELAYS = 5
 _SEAL_WAIT_MIN_SECONDS = 2.0
+
+
+_ISSUING_KEY = 0x646F6369  # "doci": names the advisory lock of first issues
+_ISSUING_WAIT_SECONDS = 10
+
+
+@contextmanager
+def issuing() -> Iterator[None]:
+    """Held around the transaction that issues a document for the first time (look up, then
+    record, then commit): concurrent first requests, on any database, issue one. Only first
+    issues take it; a document issued already is read without it."""
+    with exclusive_lock("document-issuing", _ISSUING_KEY, wait_seconds=_ISSUING_WAIT_SECONDS):
+        yield
 
 
 class EvidencePending(Conflict):
@@ -42,6 +58,19 @@ def issued_entry(session: Session, *, action: str, subject_type: str, subject_id
     if facts is not None:
         query = query.where(AuditEntry.payload_digest == digest(facts))
     return session.scalars(query.order_by(AuditEntry.id).limit(1)).first()
+
+
+def proved(*, action: str, subject_type: str, subject_id: str,
+           facts: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The facts and evidence of a committed issuing entry (see `issued_entry`), sealing it
+    into the log if it is not there yet."""
+    with unit_of_work() as session:
+        issued = issued_entry(session, action=action, subject_type=subject_type,
+                              subject_id=subject_id, facts=facts)
+        if issued is None:
+            raise LookupError(f"no {action} entry of {subject_type} {subject_id}")
+        entry_id = issued.id
+    return sealed_evidence(entry_id)
 
 
 def evidence_of(session: Session,
