@@ -6,8 +6,10 @@ import json
 from typing import Any
 
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
-from app.audit import digest
+from app.audit import AuditEntry, digest
+from app.db import unit_of_work
 from app.log.checkpoint import open_checkpoint
 from app.log.merkle import leaf_hash, verify_inclusion
 from app.log.note import Verifier
@@ -44,3 +46,10 @@ def assert_proves_its_facts(document: dict[str, Any], key: Verifier) -> None:
                             [bytes.fromhex(h) for h in evidence["inclusion_proof"]],
                             checkpoint.root_hash)
     assert json.loads(leaf)["payload_digest"] == digest(document["facts"])
+
+
+def issued_entries(action: str) -> int:
+    """How many entries issued documents of this kind (`voucher.issued`, ...)."""
+    with unit_of_work() as session:
+        return session.scalar(select(func.count()).select_from(AuditEntry)
+                              .where(AuditEntry.action == action))

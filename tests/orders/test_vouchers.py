@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import func, select
 
-from app.audit import AuditEntry
-from app.db import unit_of_work
 from app.parties.models import PartyKind, Role
 from tests.factories import make_member
-from tests.log.documents import assert_proves_its_facts, completed_order, verifier
+from tests.log.documents import (
+    assert_proves_its_facts,
+    completed_order,
+    issued_entries,
+    verifier,
+)
 from tests.orders.factories import Market, listed_product, order_body
 from tests.support import ok, problem, race
 
@@ -20,12 +22,6 @@ from tests.support import ok, problem, race
 @pytest.fixture
 def market(app, client) -> Market:
     return Market.open(app, client)
-
-
-def _voucher_entries() -> int:
-    with unit_of_work() as session:
-        return session.scalar(select(func.count()).select_from(AuditEntry)
-                              .where(AuditEntry.action == "voucher.issued"))
 
 
 def test_a_completed_order_has_a_voucher_that_proves_its_facts(market):
@@ -54,7 +50,7 @@ def test_a_completed_order_has_a_voucher_that_proves_its_facts(market):
         again = ok(market.client.get(url, headers=member.headers))
         assert (again["voucher_no"], again["facts"]) == (voucher["voucher_no"], facts)
         assert_proves_its_facts(again, verifier(market.client))
-    assert _voucher_entries() == 1
+    assert issued_entries("voucher.issued") == 1
 
 
 def test_an_order_not_completed_has_no_voucher(market):
@@ -63,7 +59,7 @@ def test_an_order_not_completed_has_no_voucher(market):
                                   headers=market.buyer.headers), 201)
     problem(market.client.get(f"/api/v1/orders/{order['id']}/voucher",
                               headers=market.buyer.headers), 409, "invalid_transition")
-    assert _voucher_entries() == 0
+    assert issued_entries("voucher.issued") == 0
 
 
 def test_a_stranger_gets_no_voucher(market):
@@ -72,7 +68,7 @@ def test_a_stranger_gets_no_voucher(market):
     problem(market.client.get(f"/api/v1/orders/{order['id']}/voucher",
                               headers=stranger.headers), 404)
     assert market.client.get(f"/api/v1/orders/{order['id']}/voucher").status_code == 401
-    assert _voucher_entries() == 0
+    assert issued_entries("voucher.issued") == 0
 
 
 def test_concurrent_first_requests_issue_one_voucher(app, market):
@@ -81,4 +77,4 @@ def test_concurrent_first_requests_issue_one_voucher(app, market):
     answers = race(app, 4, lambda client, n: client.get(url, headers=market.buyer.headers))
     assert [answer.status_code for answer in answers] == [200] * 4, [a.json for a in answers]
     assert len({answer.json["voucher_no"] for answer in answers}) == 1
-    assert _voucher_entries() == 1
+    assert issued_entries("voucher.issued") == 1
