@@ -29,6 +29,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from app.limits import init_limits
     from app.log import jobs as log_jobs  # noqa: F401  (registers the sealer's job)
     from app.log.routes import blp as log_blp
+    from app.log.routes import evidence_blp
     from app.logs import configure_logging
     from app.metrics import init_metrics
     from app.parties.routes import blp as parties_blp
@@ -80,7 +81,8 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
         return send_from_directory(swagger_ui_path, filename, max_age=86400)
 
     for blueprint in (ops, parties_blp, audit_blp, listings_blp, rules_blp, credit_blp,
-                      guide_prices_blp, orders_blp, demands_blp, settlement_blp, log_blp):
+                      guide_prices_blp, orders_blp, demands_blp, settlement_blp, log_blp,
+                      evidence_blp):
         api.register_blueprint(blueprint)
 
     cli.register(app)

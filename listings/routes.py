@@ -13,7 +13,7 @@ from app.api import Blueprint, SQLPage
 from app.db import unit_of_work
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
-from listings import certification, rules, services
+from listings import certificates, certification, rules, services
 from listings.errors import MalformedIfMatch
 from listings.models import Listing
 from listings.schemas import (
@@ -21,6 +21,7 @@ from listings.schemas import (
     AdmissionRuleCreateSchema,
     AdmissionRuleQueryArgsSchema,
     AdmissionRuleSchema,
+    CertificateSchema,
     CertificationCreateSchema,
     CertificationSchema,
     ListingBodySchema,
@@ -222,6 +223,17 @@ class Trace(MethodView):
         with unit_of_work() as session:
             return services.listing_trace(session, listing_id=listing_id,
                                           viewer=current_party())
+
+
+@blp.route("/<uuid:listing_id>/certificate", operation_ids={"get": "getListingCertificate"})
+class Certificate(MethodView):
+    @require_role()
+    @blp.response(200, CertificateSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def get(self, listing_id: uuid.UUID) -> Any:
+        """The registration certificate of a listed product, with the log's proof of its facts."""
+        return certificates.certificate(listing_id=listing_id, viewer=current_party())
 
 
 @rules_blp.route("/admission-rules",

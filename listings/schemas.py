@@ -10,6 +10,7 @@ from flask import has_request_context
 from marshmallow import fields, post_dump, validate, validates_schema
 
 from app.api import ResponseSchema, Schema, StrictBoolean, StrictFloat
+from app.log.schemas import EvidenceSchema
 from app.parties.auth import authenticated_party
 from listings import services
 from listings.models import (
@@ -328,3 +329,16 @@ class TraceEntrySchema(ResponseSchema):
     log_index = fields.Integer(allow_none=True)
     leaf_hash = fields.String(allow_none=True, metadata={
         "description": "SHA-256 (hex) of 0x00 and the entry's leaf bytes (RFC 9162)"})
+
+
+class CertificateSchema(ResponseSchema):
+    """The registration certificate (数据产品登记证书) of a listed product."""
+
+    certificate_no = fields.String(metadata={"example": "RC-1041",
+                                             "description": "RC- and the log index"})
+    kind = fields.String(validate=validate.OneOf(["registration_certificate"]))
+    facts = fields.Dict(metadata={"description": "listing id, title, category, classification, "
+                                                 "source, the three rights holders (id, name, "
+                                                 "credit code), usage scope, delivery mode, "
+                                                 "valid certifications, listed time"})
+    evidence = fields.Nested(EvidenceSchema)

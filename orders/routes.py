@@ -16,7 +16,7 @@ from app.parties.auth import current_party, require_role
 from app.parties.models import Role
 from listings.pricing_schemas import PriceGuidanceSchema
 from listings.schemas import QualityReportCreateSchema, QualityReportSchema
-from orders import disputes, market, services, webhooks
+from orders import disputes, market, services, vouchers, webhooks
 from orders.schemas import (
     DeliverySchema,
     DisputeCreateSchema,
@@ -26,6 +26,7 @@ from orders.schemas import (
     OrderQueryArgsSchema,
     OrderSchema,
     PaymentConfirmSchema,
+    VoucherSchema,
     WebhookAckSchema,
 )
 
@@ -74,6 +75,17 @@ class OrderDetail(MethodView):
         """An order, for its buyer, its merchant, operators and regulators."""
         with unit_of_work() as session:
             return services.get_order(session, order_id=order_id, viewer=current_party())
+
+
+@blp.route("/orders/<uuid:order_id>/voucher", operation_ids={"get": "getOrderVoucher"})
+class OrderVoucher(MethodView):
+    @require_role()
+    @blp.response(200, VoucherSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def get(self, order_id: uuid.UUID) -> Any:
+        """The transaction voucher of a completed order, with the log's proof of its facts."""
+        return vouchers.voucher(order_id=order_id, viewer=current_party())
 
 
 @blp.route("/orders/<uuid:order_id>/payment", operation_ids={"get": "getOrderPayment"})

@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import fields, validate
 
 from app.api import Currency, NestedMethod, ResponseSchema, Schema, StrictBoolean
+from app.log.schemas import EvidenceSchema
 from listings.models import Classification, DeliveryMode, Territory
 from orders.models import DemandStatus, DisputeOutcome, Order, OrderStatus, PaymentStatus
 
@@ -204,3 +205,16 @@ class FittingDemandSchema(ResponseSchema):
     currency = Currency()
     quantity = fields.Integer()
     expires_at = fields.DateTime()
+
+
+class VoucherSchema(ResponseSchema):
+    """The transaction voucher (交易凭证) of a completed order."""
+
+    voucher_no = fields.String(metadata={"example": "TV-1042", "description": "TV- and the "
+                                                                             "log index"})
+    kind = fields.String(validate=validate.OneOf(["transaction_voucher"]))
+    facts = fields.Dict(metadata={"description": "order id, listing (id, title), merchant and "
+                                                 "buyer (id, name, credit code), beneficiaries, "
+                                                 "licence, quantity, unit price, total amount, "
+                                                 "currency, paid and completed times"})
+    evidence = fields.Nested(EvidenceSchema)

@@ -3,7 +3,7 @@
 1. Every route of `app.url_map` that carries an object id (a `<uuid:...>` converter), with
    each of its methods, has an entry in MATRIX saying who may succeed on it; a route missing
    from the matrix fails the test, so a new route cannot ship without one. The matrix holds
-   43 routes. For each, party A's objects are created through the API (fresh ones per
+   45 routes. For each, party A's objects are created through the API (fresh ones per
    route), then the route is tried anonymously (401), as a party B of every role (buyer,
    merchant, operator, regulator, certifier, broker), as a party B holding all six roles at
    once, and as A and A's counterparts (an order's merchant, a payee of its proceeds): the
@@ -128,6 +128,10 @@ MATRIX: dict[tuple[str, str], Access] = {
         Access("flagged_listing", allow("operator"), roles=("operator",), body=REASON),
     ("GET", f"{LISTING}/trace"):
         Access("draft_listing", allow(OWNER, OVERSEERS)),
+    # A listed product's certificate is public; the owner's suspended one is refused (409).
+    ("GET", f"{LISTING}/certificate"):
+        Access("listed_listing", allow(OWNER, OVERSEERS, "buyer", "merchant", "certifier",
+                                       "broker")),
     ("GET", f"{LISTING}/price-guidance"):
         Access("draft_listing", allow(OWNER, OVERSEERS)),
     # A listed product is public: others are refused the demands it meets with 403.
@@ -142,6 +146,9 @@ MATRIX: dict[tuple[str, str], Access] = {
     # Orders: the owner is the buyer, the counterparty the merchant.
     ("GET", ORDER):
         Access("pending_order", allow(OWNER, COUNTERPARTY, OVERSEERS)),
+    # The voucher: the order's parties and the overseers (its first request issues it).
+    ("GET", f"{ORDER}/voucher"):
+        Access("completed_order", allow(OWNER, COUNTERPARTY, OVERSEERS)),
     ("GET", f"{ORDER}/payment"):
         Access("pending_order", allow(OWNER), roles=("buyer",)),
     ("POST", f"{ORDER}/cancel"):
@@ -506,7 +513,8 @@ SETUPS: dict[str, Callable[[World], Case]] = {
     "flagged_listing": flagged_listing, "reported_listing": reported_listing,
     "admission_rule": admission_rule, "pending_order": order_case("pending"),
     "paid_order": order_case("paid"), "delivered_order": order_case("delivered"),
-    "disputed_order": order_case("disputed"), "settled_order": settled_order,
+    "disputed_order": order_case("disputed"), "completed_order": order_case("completed"),
+    "settled_order": settled_order,
     "paid_payee": paid_payee, "settlement_run": settlement_run, "payout_batch": payout_batch,
     "party": party, "party_key": party_key, "payout_account": payout_account,
     "credit_finding": credit_finding, "credit_objection": credit_objection,

@@ -1,14 +1,22 @@
-"""flask log seal: run the sealer once, now; flask log monitor: check the log from outside."""
+"""flask log seal: run the sealer once, now; flask log monitor: check the log from outside;
+flask log verify-evidence: check a voucher or certificate offline."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from marshmallow import ValidationError
 
 from app.log import monitor
+from app.log.document_check import check_document
+from app.log.note import Verifier
+from app.log.schemas import DocumentSchema
 from app.log.sealer import seal
 
 log_cli = AppGroup("log", help="The evidence log.")
@@ -46,3 +54,30 @@ def monitor_log(url: str, state_file: Path, vkey: str | None) -> None:
     status, line = monitor.run(url, state_file, vkey)
     click.echo(line, err=status != monitor.OK)
     raise SystemExit(status)
+
+
+@log_cli.command("verify-evidence")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--vkey", required=True,
+              help="The log's verifier key (GET /log/public-key's vkey), or a file holding it.")
+def verify_evidence(file: TextIO, vkey: str) -> None:
+    """Check a voucher or certificate saved as JSON, offline (no database, no network):
+    signature, inclusion, facts digest. Exits 1 when a check fails."""
+    key_file = Path(vkey)
+    try:
+        verifier = Verifier.from_vkey(key_file.read_text().strip() if key_file.is_file()
+                                      else vkey.strip())
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--vkey") from None
+    try:
+        document = DocumentSchema().load(json.load(file))
+    except (ValueError, ValidationError) as error:
+        click.echo(f"malformed: {getattr(error, 'messages', error)}", err=True)
+        sys.exit(1)
+    checks = check_document(document, verifier)
+    for check in checks:
+        click.echo(f"{check.name}: {'ok' if check.ok else 'FAILED'} ({check.detail})")
+    click.echo("consistency: skipped (offline: POST /evidence/verify or flask log monitor "
+               "compares the checkpoint with the log's current one)")
+    if not all(check.ok for check in checks):
+        sys.exit(1)

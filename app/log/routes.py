@@ -15,16 +15,21 @@ from app.log.schemas import (
     CheckpointSchema,
     ConsistencyProofSchema,
     ConsistencyQueryArgsSchema,
+    DocumentSchema,
     InclusionProofSchema,
     InclusionQueryArgsSchema,
     LogEntrySchema,
     PublicKeySchema,
+    VerificationSchema,
 )
 from app.parties.auth import require_role
 from app.parties.models import Role
 
 blp = Blueprint("log", __name__, url_prefix="/api/v1/log",
                 description="The evidence log: signed checkpoints, entries and Merkle proofs")
+
+evidence_blp = Blueprint("evidence", __name__, url_prefix="/api/v1/evidence",
+                         description="Verification of vouchers and certificates")
 
 _NOTE_MIMETYPE = "text/plain"
 
@@ -91,3 +96,15 @@ class ConsistencyProof(MethodView):
         with unit_of_work() as session:
             return services.consistency(session, **args)
 
+
+
+@evidence_blp.route("/verify", operation_ids={"post": "verifyEvidence"})
+class VerifyEvidence(MethodView):
+    @evidence_blp.doc(security=[])
+    @evidence_blp.arguments(DocumentSchema)
+    @evidence_blp.response(200, VerificationSchema)
+    @evidence_blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def post(self, document: dict[str, Any]) -> dict[str, Any]:
+        """Check a voucher or certificate: signature, inclusion, facts digest, consistency."""
+        with unit_of_work() as session:
+            return services.verify_document(session, document, log_verifier())

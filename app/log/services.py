@@ -17,9 +17,16 @@ from sqlalchemy.orm import Session
 from app.audit import AuditEntry, leaf_bytes
 from app.errors import NotFound, ValidationFailed
 from app.log.checkpoint import Checkpoint
-from app.log.merkle import Node, consistency_proof, inclusion_proof, leaf_hash
+from app.log.document_check import Check, check_document, document_checkpoint
+from app.log.merkle import (
+    Node,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    verify_consistency,
+)
 from app.log.models import DatabaseTiles, LogCheckpoint, LogLeaf, latest_checkpoint
-from app.log.note import parse_note
+from app.log.note import Verifier, parse_note
 from app.log.tiles import TileHashReader
 
 
@@ -124,3 +131,33 @@ def consistency(session: Session, *, first: int, second: int) -> dict[str, Any]:
     return {"first": first, "second": second,
             "hashes": [value.hex() for value in consistency_proof(reader, first, second)]}
 
+
+
+def verify_document(session: Session, document: dict[str, Any],
+                    verifier: Verifier) -> dict[str, Any]:
+    """The offline checks of a voucher or certificate, and its checkpoint's consistency
+    with the log's current one."""
+    checks = [*check_document(document, verifier), _consistency_check(session, document)]
+    return {"valid": all(check.ok for check in checks), "checks": checks}
+
+
+def _consistency_check(session: Session, document: dict[str, Any]) -> Check:
+    claimed = document_checkpoint(document)
+    if claimed is None:
+        return Check("consistency", False, "the checkpoint is not a checkpoint note")
+    current = latest_checkpoint(session)
+    if current is None or current.tree_size < claimed.tree_size:
+        return Check("consistency", False, f"the log has no signed tree of "
+                                           f"{claimed.tree_size} leaves or more")
+    try:
+        proof = consistency(session, first=claimed.tree_size, second=current.tree_size)
+    except CheckpointNotFound:
+        return Check("consistency", False, f"the log never signed a tree of "
+                                           f"{claimed.tree_size} leaves")
+    if not verify_consistency(claimed.tree_size, current.tree_size, claimed.root_hash,
+                              current.root_hash, [bytes.fromhex(h) for h in proof["hashes"]]):
+        return Check("consistency", False, f"the checkpoint of {claimed.tree_size} leaves is "
+                                           f"not consistent with the log's of "
+                                           f"{current.tree_size}")
+    return Check("consistency", True, f"the log's current tree of {current.tree_size} leaves "
+                                      f"extends the checkpoint's")

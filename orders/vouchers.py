@@ -1,0 +1,103 @@
+"""The transaction voucher (交易凭证) of a completed order: its facts, logged once as their own
+audit entry (`voucher.issued`) when the voucher is first asked for, and the evidence log's
+proof of that entry.
+
+Issued once per order: a first issue looks the entry up again and records it under the
+evidence log's issuing lock, so concurrent first requests queue there and the later ones find
+the entry the first committed. The voucher shows the facts as issued, from the entry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import audit
+from app.db import unit_of_work
+from app.errors import InvalidTransition
+from app.log import evidence
+from app.parties.models import Actor, Party
+from listings.models import Listing
+from orders.errors import OrderNotFound
+from orders.models import Order, OrderStatus
+from orders.services import can_see
+
+ACTION = "voucher.issued"
+
+
+def _party(party: Party) -> dict[str, Any]:
+    return {"id": str(party.id), "name": party.name, "credit_code": party.credit_code}
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def voucher_facts(session: Session, order: Order) -> dict[str, Any]:
+    """What the voucher attests, from the order and its frozen licence."""
+    listing = session.get(Listing, order.listing_id)
+    parties = {party.id: party for party in session.scalars(
+        select(Party).where(Party.id.in_([order.buyer_id, order.merchant_id,
+                                          *map(uuid.UUID, order.beneficiaries)])))}
+    license = order.license or {}
+    return {
+        "order_id": str(order.id),
+        "listing": {"id": str(order.listing_id),
+                    "title": license.get("title") or (listing.title if listing else None)},
+        "merchant": _party(parties[order.merchant_id]),
+        "buyer": _party(parties[order.buyer_id]),
+        "beneficiaries": [_party(parties[uuid.UUID(b)]) for b in order.beneficiaries],
+        # The term runs from delivery; its end is the one frozen with the licence.
+        "license": {"purposes": license.get("purposes", [order.purpose]),
+                    "territory": license.get("territory"), "resale": license.get("resale"),
+                    "derivatives": license.get("derivatives"),
+                    "valid_from": license.get("valid_from") or _iso(order.delivered_at),
+                    "valid_until": license.get("valid_until")},
+        "quantity": order.quantity, "unit_price": order.unit_price,
+        "total_amount": order.total_amount, "currency": order.currency,
+        "paid_at": _iso(order.paid_at), "completed_at": _iso(order.completed_at),
+    }
+
+
+def _may_see(order: Order, viewer: Actor) -> bool:
+    return can_see(order, viewer) or str(viewer.id) in order.beneficiaries
+
+
+def issue_voucher(session: Session, *, order_id: uuid.UUID, viewer: Actor,
+                  record: bool) -> bool:
+    """Whether the order's voucher was issued; if not and `record`, its entry is recorded
+    (written at commit)."""
+    order = session.get(Order, order_id)
+    if order is None or not _may_see(order, viewer):
+        raise OrderNotFound()
+    if order.status is not OrderStatus.COMPLETED:
+        raise InvalidTransition(f"The order is {order.status.value}: a voucher is issued once "
+                                f"it is completed.")
+    if _issued(session, order.id):
+        return True
+    if record:
+        audit.record(session, actor_id=viewer.id, action=ACTION, subject=order,
+                     listing_id=order.listing_id, details=voucher_facts(session, order))
+    return False
+
+
+def _issued(session: Session, order_id: uuid.UUID) -> bool:
+    return evidence.issued_entry(session, action=ACTION, subject_type=Order.__tablename__,
+                                 subject_id=str(order_id)) is not None
+
+
+def voucher(*, order_id: uuid.UUID, viewer: Actor) -> dict[str, Any]:
+    """The order's voucher, issued now if it was not, with the evidence that the log holds
+    its facts (the log is sealed now if the entry is not in it yet)."""
+    with unit_of_work() as session:
+        issued = issue_voucher(session, order_id=order_id, viewer=viewer, record=False)
+    if not issued:
+        with evidence.issuing(), unit_of_work() as session:
+            issue_voucher(session, order_id=order_id, viewer=viewer, record=True)
+    facts, proof = evidence.proved(action=ACTION, subject_type=Order.__tablename__,
+                                   subject_id=str(order_id))
+    return {"voucher_no": f"TV-{proof['log_index']}", "kind": "transaction_voucher",
+            "facts": facts, "evidence": proof}
