@@ -22,6 +22,7 @@ from app import clock, create_app
 from app.api import Blueprint
 from app.extensions import db
 from config import TestingConfig
+from tests.orders.factories import Market
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
@@ -140,3 +141,10 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def dialect(app: Flask) -> str:
     return db.engine.dialect.name
+
+
+@pytest.fixture
+def market(app: Flask, client: FlaskClient) -> Market:
+    """A merchant, a buyer, an operator and a regulator on the client (modules that need
+    another market define their own `market`)."""
+    return Market.open(app, client)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from app import clock
 from app.parties.models import Role
 from tests.factories import make_member
@@ -16,13 +14,8 @@ from tests.log.documents import (
     issued_entries,
     verifier,
 )
-from tests.orders.factories import Market, listed_product
+from tests.orders.factories import listed_product
 from tests.support import ok, problem, race
-
-
-@pytest.fixture
-def market(app, client) -> Market:
-    return Market.open(app, client)
 
 
 def test_a_listed_product_has_a_certificate_that_proves_its_facts(market):

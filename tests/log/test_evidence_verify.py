@@ -11,15 +11,10 @@ import pytest
 from app.log.checkpoint import Checkpoint, sign_checkpoint
 from app.log.note import Signer, parse_note
 from tests.log.documents import completed_order
-from tests.orders.factories import Market, listed_product
+from tests.orders.factories import listed_product
 from tests.support import ok, problem
 
 VERIFY = "/api/v1/evidence/verify"
-
-
-@pytest.fixture
-def market(app, client) -> Market:
-    return Market.open(app, client)
 
 
 @pytest.fixture

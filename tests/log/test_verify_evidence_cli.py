@@ -8,19 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from app.log.note import Signer
 from tests.log.documents import completed_order
-from tests.orders.factories import Market, listed_product
+from tests.orders.factories import listed_product
 from tests.support import flask, ok
 
 NO_DATABASE = "postgresql://nobody@127.0.0.1:9/nothing"
-
-
-@pytest.fixture
-def market(app, client) -> Market:
-    return Market.open(app, client)
 
 
 def _verify(app, tmp_path: Path, document: dict[str, Any], vkey: str):

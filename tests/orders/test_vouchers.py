@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from app.parties.models import PartyKind, Role
 from tests.factories import make_member
 from tests.log.documents import (
@@ -15,13 +13,8 @@ from tests.log.documents import (
     issued_entries,
     verifier,
 )
-from tests.orders.factories import Market, listed_product, order_body
+from tests.orders.factories import listed_product, order_body
 from tests.support import ok, problem, race
-
-
-@pytest.fixture
-def market(app, client) -> Market:
-    return Market.open(app, client)
 
 
 def test_a_completed_order_has_a_voucher_that_proves_its_facts(market):
