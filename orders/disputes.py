@@ -11,8 +11,9 @@ from app.errors import ValidationFailed
 from app.parties.models import Actor
 from credit import services as credit
 from orders import money
+from orders.ending import order_ended
 from orders.errors import DisputeNotFound, RefundExceedsPayment
-from orders.models import Dispute, DisputeOutcome, Order, Refund
+from orders.models import Dispute, DisputeOutcome, Order, OrderStatus, Refund
 from orders.payments import provider_named
 from orders.services import ensure_party_of, get_order
 
@@ -66,6 +67,8 @@ def resolve_dispute(session: Session, *, dispute_id: uuid.UUID, actor: Actor,
                  listing_id=order.listing_id,
                  details={"status": order.status.value, "dispute_id": str(dispute.id),
                           "outcome": outcome.value, "refund_amount": amount})
+    if order.status is OrderStatus.REFUNDED:
+        order_ended(session, order, actor=actor)
     if outcome is not DisputeOutcome.REJECTED:
         credit.record_system_event(session, party_id=order.merchant_id, kind="lost_dispute",
                                    description=f"Dispute over order {order.id} resolved "

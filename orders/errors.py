@@ -47,3 +47,7 @@ class InvalidSignature(DomainError):
 
 class NoCompletedOrder(Forbidden):
     code, title = "no_completed_order", "Only buyers who completed an order may do this"
+
+
+class PaymentProviderError(DomainError):
+    status, code, title = 502, "payment_provider_error", "The payment provider refused or failed"

@@ -7,7 +7,18 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    and_,
+    or_,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, Money, created_at, str_enum, uuid_pk
@@ -48,7 +59,9 @@ class DemandStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-# Holding licenses: an order that may still be paid or is paid keeps its licenses taken.
+# Holding licenses: an order that may still be paid or is paid keeps its licenses taken;
+# so does one refunded after delivery (the data went out). One refunded before delivery
+# gave them back: `holding_licenses()` selects the orders holding theirs.
 RELEASES_LICENSES = {OrderStatus.CANCELLED, OrderStatus.EXPIRED}
 
 
@@ -160,6 +173,15 @@ class Order(Base):
         self.require_status(OrderStatus.DELIVERED, doing="disputed")
         self.status = OrderStatus.DISPUTED
 
+    def refund_undelivered(self, at: datetime) -> int:
+        """A paid order never delivered is refunded in full (its buyer cancelled it, or the
+        delivery period passed) and ends `refunded`; returns the amount to pay back."""
+        self.require_status(OrderStatus.PAID, doing="cancelled with a refund")
+        amount = self.refundable_amount
+        self.refunded_amount += amount
+        self.status, self.closed_at = OrderStatus.REFUNDED, at
+        return amount
+
     def settle_dispute(self, outcome: DisputeOutcome, refund: int, at: datetime) -> None:
         """Close a dispute: a full refund ends the order refunded; otherwise it completes at
         the price less any partial refund."""
@@ -173,6 +195,13 @@ class Order(Base):
     @property
     def refundable_amount(self) -> int:
         return self.paid_amount - self.refunded_amount
+
+
+def holding_licenses() -> ColumnElement[bool]:
+    """Orders whose licenses are out of their listing's stock: neither cancelled nor expired
+    unpaid, nor refunded before delivery (a refund after delivery leaves them taken)."""
+    return and_(Order.status.not_in(RELEASES_LICENSES),
+                or_(Order.status != OrderStatus.REFUNDED, Order.delivered_at.is_not(None)))
 
 
 class Payment(Base):

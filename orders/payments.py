@@ -15,6 +15,7 @@ from typing import Protocol
 import stripe
 from flask import current_app
 
+from orders.errors import PaymentProviderError
 from orders.models import Order
 
 
@@ -99,9 +100,17 @@ class StripeProvider:
     def refund(self, order: Order, amount: int, refund_key: str) -> str:
         if not order.payment_intent_id:
             raise RuntimeError(f"order {order.id} has no PaymentIntent to refund")
-        refund = stripe_client().v1.refunds.create(
-            params={"payment_intent": order.payment_intent_id, "amount": amount},
-            options={"idempotency_key": refund_key})
+        try:
+            refund = stripe_client().v1.refunds.create(
+                params={"payment_intent": order.payment_intent_id, "amount": amount},
+                options={"idempotency_key": refund_key})
+        except stripe.StripeError as error:
+            # Nothing is recorded (the transaction rolls back); a retry sends the same key,
+            # so a refund Stripe made without our hearing of it is not made twice.
+            raise PaymentProviderError(
+                f"Stripe did not refund order {order.id} "
+                f"({error.user_message or type(error).__name__}); nothing was recorded, "
+                "retry later.") from error
         return refund.id
 
 

@@ -107,11 +107,20 @@ class OrderPayment(MethodView):
 @blp.route("/orders/<uuid:order_id>/cancel", operation_ids={"post": "cancelOrder"})
 class CancelOrder(MethodView):
     @require_role(Role.BUYER)
+    @idempotent
     @blp.response(200, OrderSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(502, response="BAD_GATEWAY")
     def post(self, order_id: uuid.UUID) -> Any:
-        """Cancel an unpaid order (its buyer); the licenses go back."""
+        """Cancel an order (its buyer; Idempotency-Key): unpaid, or paid and undelivered.
+
+        An unpaid order ends `cancelled`. A paid order not yet delivered is refunded in full
+        through its payment provider (a Stripe refund, or a bank transfer recorded for the
+        finance team) and ends `refunded`, with no credit finding. Either way its licenses
+        go back on sale. Delivered or finished orders answer 409 `invalid_transition`;
+        a provider that fails the refund, 502 `payment_provider_error` (nothing recorded).
+        """
         with unit_of_work() as session:
             return services.cancel_order(session, order_id=order_id, actor=current_party())
 
@@ -180,6 +189,7 @@ class ResolveDispute(MethodView):
     @blp.response(200, DisputeSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(502, response="BAD_GATEWAY")
     def post(self, body: dict[str, Any], dispute_id: uuid.UUID) -> Any:
         """Resolve a dispute: refund in full, in part, or reject (Idempotency-Key)."""
         with unit_of_work() as session:

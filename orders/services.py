@@ -1,4 +1,5 @@
-"""Use cases of orders: place, pay, cancel, deliver, accept, dispute, resolve, expire.
+"""Use cases of orders: place, pay, cancel, deliver, accept, expire (disputes: orders.disputes;
+refunds of undelivered orders: orders.remedies; what every ending brings: orders.ending).
 
 Every action checks the credit domain's restrictions, and trading records credit events
 through `credit.services` (late delivery, lost dispute, payment default, on-time trade).
@@ -22,7 +23,8 @@ from listings import certification, pricing
 from listings import services as listings
 from listings.errors import ListingNotFound
 from listings.models import MIN_UNIT_PRICE, Listing, ListingStatus, QualityReport
-from orders import holds, money
+from orders import holds, money, remedies
+from orders.ending import order_ended
 from orders.errors import (
     InvalidBeneficiaries,
     ListingNotAvailable,
@@ -198,14 +200,18 @@ def confirm_offline_payment(session: Session, *, order_id: uuid.UUID, actor: Act
 
 
 def cancel_order(session: Session, *, order_id: uuid.UUID, actor: Actor) -> Order:
-    """The buyer cancels before paying; the licenses go back."""
+    """The buyer cancels: unpaid, for nothing; paid and not yet delivered, with a full refund
+    through its payment provider (orders.remedies). Either way the licenses go back."""
     order = get_order(session, order_id=order_id, viewer=actor, for_update=True)
     ensure_party_of(order, actor, "buyer_id")
+    if order.status is OrderStatus.PAID:
+        remedies.refund_undelivered(session, order, actor=actor, reason="cancelled_by_buyer")
+        return order
     holds.lock_buyers(session, [order.buyer_id])
     order.cancel(clock.now())
-    listings.release_licenses(session, listing_id=order.listing_id, quantity=order.quantity)
     session.flush()
     _record(session, actor, "order.cancelled", order)
+    order_ended(session, order, actor=actor)
     holds.count_abandonment(session, order)
     return order
 
@@ -266,9 +272,9 @@ def expire_unpaid_orders(session: Session, *, at: datetime, actor: Actor) -> int
     holds.lock_buyers(session, (order.buyer_id for order in due))
     for order in due:
         order.expire(at)
-        listings.release_licenses(session, listing_id=order.listing_id, quantity=order.quantity)
         session.flush()
         _record(session, actor, "order.expired", order)
+        order_ended(session, order, actor=actor)
         credit.record_system_event(session, party_id=order.buyer_id, kind="payment_default",
                                    description=f"Order {order.id} left unpaid until expiry.",
                                    evidence_ref=f"order:{order.id}")

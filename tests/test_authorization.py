@@ -151,8 +151,10 @@ MATRIX: dict[tuple[str, str], Access] = {
         Access("completed_order", allow(OWNER, COUNTERPARTY, OVERSEERS)),
     ("GET", f"{ORDER}/payment"):
         Access("pending_order", allow(OWNER), roles=("buyer",)),
+    # A paid, undelivered order: its cancellation refunds the buyer (unpaid ones pass the
+    # same checks).
     ("POST", f"{ORDER}/cancel"):
-        Access("pending_order", allow(OWNER), roles=("buyer",)),
+        Access("paid_order", allow(OWNER), roles=("buyer",), idempotent=True),
     ("POST", f"{ORDER}/payments/confirm"):
         Access("pending_order", allow("operator"), roles=("operator",), idempotent=True,
                body={"reference": "BANK-AUTHZ-1"}),

@@ -5,7 +5,7 @@ a test item, run once per role (anonymous, buyer, merchant, operator, regulator,
 per backend (SQLite, and PostgreSQL with TEST_DATABASE_URL). Cases go to the Flask app through
 its WSGI interface, no server. Before each role's run the tables are emptied and seeded through
 the API with a little real data: one party per role, a listed product and a draft, an admission
-rule, a guide price, an open demand, orders (pending payment, completed and settled, disputed),
+rule, a guide price, an open demand, orders (unpaid, paid, completed and settled, disputed),
 a settlement run with its bank payout batch, a credit event with an objection, a penalty and a
 spare API key per party. Half the time a well-formed id drawn for a path parameter or a
 top-level body field (`listing_id`, `party_id`...) is swapped for the id of a seeded object of
@@ -130,15 +130,17 @@ def seed(client: FlaskClient) -> World:
         world.add("order_id", placed["id"])
         return placed["id"]
 
-    def paid() -> str:
+    def paid(*, delivered: bool = True) -> str:
         order_id = order()
         ok(client.post(f"{API}/orders/{order_id}/payments/confirm", headers=keyed(operator),
                        json={"reference": f"BANK-{order_id[:8]}"}))
-        ok(client.post(f"{API}/orders/{order_id}/deliver", headers=merchant.headers,
-                       json={"delivery_ref": "s3://deliveries/1", "checksum": "sha256:00"}))
+        if delivered:
+            ok(client.post(f"{API}/orders/{order_id}/deliver", headers=merchant.headers,
+                           json={"delivery_ref": "s3://deliveries/1", "checksum": "sha256:00"}))
         return order_id
 
     order()  # pending payment
+    paid(delivered=False)  # its cancellation refunds it
     ok(client.post(f"{API}/orders/{paid()}/accept", headers=buyer.headers))  # completed
     disputed = ok(client.post(f"{API}/orders/{paid()}/disputes", headers=buyer.headers,
                               json={"reason": "Half of the rows are empty."}), 201)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -72,3 +72,20 @@ class Market:
     def open(cls, app: Flask, client: FlaskClient) -> Market:
         return cls(app, client, make_member(Role.MERCHANT), make_member(Role.BUYER),
                    make_member(Role.OPERATOR), make_member(Role.REGULATOR))
+
+
+@dataclass
+class ProductMarket:
+    """A merchant with one listed product of ten licenses, a buyer and an operator."""
+
+    client: FlaskClient
+    merchant: Member
+    buyer: Member
+    operator: Member
+    listing: dict[str, Any]
+
+    @classmethod
+    def open(cls, client: FlaskClient) -> Self:
+        merchant = make_member(Role.MERCHANT)
+        return cls(client, merchant, make_member(Role.BUYER), make_member(Role.OPERATOR),
+                   listed_product(client, merchant, licenses_available=10))

@@ -432,6 +432,50 @@ def test_a_full_refund_through_a_dispute_creates_a_stripe_refund(market):
         "refunded", order["total_amount"])
 
 
+def paid_by_card(market: StripeMarket) -> tuple[dict[str, Any], Any]:
+    order = market.place()
+    intent = market.pay_with(order["id"], "pm_card_visa")
+    assert deliver_event(market.client, event_for(
+        intent, "payment_intent.succeeded")).json["outcome"] == "paid"
+    return order, intent
+
+
+def licenses_left(market: StripeMarket) -> int:
+    listing = market.client.get(f"/api/v1/listings/{market.listing['id']}",
+                                headers=market.merchant.headers)
+    return int(listing.json["licenses_available"])
+
+
+def test_a_buyer_cancelling_a_card_paid_undelivered_order_is_refunded_by_stripe(market):
+    order, intent = paid_by_card(market)
+    assert licenses_left(market) == 9
+
+    cancelled = market.client.post(f"{ORDERS}/{order['id']}/cancel",
+                                   headers={**market.buyer.headers,
+                                            "Idempotency-Key": "cancel-1"})
+
+    assert cancelled.status_code == 200, cancelled.json
+    assert (cancelled.json["status"], cancelled.json["refunded_amount"]) == (
+        "refunded", order["total_amount"])
+    refund = db.session.scalars(select(Refund)).one()
+    db.session.rollback()
+    assert (refund.provider, refund.amount, refund.dispute_id) == (
+        "stripe", order["total_amount"], None)
+    remote = market.sdk.v1.refunds.retrieve(refund.reference)
+    assert (remote.amount, remote.payment_intent, remote.status) == (
+        order["total_amount"], intent.id, "succeeded")
+    trial = market.client.get("/api/v1/ledger/trial-balance", headers=market.operator.headers)
+    assert trial.json["balanced"] is True
+    balances = {account["code"]: account["balance"] for account in trial.json["accounts"]}
+    assert (balances["buyer_clearing"], balances["refunds"]) == (0, order["total_amount"])
+    assert licenses_left(market) == 10
+    assert market.order_steps(order["id"])[-1] == ("order.refunded", market.buyer.id)
+
+    again = market.client.post(f"{ORDERS}/{order['id']}/cancel", headers=market.buyer.headers)
+    assert (again.status_code, again.json["code"]) == (409, "invalid_transition")
+    assert count(Refund) == 1
+
+
 # --- prices ----------------------------------------------------------------------------------
 
 def test_a_listing_priced_at_zero_opens_no_payment_intent_and_answers_409(market):

@@ -1,0 +1,59 @@
+"""The buyer's money back when nothing is delivered.
+
+A paid order that is not delivered ends in a full refund through the provider that took the
+payment (a Stripe refund of its PaymentIntent, or a bank transfer recorded for the finance
+team to pay back), in one of two ways: its buyer cancels it, with no finding against anyone,
+or the scheduler refunds it once ORDER_DELIVERY_DAYS have passed since payment and records
+`non_delivery` against the merchant. Either way the order ends `refunded` (the contract's
+status for paid money returned in full; `cancelled` is an unpaid order's end, and counts
+towards the buyer's abandoned orders), everything paid goes back as one balanced ledger
+transaction (clearing → refunds), and its licenses go back on sale (orders.ending).
+
+The order's row lock decides between a cancellation, the job and a delivery: the first to
+lock it wins, the others find it no longer paid (409 invalid_transition; the job skips it).
+An undelivered order is never settled (settlement takes completed orders only), so there are
+no allocations to take back.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from app import audit, clock
+from app.parties.models import Actor
+from orders import money
+from orders.ending import order_ended
+from orders.models import Order, Refund
+from orders.payments import provider_named
+
+
+def refund_key(order: Order) -> str:
+    """The provider's idempotency key of an order's refund before delivery: derived from the
+    order (one such refund per order, whoever asks), so a retry after a lost answer or a
+    rolled-back transaction (the provider refunded, our commit failed) refunds once."""
+    return f"refund:{order.id}:undelivered"
+
+
+def refund_undelivered(session: Session, order: Order, *, actor: Actor,
+                       reason: str) -> Refund:
+    """Refund in full a paid order not delivered (its row locked); it ends `refunded`.
+
+    409 invalid_transition unless it is paid and undelivered. The provider is called once
+    every rule has passed and before the ledger's accounts and the listing's row are locked,
+    so neither is held during the call.
+    """
+    amount = order.refund_undelivered(clock.now())
+    refund = Refund(order_id=order.id, dispute_id=None, provider=order.payment_provider,
+                    amount=amount, reference="pending")
+    session.add(refund)
+    session.flush()
+    refund.reference = provider_named(order.payment_provider).refund(
+        order, amount, refund_key=refund_key(order))
+    money.refund_paid(session, refund)
+    audit.record(session, actor_id=actor.id, action="order.refunded", subject=order,
+                 listing_id=order.listing_id,
+                 details={"status": order.status.value, "refund_id": str(refund.id),
+                          "amount": amount, "provider": refund.provider,
+                          "reference": refund.reference, "reason": reason})
+    order_ended(session, order, actor=actor)
+    return refund
