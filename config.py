@@ -51,7 +51,11 @@ class Config:
 
     ORDER_PAYMENT_TTL_MINUTES = _int("ORDER_PAYMENT_TTL_MINUTES", 30)
     ORDER_AUTO_ACCEPT_DAYS = _int("ORDER_AUTO_ACCEPT_DAYS", 7)
-    ORDER_DELIVERY_DAYS = _int("ORDER_DELIVERY_DAYS", 3)
+    # Delivered later than ORDER_LATE_DELIVERY_DAYS after payment: a late_delivery finding;
+    # still undelivered ORDER_DELIVERY_DAYS after payment: refunded in full by the scheduler,
+    # a non_delivery finding.
+    ORDER_LATE_DELIVERY_DAYS = _int("ORDER_LATE_DELIVERY_DAYS", 3)
+    ORDER_DELIVERY_DAYS = _int("ORDER_DELIVERY_DAYS", 7)
     # An unpaid order holds its licenses until it is paid, cancelled or expires: one buyer
     # holds at most this many of a limited listing's licenses unpaid (409 beyond).
     UNPAID_LICENSES_PER_BUYER_PER_LISTING = _int("UNPAID_LICENSES_PER_BUYER_PER_LISTING", 10)

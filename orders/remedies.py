@@ -17,14 +17,24 @@ no allocations to take back.
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from app import audit, clock
 from app.parties.models import Actor
+from credit import services as credit
 from orders import money
 from orders.ending import order_ended
-from orders.models import Order, Refund
+from orders.models import Order, OrderStatus, Refund
 from orders.payments import provider_named
+
+# Due orders read per query by the non-delivery job (each then refunded in a transaction of
+# its own).
+REFUND_BATCH_SIZE = 100
 
 
 def refund_key(order: Order) -> str:
@@ -57,3 +67,45 @@ def refund_undelivered(session: Session, order: Order, *, actor: Actor,
                           "reference": refund.reference, "reason": reason})
     order_ended(session, order, actor=actor)
     return refund
+
+
+def delivery_deadline_passed(at: datetime) -> datetime:
+    """Orders paid at or before this time and still undelivered at `at` are refunded."""
+    return at - timedelta(days=current_app.config["ORDER_DELIVERY_DAYS"])
+
+
+def undelivered_orders_due(session: Session, *, at: datetime,
+                           after: tuple[datetime, uuid.UUID] | None = None
+                           ) -> list[tuple[datetime, uuid.UUID]]:
+    """The next batch of paid orders still undelivered past the delivery period as
+    (paid_at, id), oldest payment first, after `after` (the previous batch's last)."""
+    stmt = select(Order.paid_at, Order.id).where(
+        Order.status == OrderStatus.PAID, Order.paid_at <= delivery_deadline_passed(at))
+    if after is not None:
+        paid_at, order_id = after
+        stmt = stmt.where(or_(Order.paid_at > paid_at,
+                              and_(Order.paid_at == paid_at, Order.id > order_id)))
+    rows = session.execute(stmt.order_by(Order.paid_at, Order.id)
+                           .limit(REFUND_BATCH_SIZE)).tuples().all()
+    return [(paid_at, order_id) for paid_at, order_id in rows if paid_at is not None]
+
+
+def refund_for_non_delivery(session: Session, *, order_id: uuid.UUID, at: datetime,
+                            actor: Actor) -> bool:
+    """Refund one order still undelivered past the delivery period and record `non_delivery`
+    against its merchant; False when it is not due any more (delivered or refunded since,
+    or locked by a request deciding it now: the next run looks again)."""
+    order = session.scalars(select(Order).where(Order.id == order_id)
+                            .with_for_update(skip_locked=True)
+                            .execution_options(populate_existing=True)).first()
+    if order is None or order.status is not OrderStatus.PAID or order.paid_at is None \
+            or order.paid_at > delivery_deadline_passed(at):
+        return False
+    refund_undelivered(session, order, actor=actor, reason="non_delivery")
+    days = current_app.config["ORDER_DELIVERY_DAYS"]
+    credit.record_system_event(
+        session, party_id=order.merchant_id, kind="non_delivery",
+        description=f"Order {order.id} was not delivered within {days} days of payment and "
+                    "was refunded in full.",
+        evidence_ref=f"order:{order.id}")
+    return True

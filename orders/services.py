@@ -235,7 +235,7 @@ def deliver_order(session: Session, *, order_id: uuid.UUID, actor: Actor, delive
 
 
 def _late(order: Order) -> bool:
-    allowed = timedelta(days=current_app.config["ORDER_DELIVERY_DAYS"])
+    allowed = timedelta(days=current_app.config["ORDER_LATE_DELIVERY_DAYS"])
     return bool(order.paid_at and order.delivered_at
                 and order.delivered_at - order.paid_at > allowed)
 

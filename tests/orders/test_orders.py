@@ -485,7 +485,7 @@ def test_delivered_order_is_accepted_automatically_after_the_acceptance_period(a
 
 def test_late_delivery_is_a_finding_against_the_merchant_and_earns_no_on_time_credit(app, market):
     order = paid(market)
-    clock.advance(timedelta(days=app.config["ORDER_DELIVERY_DAYS"], hours=1))
+    clock.advance(timedelta(days=app.config["ORDER_LATE_DELIVERY_DAYS"], hours=1))
 
     created(deliver(market.client, market.merchant, order["id"]), 200)
 

@@ -8,6 +8,7 @@ back everything paid as one balanced ledger transaction, and puts its licenses b
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,9 +18,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from app import ledger
+from app import clock, ledger
 from app.extensions import db
 from app.parties.models import Role
+from app.scheduler import run_job
 from orders.models import Order, Refund
 from settlement import verification
 from tests.factories import Member, make_member
@@ -27,6 +29,7 @@ from tests.orders.factories import ProductMarket, order_body
 from tests.support import ok, problem, race
 
 ORDERS = "/api/v1/orders"
+JOB = "refund_undelivered_orders"
 
 
 class Market(ProductMarket):
@@ -247,3 +250,95 @@ def test_a_cancellation_racing_a_delivery_lets_exactly_one_win(app: Flask, marke
             assert market.licenses_left() == before
     assert market.trial_balance()["balanced"] is True
     assert settlement_violations() == []
+
+
+# --- the scheduler refunds an order never delivered ------------------------------------------
+
+def test_an_order_undelivered_past_the_delivery_period_is_refunded_with_a_finding(app, market):
+    days = app.config["ORDER_DELIVERY_DAYS"]
+    forgotten = market.paid(quantity=2)
+    delivered = market.paid()
+    ok(market.deliver(delivered["id"]))
+    clock.advance(timedelta(days=days) - timedelta(minutes=5))
+    assert run_job(app, JOB)
+    assert market.order(forgotten["id"])["status"] == "paid"  # not yet due
+
+    clock.advance(timedelta(minutes=10))
+    assert run_job(app, JOB)
+
+    refunded = market.order(forgotten["id"])
+    assert refunded["status"] == "refunded"
+    assert refunded["refunded_amount"] == forgotten["total_amount"]
+    assert market.order(delivered["id"])["status"] == "delivered"
+    [refund] = refunds_of(forgotten["id"])
+    assert (refund.provider, refund.amount) == ("offline", forgotten["total_amount"])
+    assert refund_postings(forgotten["id"]) == [
+        {"buyer_clearing": -forgotten["total_amount"], "refunds": forgotten["total_amount"]}]
+    assert balance_of("buyer_clearing") == delivered["total_amount"]
+    assert market.trial_balance()["balanced"] is True
+    assert settlement_violations() == []
+    assert market.licenses_left() == 9  # the two back, the delivered one still sold
+    assert market.findings(market.merchant) == ["non_delivery"]
+    assert market.findings(market.buyer) == []
+    assert market.trace(forgotten["id"])[-1] == ("order.refunded", None)
+
+    # Again, and later: nothing is refunded or found twice.
+    clock.advance(timedelta(days=days))
+    assert run_job(app, JOB)
+    assert len(refunds_of(forgotten["id"])) == 1
+    assert balance_of("refunds") == forgotten["total_amount"]
+    assert market.findings(market.merchant) == ["non_delivery"]
+    assert market.licenses_left() == 9
+    problem(market.deliver(forgotten["id"]), 409, "invalid_transition")
+
+
+def test_the_non_delivery_finding_is_serious_and_costs_the_merchant_its_score(app, market):
+    order = market.paid()
+    clock.advance(timedelta(days=app.config["ORDER_DELIVERY_DAYS"], minutes=1))
+    assert run_job(app, JOB)
+
+    file = ok(market.client.get(f"/api/v1/credit/parties/{market.merchant.id}",
+                                headers=market.merchant.headers))
+    [event] = file["events"]
+    assert (event["kind"], event["severity"], event["points"]) == ("non_delivery", "serious",
+                                                                   -80)
+    assert event["evidence_ref"] == f"order:{order['id']}"
+    assert file["score"] == 720
+
+
+def test_the_job_refunds_every_due_order_across_batches(app, market, monkeypatch):
+    monkeypatch.setattr("orders.remedies.REFUND_BATCH_SIZE", 2)
+    orders = [market.paid() for _ in range(5)]
+    clock.advance(timedelta(days=app.config["ORDER_DELIVERY_DAYS"], minutes=1))
+
+    assert run_job(app, JOB)
+
+    assert {market.order(order["id"])["status"] for order in orders} == {"refunded"}
+    assert market.findings(market.merchant) == ["non_delivery"] * 5
+    assert market.licenses_left() == 10
+    assert balance_of("buyer_clearing") == 0
+    assert settlement_violations() == []
+
+
+def test_an_order_the_buyer_cancelled_is_not_refunded_again_by_the_job(app, market):
+    order = market.paid()
+    ok(market.cancel(order["id"]))
+    clock.advance(timedelta(days=app.config["ORDER_DELIVERY_DAYS"], minutes=1))
+
+    assert run_job(app, JOB)
+
+    assert len(refunds_of(order["id"])) == 1
+    assert market.findings(market.merchant) == []
+    assert market.licenses_left() == 10
+
+
+def test_a_late_delivery_before_the_refund_is_still_only_late(app, market):
+    order = market.paid()
+    clock.advance(timedelta(days=app.config["ORDER_LATE_DELIVERY_DAYS"], hours=1))
+    assert app.config["ORDER_LATE_DELIVERY_DAYS"] < app.config["ORDER_DELIVERY_DAYS"]
+    assert run_job(app, JOB)
+
+    ok(market.deliver(order["id"]))
+
+    assert market.findings(market.merchant) == ["late_delivery"]
+    assert order_count(Order.status == "refunded") == 0

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from werkzeug.test import TestResponse
 from app import clock
 from app.extensions import db
 from app.parties.models import Role
+from app.scheduler import run_job
 from listings.models import Listing
 from orders.models import Order, Payment, Refund, StripeEvent
 from tests.conftest import empty_tables, make_app
@@ -474,6 +476,29 @@ def test_a_buyer_cancelling_a_card_paid_undelivered_order_is_refunded_by_stripe(
     again = market.client.post(f"{ORDERS}/{order['id']}/cancel", headers=market.buyer.headers)
     assert (again.status_code, again.json["code"]) == (409, "invalid_transition")
     assert count(Refund) == 1
+
+
+def test_the_scheduler_refunds_a_card_paid_order_never_delivered_through_stripe(
+        market, stripe_app):
+    order, intent = paid_by_card(market)
+    clock.advance(timedelta(days=stripe_app.config["ORDER_DELIVERY_DAYS"], minutes=1))
+
+    assert run_job(stripe_app, "refund_undelivered_orders")
+    assert run_job(stripe_app, "refund_undelivered_orders")  # again: nothing more
+
+    refund = db.session.scalars(select(Refund)).one()
+    db.session.rollback()
+    remote = market.sdk.v1.refunds.retrieve(refund.reference)
+    assert (remote.amount, remote.payment_intent) == (order["total_amount"], intent.id)
+    refunded = market.client.get(f"{ORDERS}/{order['id']}", headers=market.buyer.headers).json
+    assert (refunded["status"], refunded["refunded_amount"]) == (
+        "refunded", order["total_amount"])
+    credit = market.client.get(f"/api/v1/credit/parties/{market.merchant.id}",
+                               headers=market.merchant.headers).json
+    assert [event["kind"] for event in credit["events"]] == ["non_delivery"]
+    trial = market.client.get("/api/v1/ledger/trial-balance", headers=market.operator.headers)
+    assert trial.json["balanced"] is True
+    assert licenses_left(market) == 10
 
 
 # --- prices ----------------------------------------------------------------------------------
