@@ -9,17 +9,21 @@ by the migrations (`flask db upgrade`), an operator, a regulator and a certifier
 with `flask parties create`, then two gunicorn hosts (APP_ENV=production, each on its own
 free port with its own workers) and one `flask scheduler run` serve the one database. The
 settlement job runs every minute (SETTLEMENT_CRON), unpaid orders expire after
---payment-ttl-minutes and delivered orders are accepted by the scheduler at its next run
-(ORDER_AUTO_ACCEPT_DAYS=0); besides the scheduler's own triggers, `flask scheduler run-job`
-runs each of the trading jobs every --job-every seconds, under the same leases.
+--payment-ttl-minutes, delivered orders are accepted by the scheduler at its next run
+(ORDER_AUTO_ACCEPT_DAYS=0) and paid orders not delivered by then are refunded by it, with a
+non_delivery finding (ORDER_DELIVERY_DAYS=0); besides the scheduler's own triggers,
+`flask scheduler run-job` runs each of the trading jobs every --job-every seconds, under the
+same leases.
 
 Client threads, each request to either host, drive the whole flow for the time given:
 parties register, merchants list products (submitted, certified, approved by the operator),
 buyers post demands (some auto_order) and place orders (Idempotency-Key; some on products
 with a handful of licenses, sold out under contention), the operator confirms payments,
-merchants deliver, buyers accept or dispute, the operator resolves disputes (full, partial or
-no refund), runs settlement and confirms payout batches now and then, and credit events are
-recorded. Settlement runs start two at a time: one names a cut-off, the other (a manual run
+buyers cancel some paid orders before delivery (a full refund; half of them while their
+merchant delivers them), merchants deliver (a few never do: the scheduler refunds those),
+buyers accept or dispute, the operator resolves disputes (full, partial or no refund), runs
+settlement and confirms payout batches now and then, and credit events are recorded.
+Settlement runs start two at a time: one names a cut-off, the other (a manual run
 retried without Idempotency-Key) defaults its cut-off to now, so two runs of different
 cut-offs meet over the partly refunded orders of the disputes, beside the scheduler's job.
 Every order acknowledged with 201 is remembered. At --kill-at of the time, a worker of the
@@ -36,8 +40,10 @@ settled, so only overlapping runs pay it out), settlement runs left running behi
 one, the evidence log's verification, entries never integrated once the sealer has run, entries
 integrated twice, checkpoints inconsistent with the previous one, the credit hash chain,
 acknowledged orders missing, orders nobody was acknowledged, payments and refunds recorded
-twice, 5xx answers, broken connections outside the worker kill, failed scheduled jobs. Exit
-status 1 on any violation (the processes' logs are kept then), 2 when the soak could not run.
+twice, orders refunded before delivery other than once and in full, non_delivery findings
+recorded twice, 5xx answers, broken connections outside the worker kill, failed scheduled
+jobs. Exit status 1 on any violation (the processes' logs are kept then), 2 when the soak
+could not run.
 Every process started is stopped whatever happens, even when the soak itself is killed (they
 get SIGTERM when it dies: PR_SET_PDEATHSIG).
 """
@@ -133,7 +139,8 @@ def service_env(url: str, work: Path, payment_ttl_minutes: int) -> dict[str, str
         "LOG_LEVEL": "WARNING", "PAYMENT_PROVIDER": "offline", "SCHEDULER_IN_WEB": "false",
         "SETTLEMENT_CRON": "* * * * *", "SETTLEMENT_BATCH_SIZE": "50",
         "ORDER_PAYMENT_TTL_MINUTES": str(payment_ttl_minutes),
-        "ORDER_AUTO_ACCEPT_DAYS": "0", "PAYOUT_FILE_DIR": str(work / "payouts"),
+        "ORDER_AUTO_ACCEPT_DAYS": "0", "ORDER_DELIVERY_DAYS": "0",
+        "PAYOUT_FILE_DIR": str(work / "payouts"),
         "PYTHONUNBUFFERED": "1",
     })
     return env
@@ -413,6 +420,7 @@ class Market:
         self.listed: list[ListingInfo] = []
         self.to_pay: deque[OrderInfo] = deque()
         self.to_deliver: deque[OrderInfo] = deque()
+        self.to_cancel: deque[OrderInfo] = deque()  # paid, cancelled by the buyer undelivered
         self.to_finish: deque[OrderInfo] = deque()
         self.to_resolve: deque[OrderInfo] = deque()
         self.acknowledged: dict[str, str] = {}  # order id -> how (orders, demands, replay)
@@ -633,7 +641,28 @@ class Client:
                 with self.stats.lock:
                     self.stats.replay_mismatches += 1
         if answer.status == 200 or self._status(order) == "paid":
+            roll = random.random()
+            if roll < 0.04:
+                return  # never delivered: the scheduler refunds it
+            if roll < 0.12:
+                self.market.push(self.market.to_cancel, order)
+                if roll >= 0.08:
+                    return  # else its merchant delivers it meanwhile: one of the two wins
             self.market.push(self.market.to_deliver, order)
+
+    def cancel_paid(self) -> None:
+        order = self.market.pop(self.market.to_cancel)
+        if order is None:
+            return
+        key = uuid.uuid4().hex
+        answer = self.http.call("POST", f"/orders/{order.id}/cancel", "cancel paid order",
+                                key=order.buyer.key, idem=key)
+        if answer.status == 200 and random.random() < 0.2:
+            again = self.http.call("POST", f"/orders/{order.id}/cancel",
+                                   "cancel paid order (replay)", key=order.buyer.key, idem=key)
+            if again.status != 200 or again.body != answer.body:
+                with self.stats.lock:
+                    self.stats.replay_mismatches += 1
 
     def deliver(self) -> None:
         order = self.market.pop(self.market.to_deliver)
@@ -761,7 +790,7 @@ class Client:
             few_agencies = len(market.agencies) < 2
             few_listed = len(market.listed) < 8
             queues = [len(q) for q in (market.to_pay, market.to_deliver, market.to_finish,
-                                       market.to_resolve)]
+                                       market.to_resolve, market.to_cancel)]
             if now - market.last_settlement > self.settle_every:
                 market.last_settlement, market.settlements_due = now, 2
             settle_due = market.settlements_due > 0
@@ -782,6 +811,7 @@ class Client:
             (self.deliver, 25 if queues[1] else 0),
             (self.finish, 25 if queues[2] else 0),
             (self.resolve, 15 if queues[3] else 0),
+            (self.cancel_paid, 25 if queues[4] else 0),
             (lambda: self.settle(named_cut_off), 1000 if settle_due else 0),
             (self.confirm_payouts, 1000 if payouts_due else 0),
             (self.credit_event, 2),
@@ -803,8 +833,8 @@ class Client:
 
 # --- the scheduled jobs, run now and then besides the scheduler ---------------------------
 
-TRADING_JOBS = ("expire_unpaid_orders", "auto_accept_orders", "match_open_demands",
-                "settle_completed_orders")
+TRADING_JOBS = ("expire_unpaid_orders", "refund_undelivered_orders", "auto_accept_orders",
+                "match_open_demands", "settle_completed_orders")
 
 
 @dataclass
@@ -930,7 +960,15 @@ def check_database(url: str, market: Market, findings: Findings, signing_key: st
     from credit import ledger as credit_ledger
     from credit.models import CreditEntry
     from listings.models import Listing
-    from orders.models import RELEASES_LICENSES, Demand, Dispute, Order, Payment, Refund
+    from orders.models import (
+        Demand,
+        Dispute,
+        Order,
+        OrderStatus,
+        Payment,
+        Refund,
+        holding_licenses,
+    )
     from settlement import verification
     from settlement.models import (
         AllocationLine,
@@ -949,7 +987,7 @@ def check_database(url: str, market: Market, findings: Findings, signing_key: st
         # Licenses: what each limited listing started with, less what orders still hold.
         held = dict(session.execute(
             select(Order.listing_id, func.sum(Order.quantity))
-            .where(Order.status.not_in([s.value for s in RELEASES_LICENSES]))
+            .where(holding_licenses())
             .group_by(Order.listing_id)).tuples().all())
         oversold, off, negative, sold_out = 0, [], 0, 0
         for listing_id, available in session.execute(
@@ -1011,7 +1049,7 @@ def check_database(url: str, market: Market, findings: Findings, signing_key: st
                        *map(str, stuck))
 
         # Money in and out once: a payment and its posting per paid order, a refund per
-        # refunded dispute.
+        # refunded dispute or undelivered order (an order has one or the other, never both).
         payments = Counter(session.scalars(select(Payment.order_id)))
         paid_postings = Counter(uuid.UUID(key.split(":")[1]) for key in session.scalars(
             select(ledger.LedgerTransaction.key)
@@ -1019,13 +1057,43 @@ def check_database(url: str, market: Market, findings: Findings, signing_key: st
         paid = set(session.scalars(select(Order.id).where(Order.paid_amount > 0)))
         twice_paid = {o for o, n in (payments + paid_postings).items() if n > 2}
         payment_off = (paid ^ set(payments)) | (paid ^ set(paid_postings))
-        refunds = Counter(session.scalars(select(Refund.dispute_id)))
-        twice_refunded = {d for d, n in refunds.items() if n > 1}
+        refunds = Counter(session.scalars(select(Refund.order_id)))
+        twice_refunded = {o for o, n in refunds.items() if n > 1}
         findings.check("payments or refunds recorded twice",
                        len(twice_paid) + len(twice_refunded),
                        *map(str, twice_paid | twice_refunded))
         findings.check("paid orders without exactly one payment and posting", len(payment_off),
                        *map(str, payment_off))
+        # Refunded before delivery (cancelled by the buyer once paid, or for non-delivery):
+        # once, in full, with its ledger posting; each non-delivery found once.
+        undelivered = dict(session.execute(
+            select(Order.id, Order.paid_amount - Order.refunded_amount)
+            .where(Order.status == OrderStatus.REFUNDED, Order.delivered_at.is_(None)))
+            .tuples().all())
+        refunded_amounts = dict(session.execute(
+            select(Refund.order_id, func.sum(Refund.amount))
+            .where(Refund.order_id.in_(list(undelivered))).group_by(Refund.order_id))
+            .tuples().all())
+        order_of_refund = dict(session.execute(
+            select(Refund.id, Refund.order_id).where(Refund.order_id.in_(list(undelivered))))
+            .tuples().all())
+        posted = Counter(order_of_refund[refund_id] for refund_id in (
+            uuid.UUID(key.split(":")[1]) for key in session.scalars(
+                select(ledger.LedgerTransaction.key).where(
+                    ledger.LedgerTransaction.kind == "refund")))
+            if refund_id in order_of_refund)
+        paid_back = dict(session.execute(select(Order.id, Order.paid_amount)
+                                         .where(Order.id.in_(list(undelivered)))).tuples().all())
+        wrong = {order_id for order_id, left in undelivered.items()
+                 if left != 0 or refunds.get(order_id) != 1 or posted.get(order_id) != 1
+                 or refunded_amounts.get(order_id) != paid_back[order_id]}
+        findings.check("orders refunded before delivery other than once and in full",
+                       len(wrong), *map(str, wrong))
+        non_delivery = Counter(session.scalars(select(CreditEntry.evidence_ref).where(
+            CreditEntry.kind == "non_delivery")))
+        findings.check("non_delivery findings recorded twice",
+                       sum(1 for n in non_delivery.values() if n > 1),
+                       *(ref for ref, n in non_delivery.items() if n > 1 and ref))
 
         # The ledger balanced, every cached balance its entries (and every settlement
         # invariant flask settlement verify checks).
@@ -1070,6 +1138,8 @@ def check_database(url: str, market: Market, findings: Findings, signing_key: st
             ("orders settled", len(marks)),
             ("disputes / refunds", f"{session.scalar(select(func.count()).select_from(Dispute))}"
                                    f" / {sum(refunds.values())}"),
+            ("refunded before delivery: by the buyer / for non-delivery",
+             f"{len(undelivered) - len(non_delivery)} / {len(non_delivery)}"),
             ("payouts", session.scalar(select(func.count()).select_from(Payout))),
             ("ledger debits (fen)", trial.total_debits),
             ("audit entries", chain.entries),

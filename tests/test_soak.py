@@ -34,6 +34,8 @@ REQUIRED_CHECKS = {
     "credit chain broken", "acknowledged orders missing", "5xx answers",
     "refunded money paid out (reversals clawing back)",
     "settlement runs left running behind a later run",
+    "orders refunded before delivery other than once and in full",
+    "non_delivery findings recorded twice",
 }
 
 
@@ -82,6 +84,12 @@ def test_two_hosts_and_the_scheduler_under_load_with_a_worker_killed_keep_every_
     settled = re.search(r"orders settled\s+(\d+)", done.stdout)
     assert acknowledged and int(acknowledged.group(1)) > 0, output
     assert settled and int(settled.group(1)) > 0, output
+    # Paid orders cancelled by their buyers, and the non-delivery job run beside them.
+    refunded = re.search(r"refunded before delivery: by the buyer / for non-delivery\s+"
+                         r"(\d+) / (\d+)", done.stdout)
+    assert refunded and int(refunded.group(1)) > 0, output
+    assert re.search(r"^jobs run .*refund_undelivered_orders \d", done.stdout,
+                     re.MULTILINE), output
     assert re.search(r"worker kill .*SIGKILL to worker \d+ .*gunicorn started worker",
                      done.stdout), output
     assert "sealer kill   SIGKILL mid-batch" in done.stdout, output
