@@ -69,7 +69,7 @@ def refund_undelivered(session: Session, order: Order, *, actor: Actor,
     return refund
 
 
-def delivery_deadline_passed(at: datetime) -> datetime:
+def refund_cutoff(at: datetime) -> datetime:
     """Orders paid at or before this time and still undelivered at `at` are refunded."""
     return at - timedelta(days=current_app.config["ORDER_DELIVERY_DAYS"])
 
@@ -80,7 +80,7 @@ def undelivered_orders_due(session: Session, *, at: datetime,
     """The next batch of paid orders still undelivered past the delivery period as
     (paid_at, id), oldest payment first, after `after` (the previous batch's last)."""
     stmt = select(Order.paid_at, Order.id).where(
-        Order.status == OrderStatus.PAID, Order.paid_at <= delivery_deadline_passed(at))
+        Order.status == OrderStatus.PAID, Order.paid_at <= refund_cutoff(at))
     if after is not None:
         paid_at, order_id = after
         stmt = stmt.where(or_(Order.paid_at > paid_at,
@@ -99,7 +99,7 @@ def refund_for_non_delivery(session: Session, *, order_id: uuid.UUID, at: dateti
                             .with_for_update(skip_locked=True)
                             .execution_options(populate_existing=True)).first()
     if order is None or order.status is not OrderStatus.PAID or order.paid_at is None \
-            or order.paid_at > delivery_deadline_passed(at):
+            or order.paid_at > refund_cutoff(at):
         return False
     refund_undelivered(session, order, actor=actor, reason="non_delivery")
     days = current_app.config["ORDER_DELIVERY_DAYS"]
