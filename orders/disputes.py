@@ -52,8 +52,10 @@ def resolve_dispute(session: Session, *, dispute_id: uuid.UUID, actor: Actor,
                         amount=amount, reference="pending")
         session.add(refund)
         session.flush()
+        # Keyed by the dispute, which is resolved once: a retry after a rolled-back commit
+        # asks the provider for the same refund again instead of a second one.
         refund.reference = provider_named(order.payment_provider).refund(
-            order, amount, refund_key=f"refund:{refund.id}")
+            order, amount, refund_key=f"refund:dispute:{dispute.id}")
         money.refund_paid(session, refund)
         audit.record(session, actor_id=actor.id, action="order.refunded", subject=order,
                      listing_id=order.listing_id,

@@ -33,6 +33,7 @@ from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
 from app import clock
+from app.errors import Conflict
 from app.extensions import db
 from app.parties.models import Role
 from app.scheduler import run_job
@@ -432,6 +433,39 @@ def test_a_full_refund_through_a_dispute_creates_a_stripe_refund(market):
     refunded = market.client.get(f"{ORDERS}/{order['id']}", headers=market.buyer.headers).json
     assert (refunded["status"], refunded["refunded_amount"]) == (
         "refunded", order["total_amount"])
+
+
+def test_a_dispute_resolution_retried_after_a_rollback_asks_stripe_for_the_same_refund(
+        market, monkeypatch):
+    """localstripe does not replay idempotent requests, so the test reads the keys sent: Stripe
+    answers a repeated key with the refund it already made instead of a second one."""
+    order, _ = paid_by_card(market)
+    market.client.post(f"{ORDERS}/{order['id']}/deliver", headers=market.merchant.headers,
+                       json={"delivery_ref": "s3://exchange/d/1.parquet", "checksum": "sha256:0f"})
+    dispute = market.client.post(f"{ORDERS}/{order['id']}/disputes",
+                                 headers=market.buyer.headers, json={"reason": "Wrong data"})
+    resolve = f"/api/v1/disputes/{dispute.json['id']}/resolve"
+    keys_sent: list[str] = []
+    create = stripe.RefundService.create
+
+    def recording_create(service: Any, params: Any = None, options: Any = None) -> Any:
+        keys_sent.append((options or {})["idempotency_key"])
+        return create(service, params, options)
+
+    def fail_after_the_provider_refunded(*_: Any) -> None:
+        raise Conflict("the ledger write failed")
+
+    monkeypatch.setattr(stripe.RefundService, "create", recording_create)
+    with monkeypatch.context() as failing:
+        failing.setattr("orders.money.refund_paid", fail_after_the_provider_refunded)
+        failed = market.client.post(resolve, json={"outcome": "refund_full"},
+                                    headers={**market.operator.headers, "Idempotency-Key": "r-1"})
+    assert failed.status_code == 409
+    retried = market.client.post(resolve, json={"outcome": "refund_full"},
+                                 headers={**market.operator.headers, "Idempotency-Key": "r-2"})
+
+    assert retried.status_code == 200, retried.json
+    assert len(keys_sent) == 2 and keys_sent[0] == keys_sent[1]
 
 
 def paid_by_card(market: StripeMarket) -> tuple[dict[str, Any], Any]:
