@@ -19,10 +19,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import re
 import tempfile
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,22 +96,25 @@ class FileSystemStorage(Storage):
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Beside the final file (a rename within one file system is atomic), mode 0600.
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-        digest, size = hashlib.sha256(), 0
+        digest, file = hashlib.sha256(), _File(handle)
         try:
-            with os.fdopen(handle, "wb") as file:
+            # This thread receives and decodes the upload; two more hash and write it
+            # (hashlib and os.write release the GIL), so the three steps overlap.
+            with _Worker(digest.update) as hashing, _Worker(file.write) as writing:
                 for chunk in chunks:
-                    digest.update(chunk)
-                    file.write(chunk)
-                    size += len(chunk)
-                file.flush()
-                os.fsync(file.fileno())
+                    hashing.put(chunk)
+                    writing.put(chunk)
+            os.fsync(handle)
+            os.close(handle)
             os.replace(temporary, path)
         except BaseException:
+            with suppress(OSError):
+                os.close(handle)
             with suppress(FileNotFoundError):
                 os.unlink(temporary)
             raise
         _fsync_directory(path.parent)  # the rename itself survives a crash
-        return StoredObject(key, digest.hexdigest(), size)
+        return StoredObject(key, digest.hexdigest(), file.size)
 
     def open(self, key: str) -> IO[bytes]:
         return self._path(key).open("rb")
@@ -123,6 +128,64 @@ class FileSystemStorage(Storage):
     def delete(self, key: str) -> None:
         with suppress(FileNotFoundError):
             self._path(key).unlink()
+
+
+class _Worker:
+    """One step applied to every chunk, in order, on a thread of its own; at most DEPTH
+    chunks wait for it. Its error is raised to the producer at the next chunk, or at the
+    end of the block."""
+
+    DEPTH = 4
+
+    def __init__(self, step: Callable[[bytes], object]) -> None:
+        self.step = step
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=self.DEPTH)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Worker:
+        self.thread.start()
+        return self
+
+    def put(self, chunk: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(chunk)
+
+    def _run(self) -> None:
+        while (chunk := self.queue.get()) is not None:
+            if self.error is None:  # after an error, only drain: the producer never blocks
+                try:
+                    self.step(chunk)
+                except BaseException as error:
+                    self.error = error
+
+    def __exit__(self, *exc: object) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
+
+
+class _File:
+    """Writes to a file descriptor; every WRITEBACK_BYTES, asks the kernel to start writing
+    them to disk (Linux starts writeback of dirty pages on POSIX_FADV_DONTNEED), so the final
+    fsync waits for little and a large upload does not fill the page cache."""
+
+    WRITEBACK_BYTES = 32 * 1024 * 1024
+
+    def __init__(self, handle: int) -> None:
+        self.handle, self.size, self.advised = handle, 0, 0
+
+    def write(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self.handle, view):]
+        self.size += len(chunk)
+        if self.size - self.advised >= self.WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.handle, self.advised, self.size - self.advised,
+                             os.POSIX_FADV_DONTNEED)
+            self.advised = self.size
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -3,9 +3,10 @@
 Werkzeug's `request.files` parses the whole body before the view runs, spooling each file to a
 temporary file (in memory up to 500 KB): an upload would be written twice and checked against
 the storage's limits only once it had all arrived. Here the body is decoded as it is read,
-with werkzeug's own sans-IO decoder (`MultipartDecoder`), READ_BYTES at a time, and the file's
-bytes go on to the caller (the storage) as they arrive: memory holds one read of the body,
-whatever the file's size.
+READ_BYTES at a time, by the `multipart` package's sans-IO parser (the one PEP 594 names to
+replace the cgi module; it scans for the boundary with bytes.find, several times faster than
+werkzeug's own decoder), and the file's bytes go on to the caller (the storage) as they
+arrive: memory holds about one read of the body, whatever the file's size.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from collections.abc import Iterator
 from typing import IO
 
 from flask import request
+from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
 from werkzeug.http import parse_options_header
-from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, MultipartDecoder
 
 from app.errors import DomainError, ValidationFailed
 
@@ -70,43 +71,42 @@ class FileUpload:
     def chunks(self) -> Iterator[bytes]:
         """The file's bytes as they arrive: 413 past `max_bytes`, 422 for a missing file or
         another part (even after the file), 400 for a body that is not multipart."""
-        decoder = MultipartDecoder(self._boundary, max_form_memory_size=READ_BYTES + FRAMING_BYTES)
         in_file = seen_file = False
         size = 0
-        while True:
-            try:
-                event = decoder.next_event()
-                if event is NEED_DATA:
-                    decoder.receive_data(self._stream.read(READ_BYTES) or None)
-                    continue
-            except ValueError as error:  # werkzeug's word for a malformed body
-                raise MalformedMultipart(f"The body is not valid multipart/form-data: "
-                                         f"{error}") from None
-            if isinstance(event, File | Field):
-                if event.name != self.field or seen_file or not isinstance(event, File):
-                    name = event.name or "_schema"
-                    message = ("Send the file as a file part (with a filename)."
-                               if event.name == self.field and not seen_file
-                               else "Unknown field.")
-                    raise ValidationFailed(f"Only one file, in the part {self.field!r}, is "
-                                           "accepted.", errors={name: [message]})
-                in_file = seen_file = True
-                self.filename = _display_name(event.filename)
-                self.content_type = _media_type(event.headers.get("Content-Type"))
-            elif isinstance(event, Data):
-                if in_file and event.data:
-                    size += len(event.data)
-                    if size > self.max_bytes:
-                        raise PayloadTooLarge(
-                            f"The file is larger than {self.max_bytes} bytes.",
-                            max_bytes=self.max_bytes)
-                    yield event.data
-                in_file = in_file and event.more_data
-            elif isinstance(event, Epilogue):
-                break
+        try:
+            with PushMultipartParser(self._boundary) as parser:
+                while not parser.closed:
+                    for event in parser.parse(self._stream.read(READ_BYTES)):
+                        if isinstance(event, MultipartSegment):
+                            self._start(event, seen_file)
+                            in_file = seen_file = True
+                        elif event is None:
+                            in_file = False
+                        elif in_file:
+                            size += len(event)
+                            if size > self.max_bytes:
+                                raise PayloadTooLarge(
+                                    f"The file is larger than {self.max_bytes} bytes.",
+                                    max_bytes=self.max_bytes)
+                            yield event
+        except ParserLimitReached as error:
+            raise PayloadTooLarge(f"The body's part headers are too large: {error}") from None
+        except MultipartError as error:
+            raise MalformedMultipart(
+                f"The body is not valid multipart/form-data: {error}") from None
         if not seen_file:
             raise ValidationFailed(f"No file in the part {self.field!r}.",
                                    errors={self.field: ["Missing data for required field."]})
+
+    def _start(self, segment: MultipartSegment, seen_file: bool) -> None:
+        """A part begins: the file's (its name and type noted), or one refused (422)."""
+        if segment.name != self.field or seen_file or segment.filename is None:
+            message = ("Send the file as a file part (with a filename)."
+                       if segment.name == self.field and not seen_file else "Unknown field.")
+            raise ValidationFailed(f"Only one file, in the part {self.field!r}, is accepted.",
+                                   errors={segment.name or "_schema": [message]})
+        self.filename = _display_name(segment.filename)
+        self.content_type = _media_type(segment.content_type)
 
 
 def _display_name(filename: str) -> str:
