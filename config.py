@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -181,6 +182,9 @@ class ProductionConfig(Config):
                             "STRIPE_WEBHOOK_SECRET")
         if not (os.environ.get("LOG_SIGNING_KEY") or os.environ.get("LOG_SIGNING_KEY_FILE")):
             problems.append("LOG_SIGNING_KEY or LOG_SIGNING_KEY_FILE is required")
+        storage = os.environ.get("ARTIFACT_STORAGE")  # unset: the instance directory
+        if storage is not None and not re.fullmatch(r"file://.+|s3://[^/]+(/.*)?", storage):
+            problems.append("ARTIFACT_STORAGE must be file://<directory> or s3://<bucket>")
         if problems:
             raise RuntimeError("production configuration: " + "; ".join(problems))
 
