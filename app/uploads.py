@@ -6,7 +6,9 @@ the storage's limits only once it had all arrived. Here the body is decoded as i
 READ_BYTES at a time, by the `multipart` package's sans-IO parser (the one PEP 594 names to
 replace the cgi module; it scans for the boundary with bytes.find, several times faster than
 werkzeug's own decoder), and the file's bytes go on to the caller (the storage) as they
-arrive: memory holds about one read of the body, whatever the file's size.
+arrive: memory holds about one read of the body, whatever the file's size. The parser is
+strict: a body must start with its boundary (no preamble to read through), part headers are
+bounded in size and number.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class FileUpload:
         in_file = seen_file = False
         size = 0
         try:
-            with PushMultipartParser(self._boundary) as parser:
+            with PushMultipartParser(self._boundary, strict=True) as parser:
                 while not parser.closed:
                     for event in parser.parse(self._stream.read(READ_BYTES)):
                         if isinstance(event, MultipartSegment):

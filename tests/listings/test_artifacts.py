@@ -147,6 +147,8 @@ END = f"--{BOUNDARY}--\r\n".encode()
      "file"),
     ("an empty file", _part("file", b"") + END, None, 422, "empty_artifact", "file"),
     ("cut short", _part("file", ROWS), None, 400, "malformed_multipart", None),
+    ("no boundary up front", b"x" * 300_000 + _part("file", ROWS) + END, None, 400,
+     "malformed_multipart", None),
     ("headers never end", f"--{BOUNDARY}\r\nContent-Disposition: form-data".encode()
      + b"; x=y" * 100_000, None, 413, "payload_too_large", None),
 ])
