@@ -11,7 +11,9 @@ then uploads it to POST /api/v1/listings/{id}/artifacts over HTTP as multipart/f
 medians. The service computes the file's SHA-256 on the way (checked against the client's)
 and flushes the stored file to disk before answering, so `cp` followed by `sync` of the copy
 is shown too. The service's memory is the gunicorn worker's peak resident set (VmHWM) after
-the uploads, beside its resident set before the first one.
+the uploads, beside its resident set before the first one. A third baseline is gunicorn itself:
+the same upload to a bare WSGI app (`drain`, one worker) that reads the body 256 KiB at a time
+and drops it, the most any application behind gunicorn's Python body reader can take in.
 
 The database (--database-url, a scratch one: its schema is dropped and rebuilt) defaults to a
 SQLite file in the temporary directory: an upload runs three short transactions.
@@ -26,6 +28,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,7 +44,7 @@ from app.extensions import db
 from app.parties import services as parties
 from app.parties.models import SYSTEM, PartyKind, Role
 from benchmarks.listings_search import credit_code, scratch_app
-from benchmarks.order_placement import PORT, listing_body, start_gunicorn, stop
+from benchmarks.order_placement import PORT, ROOT, listing_body, start_gunicorn, stop
 
 BOUNDARY = "bench-artifact-upload-5f3a9c"
 MIB = 1024 * 1024
@@ -54,6 +57,7 @@ class UploadFigures:
     size: int
     cp_seconds: list[float]
     cp_sync_seconds: list[float]
+    drain_seconds: list[float]
     upload_seconds: list[float]
     rss_before: int  # bytes
     peak_rss: int
@@ -66,6 +70,37 @@ class UploadFigures:
     @property
     def ratio_with_sync(self) -> float:
         return statistics.median(self.cp_sync_seconds) / statistics.median(self.upload_seconds)
+
+    @property
+    def ratio_to_drain(self) -> float:
+        return statistics.median(self.drain_seconds) / statistics.median(self.upload_seconds)
+
+
+def drain(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """A bare WSGI app that reads the request body and drops it (the gunicorn baseline)."""
+    stream, size = environ["wsgi.input"], 0
+    while chunk := stream.read(256 * 1024):
+        size += len(chunk)
+    body = json.dumps({"size": size}).encode()
+    start_response("201 Created", [("Content-Type", "application/json"),
+                                   ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def start_drain(port: int) -> subprocess.Popen[bytes]:
+    """gunicorn serving `drain` on the port, once it answers."""
+    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-w", "1",
+                               "-b", f"127.0.0.1:{port}", "benchmarks.artifact_upload:drain"],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            HTTPConnection("127.0.0.1", port, timeout=1).connect()
+            return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError(f"gunicorn did not start on port {port}")
 
 
 def random_file(path: Path, size: int) -> str:
@@ -126,6 +161,13 @@ def upload(port: int, listing_id: str, headers: dict[str, str],
     return elapsed, answer
 
 
+def drained(port: int, path: Path) -> float:
+    """Seconds to upload the file to `drain` (the same request as an upload)."""
+    seconds, answer = upload(port, "-", {}, path)
+    assert answer["size"] > path.stat().st_size, answer
+    return seconds
+
+
 def timed(*command: str) -> float:
     started = time.perf_counter()
     subprocess.run(command, check=True)
@@ -170,7 +212,11 @@ def measure(*, size: int, rounds: int, port: int, database_url: str | None) -> U
         try:
             worker = worker_pid(server.pid)
             rss_before = memory(worker, "VmRSS")
-            cp_seconds, cp_sync_seconds, upload_seconds = [], [], []
+            bare = start_drain(port + 1)
+            cp_seconds: list[float] = []
+            cp_sync_seconds: list[float] = []
+            drain_seconds: list[float] = []
+            upload_seconds: list[float] = []
             for _ in range(rounds):
                 copy = work / "copy.bin"
                 cp_seconds.append(timed("cp", str(source), str(copy)))
@@ -178,15 +224,17 @@ def measure(*, size: int, rounds: int, port: int, database_url: str | None) -> U
                 cp_sync_seconds.append(timed("sh", "-c", f'cp "{source}" "{copy}" && '
                                                          f'sync "{copy}"'))
                 copy.unlink()
+                drain_seconds.append(drained(port + 1, source))
                 seconds, answer = upload(port, listing_id, headers, source)
                 assert (answer["sha256"], answer["size"]) == (expected, size), answer
                 upload_seconds.append(seconds)
                 shutil.rmtree(store)  # room for the next round: the record stays, unused
             peak_rss = memory(worker, "VmHWM")
+            stop(bare)
         finally:
             stop(server)
-        return UploadFigures(size, cp_seconds, cp_sync_seconds, upload_seconds, rss_before,
-                             peak_rss)
+        return UploadFigures(size, cp_seconds, cp_sync_seconds, drain_seconds, upload_seconds,
+                             rss_before, peak_rss)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -212,10 +260,12 @@ def main() -> None:
     print(f"{'':<44} {'seconds':>8} {'MiB/s':>9}   rounds")
     print(row("cp", figures.cp_seconds))
     print(row("cp, then sync of the copy", figures.cp_sync_seconds))
+    print(row("gunicorn reading the body into a bare app", figures.drain_seconds))
     print(row("upload through the service (SHA-256, fsync)", figures.upload_seconds))
     print()
     print(f"upload ÷ cp: {figures.ratio:.2f} (target ≥ 0.5);  upload ÷ (cp + sync): "
-          f"{figures.ratio_with_sync:.2f}")
+          f"{figures.ratio_with_sync:.2f};  upload ÷ gunicorn's bare read: "
+          f"{figures.ratio_to_drain:.2f}")
     print(f"service worker memory: peak RSS {figures.peak_rss / MIB:.0f} MiB "
           f"(RSS before the first upload {figures.rss_before / MIB:.0f} MiB)")
 
