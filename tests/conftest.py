@@ -104,9 +104,10 @@ def app_with_blueprints(database_url: str, *blueprints: Blueprint) -> Iterator[F
 
 
 @pytest.fixture(scope="session")
-def migrated_app(backend: str) -> Iterator[Flask]:
-    """One application per backend, its database built by the migrations (not create_all)."""
-    app = make_app(backend)
+def migrated_app(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """One application per backend, its database built by the migrations (not create_all),
+    its artifacts in a directory of the session's."""
+    app = make_app(backend, ARTIFACT_STORAGE=f"file://{tmp_path_factory.mktemp('artifacts')}")
     with app.app_context():
         upgrade()
         db.session.remove()
