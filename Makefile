@@ -12,7 +12,7 @@ export FLASK_APP := app
 
 .PHONY: install run test lint migrate seed clean bench-audit bench-listings bench-credit \
 	bench-matching bench-orders bench-settlement bench-read bench-statements bench soak fuzz \
-	bench-tools
+	bench-tools bench-upload
 
 $(BIN)/python:
 	@echo "Creating $(VENV) with $(PYTHON)"
@@ -110,6 +110,13 @@ bench-read: bench-tools install
 
 bench-statements: install
 	$(BIN)/python -m benchmarks.statement_counts $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
+
+# A file of UPLOAD_MB MiB (1024) uploaded through gunicorn as an artifact, against cp of the
+# same file, and the service's peak memory; on a scratch SQLite file, or on the (scratch!)
+# database BENCH_DATABASE_URL. Needs that much free disk twice over in the temporary directory.
+UPLOAD_MB ?= 1024
+bench-upload: install
+	$(BIN)/python -m benchmarks.artifact_upload --size-mb $(UPLOAD_MB) --port $(BENCH_PORT) $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
 
 # Every benchmark in one run on the scratch PostgreSQL database BENCH_DATABASE_URL (wrk, pgbench),
 # printed as one table: each figure, measured beside its baseline, against its target.

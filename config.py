@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from pathlib import Path
 
 INSTANCE_DIR = Path(__file__).resolve().parent / "instance"
@@ -127,6 +129,16 @@ class Config:
     LOG_SIGNING_KEY = os.environ.get("LOG_SIGNING_KEY")
     LOG_SIGNING_KEY_FILE = os.environ.get("LOG_SIGNING_KEY_FILE")
 
+    # Data artifacts (app/storage.py): where uploaded files live, `file://<directory>` (the
+    # single-machine default, under instance/) or `s3://<bucket>` on any S3-compatible store
+    # (S3_ENDPOINT_URL for one that is not AWS; credentials and region from the usual AWS_*
+    # variables). Uploads past ARTIFACT_MAX_BYTES are refused (413); download links, S3
+    # presigned or signed by the service itself, last DOWNLOAD_URL_TTL_SECONDS.
+    ARTIFACT_STORAGE = os.environ.get("ARTIFACT_STORAGE", f"file://{INSTANCE_DIR / 'artifacts'}")
+    S3_ENDPOINT_URL = os.environ.get("S3_ENDPOINT_URL")
+    ARTIFACT_MAX_BYTES = _int("ARTIFACT_MAX_BYTES", 2 * 1024**3)
+    DOWNLOAD_URL_TTL_SECONDS = _int("DOWNLOAD_URL_TTL_SECONDS", 300)
+
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     LOG_JSON = os.environ.get("LOG_JSON", "true").lower() == "true"
 
@@ -145,6 +157,8 @@ class TestingConfig(Config):
     STRIPE_MAX_NETWORK_RETRIES = 0
     # The suite hammers endpoints on purpose; tests of the limits turn them on.
     RATE_LIMITS_ENABLED = False
+    # Never the development instance/ directory: tests that keep artifacts name their own.
+    ARTIFACT_STORAGE = f"file://{Path(tempfile.gettempdir()) / 'exchange-test-artifacts'}"
 
 
 class ProductionConfig(Config):
@@ -172,6 +186,9 @@ class ProductionConfig(Config):
                             "STRIPE_WEBHOOK_SECRET")
         if not (os.environ.get("LOG_SIGNING_KEY") or os.environ.get("LOG_SIGNING_KEY_FILE")):
             problems.append("LOG_SIGNING_KEY or LOG_SIGNING_KEY_FILE is required")
+        storage = os.environ.get("ARTIFACT_STORAGE")  # unset: the instance directory
+        if storage is not None and not re.fullmatch(r"file://.+|s3://[^/]+(/.*)?", storage):
+            problems.append("ARTIFACT_STORAGE must be file://<directory> or s3://<bucket>")
         if problems:
             raise RuntimeError("production configuration: " + "; ".join(problems))
 

@@ -49,6 +49,21 @@ PORT = 8642
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def listing_body(merchant_id: str, **overrides: Any) -> dict[str, Any]:
+    """A listing of the merchant's that admission lets through (a billion licences)."""
+    return {
+        "title": "Shanghai road traffic flows", "description": "Hourly vehicle counts.",
+        "category": "transport", "tags": ["traffic"], "classification": "general",
+        "contains_personal_info": False, "anonymized": False, "consent_basis": None,
+        "source": {"origin": "collected", "description": "Roadside sensors",
+                   "legal_basis": "Sensor operating licence"},
+        "rights": {"holder_id": merchant_id, "processor_ids": [], "operator_id": merchant_id},
+        "usage_scope": {"purposes": ["research"], "term_days": 365, "territory": "domestic",
+                        "resale": False, "derivatives": True},
+        "delivery_mode": "api", "price_model": "subscription", "unit_price": 120_000,
+        "currency": "CNY", "licenses_available": 10**9, "revenue_shares": [], **overrides}
+
+
 def seed(app: Any) -> tuple[str, str]:
     """A listed product with a billion licenses and a buyer; returns (listing id, buyer key)."""
     client = app.test_client()
@@ -62,18 +77,8 @@ def seed(app: Any) -> tuple[str, str]:
                 kind=PartyKind.ENTERPRISE, roles=roles, actor=SYSTEM)
             keys[name] = ({"Authorization": f"Bearer {issued.raw}"}, str(party.id))
     merchant_headers, merchant_id = keys["Bench Merchant"]
-    body = {
-        "title": "Shanghai road traffic flows", "description": "Hourly vehicle counts.",
-        "category": "transport", "tags": ["traffic"], "classification": "general",
-        "contains_personal_info": False, "anonymized": False, "consent_basis": None,
-        "source": {"origin": "collected", "description": "Roadside sensors",
-                   "legal_basis": "Sensor operating licence"},
-        "rights": {"holder_id": merchant_id, "processor_ids": [], "operator_id": merchant_id},
-        "usage_scope": {"purposes": ["research"], "term_days": 365, "territory": "domestic",
-                        "resale": False, "derivatives": True},
-        "delivery_mode": "api", "price_model": "subscription", "unit_price": 120_000,
-        "currency": "CNY", "licenses_available": 10**9, "revenue_shares": []}
-    created = client.post("/api/v1/listings", json=body, headers=merchant_headers)
+    created = client.post("/api/v1/listings", json=listing_body(merchant_id),
+                          headers=merchant_headers)
     assert created.status_code == 201, created.json
     listing_id = created.json["id"]
     client.post(f"/api/v1/listings/{listing_id}/submit", headers=merchant_headers)

@@ -16,6 +16,7 @@ import itertools
 import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
+from io import BytesIO
 from typing import Any
 
 from flask import Flask
@@ -134,6 +135,10 @@ def seed(client: FlaskClient) -> dict[str, Any]:
         clock.advance(timedelta(minutes=1))
         ok(client.post(RUNS, headers={**operator.headers, "Idempotency-Key": f"run-{n}"},
                        json={}))
+        ok(client.post(f"/api/v1/listings/{listings[0]['id']}/artifacts",
+                       headers=merchant.headers,
+                       data={"file": (BytesIO(f"segment,vehicles\nS{n},1\n".encode()),
+                                      f"flows-{n}.csv")}))
     return {"operator": operator, "merchant": merchant, "buyer": buyer,
             "listing": listings[0], "demand": demands[0]}
 
@@ -157,6 +162,8 @@ def endpoint_requests(seeded: dict[str, Any]) -> dict[str, tuple[str, Viewer]]:
             f"/api/v1/demands/{seeded['demand']['id']}/matches", seeded["buyer"]),
         "/api/v1/listings/{listing_id}/matches": (
             f"/api/v1/listings/{seeded['listing']['id']}/matches", merchant),
+        "/api/v1/listings/{listing_id}/artifacts": (
+            f"/api/v1/listings/{seeded['listing']['id']}/artifacts", merchant),
     }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ import psycopg
 import sqlalchemy as sa
 
 from benchmarks import (
+    artifact_upload,
     audit_chain,
     credit_blacklist,
     listing_read,
@@ -54,20 +56,22 @@ class Scale:
     seconds: int  # per HTTP or pgbench round
     rounds: int
     requests: int  # timed requests per figure of the in-process benchmarks
+    upload_mib: int  # the file uploaded through the service and copied with cp
 
 
 # The sizes the targets are stated at.
 FULL = Scale(listings=100_000, match_sizes=(10_000, 100_000), orders=100_000, single=5_000,
              parties=100_000, events=1_000_000, audit_entries=100_000,
-             searched_listings=100_000, deals=100_000, seconds=10, rounds=3, requests=300)
+             searched_listings=100_000, deals=100_000, seconds=10, rounds=3, requests=300,
+             upload_mib=1024)
 QUICK = Scale(listings=2_000, match_sizes=(2_000, 20_000), orders=2_000, single=500,
               parties=2_000, events=20_000, audit_entries=5_000, searched_listings=2_000,
-              deals=2_000, seconds=2, rounds=3, requests=100)
+              deals=2_000, seconds=2, rounds=3, requests=100, upload_mib=64)
 
 WORKERS, CONNECTIONS = 4, 8  # gunicorn's sync workers; wrk's and pgbench's connections
 STATEMENT_BUDGET = 3  # per list request, at any page size
 TARGETS = {"read": 0.35, "orders": 0.30, "open_loop_p99_ms": 25.0, "matching": 1.5,
-           "settlement": 5.0, "blacklist_p99_ms": 10.0}
+           "settlement": 5.0, "blacklist_p99_ms": 10.0, "upload": 0.5}
 
 
 @dataclass
@@ -152,6 +156,20 @@ def chain_rows(audit: audit_chain.AuditFigures,
                 met=None if credit.chain_valid else False)]
 
 
+def upload_rows(figures: artifact_upload.UploadFigures) -> list[Row]:
+    cp, upload = (statistics.median(seconds) for seconds in (figures.cp_seconds,
+                                                              figures.upload_seconds))
+    mib = figures.size / 1024**2
+    return [Row("8", f"artifact upload through the service ÷ cp, MiB/s ({mib:,.0f} MiB file)",
+                f"{mib / upload:,.0f} ÷ {mib / cp:,.0f} = {figures.ratio:.2f} "
+                f"(÷ cp + sync: {figures.ratio_with_sync:.2f}; ÷ gunicorn's bare read: "
+                f"{figures.ratio_to_drain:.2f})",
+                f"≥ {TARGETS['upload']:.2f}", figures.ratio >= TARGETS["upload"]),
+            Row("8", "service worker's peak RSS during the uploads",
+                f"{figures.peak_rss / 1024**2:,.0f} MiB (before: "
+                f"{figures.rss_before / 1024**2:,.0f} MiB)")]
+
+
 def search_rows(figures: listings_search.SearchFigures) -> list[Row]:
     # What `make bench` printed before the suite, kept as figures without a target.
     name, (_, p99, _) = max(figures.searches.items(), key=lambda item: item[1][1])
@@ -208,6 +226,9 @@ def run(database_url: str, scale: Scale, port: int) -> tuple[list[Row], dict[str
     rows += search_rows(timed("listings_search", durations, lambda: listings_search.measure(
         database_url, listings=scale.searched_listings, requests=scale.requests,
         deals=scale.deals)))
+    rows += upload_rows(timed("artifact_upload", durations, lambda: artifact_upload.measure(
+        size=scale.upload_mib * 1024**2, rounds=scale.rounds, port=port,
+        database_url=database_url)))
     return rows, durations
 
 

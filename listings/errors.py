@@ -84,3 +84,23 @@ class OverlappingGuidePrice(Conflict):
 
 class InvalidRevenuePlan(DomainError):
     status, code, title = 422, "invalid_revenue_plan", "The revenue-share plan does not add up"
+
+
+class EmptyArtifact(DomainError):
+    status, code, title = 422, "empty_artifact", "The uploaded file is empty"
+
+
+class UnknownArtifact(DomainError):
+    status, code, title = 422, "unknown_artifact", "Not an artifact of this listing"
+
+
+class ChecksumMismatch(DomainError):
+    status, code, title = 422, "checksum_mismatch", "The checksum is not the artifact's SHA-256"
+
+
+class DownloadLinkInvalid(Forbidden):
+    code, title = "download_link_invalid", "The download link is not valid"
+
+
+class DownloadLinkExpired(Forbidden):
+    code, title = "download_link_expired", "The download link has expired"

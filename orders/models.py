@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     ColumnElement,
     ForeignKey,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    false,
     or_,
     text,
 )
@@ -109,6 +111,11 @@ class Order(Base):
     delivered_at: Mapped[datetime | None]
     delivery_ref: Mapped[str | None] = mapped_column(String(500))
     checksum: Mapped[str | None] = mapped_column(String(200))
+    # Delivered with a file the exchange holds: its SHA-256, computed at upload, is the
+    # checksum, so the delivery is verified; free-text references and checksums are not.
+    artifact_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("artifacts.id"))
+    verified_delivery: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                    server_default=false())
     completed_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer)
@@ -160,10 +167,13 @@ class Order(Base):
         self.require_status(OrderStatus.PENDING_PAYMENT, doing="expired")
         self.status, self.closed_at = OrderStatus.EXPIRED, at
 
-    def deliver(self, delivery_ref: str, checksum: str, at: datetime) -> None:
+    def deliver(self, delivery_ref: str, checksum: str, at: datetime, *,
+                artifact_id: uuid.UUID | None = None) -> None:
+        """Delivered: by reference and checksum, verified when they are an artifact's."""
         self.require_status(OrderStatus.PAID, doing="delivered")
         self.status, self.delivered_at = OrderStatus.DELIVERED, at
         self.delivery_ref, self.checksum = delivery_ref, checksum
+        self.artifact_id, self.verified_delivery = artifact_id, artifact_id is not None
 
     def accept(self, at: datetime) -> None:
         self.require_status(OrderStatus.DELIVERED, doing="accepted")

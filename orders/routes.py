@@ -147,8 +147,16 @@ class DeliverOrder(MethodView):
     @blp.response(200, OrderSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def post(self, body: dict[str, Any], order_id: uuid.UUID) -> Any:
-        """Record delivery (the order's merchant): reference and checksum."""
+        """Record delivery (the order's merchant): an artifact, or a reference and checksum.
+
+        With `artifact_id` (an artifact of the order's listing, else 422 `unknown_artifact`)
+        the delivery is verified: the artifact's SHA-256, computed at upload, is the checksum,
+        and a `checksum` sent too must equal it (else 422 `checksum_mismatch`, and nothing
+        changes). With `delivery_ref` and `checksum` (data delivered outside the exchange)
+        it is not: the order shows `verified_delivery: false`.
+        """
         with unit_of_work() as session:
             return services.deliver_order(session, order_id=order_id, actor=current_party(),
                                           **body)

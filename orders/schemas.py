@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from app.api import Currency, NestedMethod, ResponseSchema, Schema, StrictBoolean
 from app.log.schemas import EvidenceSchema
@@ -66,6 +66,11 @@ class OrderSchema(ResponseSchema):
     delivered_at = fields.DateTime(allow_none=True)
     delivery_ref = fields.String(allow_none=True)
     checksum = fields.String(allow_none=True)
+    artifact_id = fields.UUID(allow_none=True, metadata={
+        "description": "The artifact delivered, when the exchange holds the data"})
+    verified_delivery = fields.Boolean(metadata={
+        "description": "Delivered with an artifact: the checksum is its SHA-256, computed by "
+                       "the exchange (false for references and checksums given as text)"})
     completed_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
 
@@ -90,13 +95,32 @@ class PaymentConfirmSchema(Schema):
 
 
 class DeliverySchema(Schema):
-    example = {"delivery_ref": "api-credential:traffic-flows/0187",
+    """Either an artifact the exchange holds (verified: its SHA-256 is the checksum, and a
+    checksum sent too must equal it), or a reference and checksum for data delivered
+    elsewhere (unverified)."""
+
+    example = {"artifact_id": "5d0c8e1a-3b7f-4a62-9e14-7c2f0b9d4e31",
                "checksum": "sha256:9b74c9897bac770ffc029102a200c5de"
                            "c3f1a7e48a2bd1d1c2b9b1c66f1a8e11"}
 
-    delivery_ref = fields.String(required=True, validate=_ref, metadata={
-        "description": "File reference, API credential id, or sandbox grant id"})
-    checksum = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    artifact_id = fields.UUID(load_default=None, allow_none=True, metadata={
+        "description": "An artifact of the order's listing (POST /listings/{id}/artifacts)"})
+    delivery_ref = fields.String(load_default=None, allow_none=True, validate=_ref, metadata={
+        "description": "File reference, API credential id, or sandbox grant id (without "
+                       "artifact_id)"})
+    checksum = fields.String(load_default=None, allow_none=True,
+                             validate=validate.Length(min=1, max=200), metadata={
+                                 "description": "Required with delivery_ref; with artifact_id, "
+                                                "checked against its SHA-256 (`sha256:<hex>` "
+                                                "or the hex alone)"})
+
+    @validates_schema
+    def _one_form(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if (data["artifact_id"] is None) == (data["delivery_ref"] is None):
+            raise ValidationError("Send artifact_id (data the exchange holds), or "
+                                  "delivery_ref and checksum (data delivered elsewhere).")
+        if data["delivery_ref"] is not None and data["checksum"] is None:
+            raise ValidationError("Missing data for required field.", "checksum")
 
 
 class DisputeCreateSchema(Schema):

@@ -19,9 +19,9 @@ from app import audit, clock
 from app.errors import Forbidden, ValidationFailed
 from app.parties.models import OVERSEERS, Actor, Party, PartyKind
 from credit import services as credit
-from listings import certification, pricing
+from listings import artifacts, certification, pricing
 from listings import services as listings
-from listings.errors import ListingNotFound
+from listings.errors import ChecksumMismatch, ListingNotFound
 from listings.models import MIN_UNIT_PRICE, Listing, ListingStatus, QualityReport
 from orders import holds, money, remedies
 from orders.ending import order_ended
@@ -216,17 +216,33 @@ def cancel_order(session: Session, *, order_id: uuid.UUID, actor: Actor) -> Orde
     return order
 
 
-def deliver_order(session: Session, *, order_id: uuid.UUID, actor: Actor, delivery_ref: str,
-                  checksum: str) -> Order:
-    """The merchant delivers (a file reference, an API credential, or a sandbox grant id)."""
+def deliver_order(session: Session, *, order_id: uuid.UUID, actor: Actor,
+                  artifact_id: uuid.UUID | None = None, delivery_ref: str | None = None,
+                  checksum: str | None = None) -> Order:
+    """The merchant delivers: an artifact of the listing the exchange holds (verified: its
+    SHA-256 is the checksum, and a checksum stated too must equal it, else 422
+    `checksum_mismatch`), or a file reference, API credential or sandbox grant id with the
+    merchant's own checksum (unverified)."""
     order = get_order(session, order_id=order_id, viewer=actor, for_update=True)
     ensure_party_of(order, actor, "merchant_id")
+    order.require_status(OrderStatus.PAID, doing="delivered")
+    if artifact_id is not None:
+        artifact = artifacts.artifact_for_delivery(session, listing_id=order.listing_id,
+                                                   artifact_id=artifact_id)
+        if checksum is not None and not artifact.matches(checksum):
+            raise ChecksumMismatch(
+                f"The checksum is not the artifact's SHA-256 ({artifact.checksum}).",
+                errors={"checksum": ["Not the artifact's SHA-256."]},
+                expected=artifact.checksum)
+        delivery_ref, checksum = f"artifact:{artifact.id}", artifact.checksum
+    assert delivery_ref is not None and checksum is not None  # DeliverySchema: one form
     # No restriction check: a restricted merchant must still fulfil orders already paid.
     now = clock.now()
-    order.deliver(delivery_ref, checksum, now)
+    order.deliver(delivery_ref, checksum, now, artifact_id=artifact_id)
     session.flush()
     _record(session, actor, "order.delivered", order, delivery_ref=delivery_ref,
-            checksum=checksum)
+            checksum=checksum, artifact_id=str(artifact_id) if artifact_id else None,
+            verified=order.verified_delivery)
     if _late(order):
         credit.record_system_event(session, party_id=order.merchant_id, kind="late_delivery",
                                    description=f"Order {order.id} delivered late.",

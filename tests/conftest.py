@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ from app.api import Blueprint
 from app.extensions import db
 from config import TestingConfig
 from tests.orders.factories import Market
+from tests.storage import S3_ENV, Store, moto_server, new_bucket
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
@@ -102,9 +104,10 @@ def app_with_blueprints(database_url: str, *blueprints: Blueprint) -> Iterator[F
 
 
 @pytest.fixture(scope="session")
-def migrated_app(backend: str) -> Iterator[Flask]:
-    """One application per backend, its database built by the migrations (not create_all)."""
-    app = make_app(backend)
+def migrated_app(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """One application per backend, its database built by the migrations (not create_all),
+    its artifacts in a directory of the session's."""
+    app = make_app(backend, ARTIFACT_STORAGE=f"file://{tmp_path_factory.mktemp('artifacts')}")
     with app.app_context():
         upgrade()
         db.session.remove()
@@ -148,3 +151,40 @@ def market(app: Flask, client: FlaskClient) -> Market:
     """A merchant, a buyer, an operator and a regulator on the client (modules that need
     another market define their own `market`)."""
     return Market.open(app, client)
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's standalone S3 server on a free loopback port, started for the session (when a
+    test first asks for it) and stopped after it."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url
+
+
+def _store(kind: str, request: pytest.FixtureRequest, app: Flask, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Store:
+    if kind == "filesystem":
+        store = Store(kind, f"file://{tmp_path / 'artifacts'}", root=tmp_path / "artifacts")
+    else:
+        endpoint_url = request.getfixturevalue("moto_url")
+        for name, value in S3_ENV.items():
+            monkeypatch.setenv(name, value)
+        store = Store(kind, f"s3://{new_bucket(endpoint_url)}", endpoint_url=endpoint_url)
+    monkeypatch.setitem(app.config, "ARTIFACT_STORAGE", store.url)
+    monkeypatch.setitem(app.config, "S3_ENDPOINT_URL", store.endpoint_url)
+    return store
+
+
+@pytest.fixture(params=["filesystem", "s3"])
+def store(request: pytest.FixtureRequest, app: Flask, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Store:
+    """The application's artifacts in a directory of the test's, or in a bucket of its own on
+    moto's S3 server: a test that takes this fixture runs against both stores."""
+    return _store(request.param, request, app, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def file_store(request: pytest.FixtureRequest, app: Flask, tmp_path: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Store:
+    """The application's artifacts in a directory of the test's (the filesystem store)."""
+    return _store("filesystem", request, app, tmp_path, monkeypatch)

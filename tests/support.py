@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,34 @@ def flask(app: Flask, *args: str, **env: str) -> subprocess.CompletedProcess[str
                     "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], **env}
     return subprocess.run([sys.executable, "-m", "flask", *args], cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=120, check=False)
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback address now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def server_process(argv: list[str], log_path: Path, ready: Callable[[], bool],
+                   name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A server (localstripe, moto) run as a subprocess, its output in `log_path`, until the
+    block ends: started, waited for until `ready()` (60 s at most), then stopped."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while not ready():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start: {log_path.read_text()}")
+                time.sleep(0.1)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -3,21 +3,22 @@
 1. Every route of `app.url_map` that carries an object id (a `<uuid:...>` converter), with
    each of its methods, has an entry in MATRIX saying who may succeed on it; a route missing
    from the matrix fails the test, so a new route cannot ship without one. The matrix holds
-   45 routes. For each, party A's objects are created through the API (fresh ones per
-   route), then the route is tried anonymously (401), as a party B of every role (buyer,
-   merchant, operator, regulator, certifier, broker), as a party B holding all six roles at
-   once, and as A and A's counterparts (an order's merchant, a payee of its proceeds): the
-   contract's 403 or 404 where it forbids, success where it allows. Refused attempts go
-   first and must leave the database as they found it (no row, no audit entry); the
-   entitled follow, the owner last, each state-changing success on an object of its own.
-   Successes the contract forbids must number 0, and so must answers other than the
-   contract's (a 403 that reveals an object the contract hides with 404, say). Probes add
-   A's ids paired with B's own (a key id under B's party), A's ids in bodies (a repair of
-   A's finding, an order of A's unlisted product), A's hidden drafts behind other routes,
-   and every list endpoint filtered on every party A's id. About 590 attempts in all.
+   48 routes. For each, party A's objects are created through the API (fresh ones per
+   route), then the route is tried anonymously (401; 403 for a signed download link), as a
+   party B of every role (buyer, merchant, operator, regulator, certifier, broker), as a
+   party B holding all six roles at once, and as A and A's counterparts (an order's
+   merchant, a payee of its proceeds): the contract's 403 or 404 where it forbids, success
+   where it allows. Refused attempts go first and must leave the database as they found it
+   (no row, no audit entry); the entitled follow, the owner last, each state-changing
+   success on an object of its own. Successes the contract forbids must number 0, and so
+   must answers other than the contract's (a 403 that reveals an object the contract hides
+   with 404, say). Probes add A's ids paired with B's own (a key id under B's party), A's
+   ids in bodies (a repair of A's finding, an order of A's unlisted product), A's hidden
+   drafts behind other routes, and every list endpoint filtered on every party A's id. About
+   660 attempts in all.
 2. Server-owned fields (`id`, `status`, `merchant_id`, `buyer_id`, `unit_price`,
    `total_amount`, `paid_amount`, `refunded_amount`, `version`, `created_at`, `score`,
-   `level`, ...) sent to 19 create and update endpoints are refused with a 422 naming the
+   `level`, ...) sent to 20 create and update endpoints are refused with a 422 naming the
    field (the schemas refuse unknown fields) and nothing is stored; the same request without
    them succeeds and the object read back carries the server's values. A key proposed to
    POST /parties/{id}/api-keys is ignored, a `version` sent with an edit only guards it, an
@@ -30,13 +31,16 @@ on PostgreSQL on a shared two-core machine; the matrix itself takes 3.6 s and 6.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from io import BytesIO
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -49,6 +53,8 @@ from app.db import unit_of_work
 from app.extensions import db
 from app.parties.models import Party, Role
 from credit.models import CreditEntry, Objection, Penalty, Repair
+from listings.artifacts import Artifact
+from listings.downloads import download_for
 from listings.models import AdmissionRule, Certification, GuidePrice, Listing, QualityReport
 from orders.models import Demand, Dispute, Order
 from settlement.models import PayoutAccount, SettlementRun
@@ -86,8 +92,27 @@ class Access:
     roles: tuple[str, ...] = ()
     hidden: int = 404
     ok: int = 200
-    body: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
+    body: dict[str, Any] | Multipart | Callable[[], dict[str, Any]] | None = None
     idempotent: bool = False
+    anonymous: int = 401  # a request without a key
+
+
+@dataclass(frozen=True)
+class Multipart:
+    """A multipart/form-data body: files as (content, filename), other fields as text; each
+    request gets fresh streams of it."""
+
+    fields: dict[str, Any]
+
+    def form(self) -> dict[str, Any]:
+        return {name: (BytesIO(value[0]), value[1]) if isinstance(value, tuple) else value
+                for name, value in self.fields.items()}
+
+    def with_field(self, name: str, value: Any) -> Multipart:
+        return Multipart({**self.fields, name: value if isinstance(value, str) else str(value)})
+
+
+UPLOAD = Multipart({"file": (b"segment_id,vehicles\nS00001,412\n", "flows.csv")})
 
 
 REASON = {"reason": "Checked by the authorization matrix"}
@@ -128,6 +153,16 @@ MATRIX: dict[tuple[str, str], Access] = {
         Access("flagged_listing", allow("operator"), roles=("operator",), body=REASON),
     ("GET", f"{LISTING}/trace"):
         Access("draft_listing", allow(OWNER, OVERSEERS)),
+    # Artifacts are never public: their merchant uploads and lists them.
+    ("POST", f"{LISTING}/artifacts"):
+        Access("draft_listing", allow(OWNER), roles=("merchant",), ok=201, body=UPLOAD),
+    ("GET", f"{LISTING}/artifacts"):
+        Access("draft_listing", allow(OWNER)),
+    # A signed download link is its own permission (as an S3 presigned URL is): its holder,
+    # the buyer it was issued to, downloads with it and no key; without it, or with it
+    # altered, everyone is refused, anonymous callers too.
+    ("GET", f"{API}/artifacts/<uuid:artifact_id>/content"):
+        Access("download_link", allow(OWNER), hidden=403, anonymous=403),
     # A listed product's certificate is public; the owner's suspended one is refused (409).
     ("GET", f"{LISTING}/certificate"):
         Access("listed_listing", allow(OWNER, OVERSEERS, "buyer", "merchant", "certifier",
@@ -252,6 +287,7 @@ class Case:
     parties: dict[str, Member]
     probes: list[Probe] = field(default_factory=list)
     check: Callable[[str, Member, TestResponse], None] | None = None
+    query: dict[str, str] = field(default_factory=dict)  # sent by the entitled alone
 
 
 @dataclass
@@ -266,6 +302,10 @@ class World:
         headers = dict(who.headers) if who else {}
         if idempotent:
             headers["Idempotency-Key"] = uuid.uuid4().hex
+        if isinstance(body, Multipart):
+            return self.client.open(path, method=method, data=body.form(), headers=headers,
+                                    content_type="multipart/form-data",
+                                    query_string=query or None)
         return self.client.open(path, method=method, json=body, headers=headers,
                                 query_string=query or None)
 
@@ -509,6 +549,29 @@ def demand(w: World) -> Case:
     return Case({"demand_id": posted["id"]}, {OWNER: buyer})
 
 
+def download_link(w: World) -> Case:
+    """A buyer's link to an artifact of a listed product, as its licence's download issues
+    it; the link altered, or naming another artifact, opens nothing."""
+    merchant, buyer = make_member(Role.MERCHANT), make_member(Role.BUYER)
+    listing_id = w.listed(merchant)
+    artifact = ok(w.call(merchant, "POST", f"{API}/listings/{listing_id}/artifacts", UPLOAD),
+                  201)
+    other = ok(w.call(merchant, "POST", f"{API}/listings/{listing_id}/artifacts", UPLOAD), 201)
+    with w.client.application.test_request_context(), unit_of_work() as session:
+        url = download_for(session, artifact=session.get(Artifact, uuid.UUID(artifact["id"])),
+                           party_id=uuid.UUID(buyer.id))
+    query = {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}
+    content = f"{API}/artifacts/{artifact['id']}/content"
+    probes = [Probe(OWNER, "GET", f"{content}?{urlencode({**query, 'sig': 'A' + query['sig']})}",
+                    403),
+              Probe(OWNER, "GET", f"{content}?{urlencode({**query, 'party': merchant.id})}",
+                    403),
+              Probe(COUNTERPARTY, "GET", f"{API}/artifacts/{other['id']}/content?"
+                    f"{urlencode(query)}", 403)]
+    return Case({"artifact_id": artifact["id"]}, {OWNER: buyer, COUNTERPARTY: merchant},
+                probes, query=query)
+
+
 SETUPS: dict[str, Callable[[World], Case]] = {
     "draft_listing": draft_listing, "pending_listing": pending_listing,
     "listed_listing": listed_listing, "suspended_listing": suspended_listing,
@@ -521,6 +584,7 @@ SETUPS: dict[str, Callable[[World], Case]] = {
     "party": party, "party_key": party_key, "payout_account": payout_account,
     "credit_finding": credit_finding, "credit_objection": credit_objection,
     "credit_repair": credit_repair, "credit_fine": credit_fine, "demand": demand,
+    "download_link": download_link,
 }
 
 
@@ -545,7 +609,7 @@ def entitled(access: Access, actor: str) -> bool:
 
 def expected_status(access: Access, actor: str, member: Member | None) -> int | set[int]:
     if member is None:
-        return 401
+        return access.anonymous
     if entitled(access, actor):
         return access.ok
     if actor == EVERY_ROLE:
@@ -617,7 +681,7 @@ def try_route(w: World, tally: Tally, method: str, rule: str, access: Access) ->
             actors = {ANONYMOUS: None, **w.outsiders, **case.parties}
         member = actors[name]
         assert member is not None
-        response = w.call(member, method, path, body, access.idempotent)
+        response = w.call(member, method, path, body, access.idempotent, **case.query)
         tally.record(f"{method} {rule} as {name}", response, access.ok, permitted=True)
         if case.check and response.status_code == access.ok:
             case.check(name, member, response)
@@ -647,6 +711,7 @@ def lists_leak_nothing(w: World, tally: Tally) -> None:
 def world(app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch,
           tmp_path: Path) -> World:
     monkeypatch.setitem(app.config, "PAYOUT_FILE_DIR", str(tmp_path / "payouts"))
+    monkeypatch.setitem(app.config, "ARTIFACT_STORAGE", f"file://{tmp_path / 'artifacts'}")
     staff = {"operator": make_member(Role.OPERATOR), "regulator": make_member(Role.REGULATOR)}
     outsiders = {role: make_member(Role(role)) for role in ROLES}
     return World(client, staff, {**outsiders, EVERY_ROLE: make_member(*Role)})
@@ -691,7 +756,7 @@ class Write:
     method: str
     path: str
     actor: Member | None
-    body: dict[str, Any]
+    body: dict[str, Any] | Multipart
     smuggled: dict[str, Any]
     model: Any = None  # its rows must not grow while the smuggling is refused
     read: Callable[[], dict[str, Any]] | None = None
@@ -828,8 +893,20 @@ def deliver(w: World) -> Write:
     return Write("POST", f"{API}/orders/{order['id']}/deliver", merchant,
                  {"delivery_ref": "s3://d/1", "checksum": "sha256:0"},
                  {"status": "completed", "delivered_at": EARLY, "paid_amount": 1,
-                  "completed_at": EARLY},
-                 read=reader(w, buyer, f"{API}/orders/{order['id']}"), status=200)
+                  "completed_at": EARLY, "verified_delivery": True},
+                 read=reader(w, buyer, f"{API}/orders/{order['id']}"), status=200,
+                 verify=lambda o: o["verified_delivery"] is False)
+
+
+def upload_artifact(w: World) -> Write:
+    merchant = make_member(Role.MERCHANT)
+    listing_id = w.draft(merchant)
+    content = UPLOAD.fields["file"][0]
+    return Write("POST", f"{API}/listings/{listing_id}/artifacts", merchant, UPLOAD, common(
+        sha256="0" * 64, size=1, listing_id=str(uuid.uuid4()), merchant_id=someone_else(),
+        storage_key="listings/x/y", uploaded_at=EARLY), model=Artifact,
+        verify=lambda a: (a["sha256"], a["size"], a["listing_id"]) == (
+            hashlib.sha256(content).hexdigest(), len(content), listing_id))
 
 
 def set_payout_account(w: World) -> Write:
@@ -911,6 +988,7 @@ WRITES: dict[str, Callable[[World], Write]] = {
     "POST /orders/{id}/disputes": open_dispute, "POST /disputes/{id}/resolve": resolve_dispute,
     "POST /orders/{id}/payments/confirm": confirm_payment,
     "POST /orders/{id}/deliver": deliver,
+    "POST /listings/{id}/artifacts": upload_artifact,
     "PUT /parties/{id}/payout-account": set_payout_account,
     "POST /listings/{id}/certifications": certify,
     "POST /credit/events/{id}/objections": object_to_finding,
@@ -928,8 +1006,9 @@ def test_server_owned_fields_are_refused_and_never_stored(world: World,
     state_before = write.read() if write.read else None
     rows_before = count_rows(write.model)
     for name, value in write.smuggled.items():
-        response = world.call(write.actor, write.method, write.path,
-                              {**write.body, name: value}, write.idempotent)
+        body = (write.body.with_field(name, value) if isinstance(write.body, Multipart)
+                else {**write.body, name: value})
+        response = world.call(write.actor, write.method, write.path, body, write.idempotent)
         assert response.status_code == 422, (name, response.status_code, response.get_json())
         assert name in response.get_json()["errors"], (name, response.get_json())
     assert footprint() == stored_before, "a refused request stored something"

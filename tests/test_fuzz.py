@@ -6,12 +6,13 @@ per backend (SQLite, and PostgreSQL with TEST_DATABASE_URL). Cases go to the Fla
 its WSGI interface, no server. Before each role's run the tables are emptied and seeded through
 the API with a little real data: one party per role, a listed product and a draft, an admission
 rule, a guide price, an open demand, orders (unpaid, paid, completed and settled, disputed),
-a settlement run with its bank payout batch, a credit event with an objection, a penalty and a
-spare API key per party. Half the time a well-formed id drawn for a path parameter or a
-top-level body field (`listing_id`, `party_id`...) is swapped for the id of a seeded object of
-that name, so object routes reach existing objects and not only 404. The role's API key is
-schemathesis' bearerAuth credential (an auth provider, not a fixed header), so the negative
-cases that leave the credential out really do; the fuzzed role's own key is never revoked.
+a settlement run with its bank payout batch, a credit event with an objection, a penalty, an
+artifact of the listed product and a spare API key per party. Half the time a well-formed id
+drawn for a path parameter or a top-level body field (`listing_id`, `party_id`...) is swapped
+for the id of a seeded object of that name, so object routes reach existing objects and not
+only 404. The role's API key is schemathesis' bearerAuth credential (an auth provider, not a
+fixed header), so the negative cases that leave the credential out really do; the fuzzed role's
+own key is never revoked.
 
 Size. A fixed-seed sample runs with the suite: FUZZ_EXAMPLES cases (default 3) generated per
 operation and role by the fuzzing phase, positive and negative, derandomized (FUZZ_SEED), no
@@ -53,6 +54,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from io import BytesIO
 from typing import Any
 
 import pytest
@@ -107,6 +109,10 @@ def seed(client: FlaskClient) -> World:
 
     listing = listed_product(client, merchant)
     world.add("listing_id", listing["id"])
+    artifact = ok(client.post(f"{API}/listings/{listing['id']}/artifacts", headers=merchant.headers,
+                              data={"file": (BytesIO(b"segment_id,vehicles\nS1,412\n"),
+                                             "flows.csv")}), 201)
+    world.add("artifact_id", artifact["id"])
     draft = ok(client.post(f"{API}/listings", json=listing_body(merchant, title="A draft"),
                            headers=merchant.headers), 201)
     world.add("listing_id", draft["id"])
@@ -172,6 +178,7 @@ def fuzz_app(migrated_app: Flask, backend: str,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     """The application on this backend's migrated database, payout files kept in a tmp dir."""
     app = make_app(backend, PAYOUT_FILE_DIR=str(tmp_path_factory.mktemp("fuzz-payouts")),
+                   ARTIFACT_STORAGE=f"file://{tmp_path_factory.mktemp('fuzz-artifacts')}",
                    RATE_LIMITS_ENABLED=False)
     yield app
     with app.app_context():

@@ -131,6 +131,16 @@ def test_production_refuses_stripe_without_its_webhook_secret(monkeypatch):
         create_app(ProductionConfig)
 
 
+@pytest.mark.parametrize("storage", ["ftp://files/artifacts", "s3://", "/srv/artifacts"])
+def test_production_refuses_an_artifact_storage_it_cannot_use(monkeypatch, storage):
+    monkeypatch.setenv("SECRET_KEY", PRODUCTION_SECRET)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/exchange")
+    monkeypatch.setenv("LOG_SIGNING_KEY", PRODUCTION_LOG_KEY)
+    monkeypatch.setenv("ARTIFACT_STORAGE", storage)
+    with pytest.raises(RuntimeError, match="ARTIFACT_STORAGE must be"):
+        create_app(ProductionConfig)
+
+
 def test_production_starts_when_its_secrets_are_set(monkeypatch, tmp_path):
     monkeypatch.setenv("SECRET_KEY", PRODUCTION_SECRET)
     monkeypatch.setenv("DATABASE_URL", "postgresql://db/exchange")

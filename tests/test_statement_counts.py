@@ -20,6 +20,8 @@ BUDGET = {
     "/api/v1/parties/{party_id}/statement": 3,
     "/api/v1/demands/{demand_id}/matches": 6,
     "/api/v1/listings/{listing_id}/matches": 6,
+    # Its merchant's: the listing is read first, to refuse anyone else.
+    "/api/v1/listings/{listing_id}/artifacts": 4,
 }
 
 

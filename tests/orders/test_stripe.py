@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -42,6 +40,7 @@ from orders.models import Order, Payment, Refund, StripeEvent
 from tests.conftest import empty_tables, make_app
 from tests.factories import Member, make_member
 from tests.orders.factories import listed_product, order_body
+from tests.support import free_port, server_process
 
 ORDERS = "/api/v1/orders"
 WEBHOOK = "/api/v1/webhooks/stripe"
@@ -57,12 +56,6 @@ aiohttp.web.run_app(app, host="127.0.0.1", port={port}, print=None)
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _answers(url: str) -> bool:
     try:
         urllib.request.urlopen(f"{url}/v1/payment_intents", timeout=1)
@@ -76,26 +69,15 @@ def _answers(url: str) -> bool:
 @pytest.fixture(scope="session")
 def localstripe_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """localstripe on a free loopback port, started for the session and stopped after it."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = Path(tmp_path_factory.mktemp("localstripe")) / "localstripe.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-c", LOCALSTRIPE.format(port=port)],
-                                   stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 30
-            while not _answers(url):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"localstripe did not start: {log_path.read_text()}")
-                time.sleep(0.1)
+    try:
+        with server_process([sys.executable, "-c", LOCALSTRIPE.format(port=port)], log_path,
+                            lambda: _answers(url), "localstripe"):
             yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    except RuntimeError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="session")
