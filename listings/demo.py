@@ -2,9 +2,10 @@
 # ruff: noqa: RUF001
 """The demo catalog `flask seed-demo` grows: admission rules on both lists and data products.
 
-Everything goes through the real use cases (rules.create_rule, services.create_listing and
-submit_listing, certification.certify_listing, services.review_listing), so each demo product
-is admitted exactly as a merchant's would be, and audited. Seeding is idempotent: a rule is
+Everything goes through the real use cases (rules.create_rule, services.create_listing,
+consents.decide_consent as the parties a product names, services.submit_listing,
+certification.certify_listing, services.review_listing), so each demo product is admitted
+exactly as a merchant's would be, and audited. Seeding is idempotent: a rule is
 keyed on its list and name, a listing on its merchant and title; what exists is left alone.
 """
 
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from app import clock
 from app.errors import DomainError
 from app.parties.models import Party
-from listings import certification, rules, services
+from listings import certification, consents, rules, services
 from listings.models import AdmissionRule, Listing, ListingStatus
 from listings.schemas import AdmissionRuleSchema, CertificationSchema, ListingBodySchema
 
@@ -239,6 +240,16 @@ def _listing_exists(session: Session, merchant: Party, title: str) -> bool:
         Listing.merchant_id == merchant.id, Listing.title == title)))
 
 
+def _consent_as_named(session: Session, listing: Listing, merchant: Party) -> None:
+    """The demo parties a product names (the bureau holding the public bus data) agree to
+    it, as each would through POST /consents/{id}/decide."""
+    for request in consents.ask(session, listing=listing, actor=merchant):
+        party = session.get(Party, request.party_id)
+        assert party is not None
+        consents.decide_consent(session, consent_id=request.id, party=party, accept=True,
+                                note="Demo: agreed with the merchant.")
+
+
 def _certify_and_approve(session: Session, cast: DemoCast, listing: Listing) -> None:
     certification.certify_listing(
         session, listing_id=listing.id, certifier=cast.certifier,
@@ -270,6 +281,7 @@ def seed_demo_catalog(session: Session, cast: DemoCast) -> CatalogSummary:
             with session.begin_nested():
                 listing = services.create_listing(session, merchant=merchant,
                                                   body=ListingBodySchema().load(body))
+                _consent_as_named(session, listing, merchant)
                 services.submit_listing(session, listing_id=listing.id, actor=merchant)
                 if then == CERTIFY_AND_APPROVE:
                     _certify_and_approve(session, cast, listing)

@@ -84,3 +84,18 @@ class OverlappingGuidePrice(Conflict):
 
 class InvalidRevenuePlan(DomainError):
     status, code, title = 422, "invalid_revenue_plan", "The revenue-share plan does not add up"
+
+
+class ConsentPending(Conflict):
+    """A submission waits for the parties the listing names; the requests it made are kept."""
+
+    code, title = "consent_pending", "Waiting for the consent of the parties named"
+    keeps_changes = True
+
+
+class ConsentDeclined(DomainError):
+    status, code, title = 422, "consent_declined", "A party named on the listing declined"
+
+
+class ConsentNotFound(NotFound):
+    code, title = "consent_not_found", "No such consent request"

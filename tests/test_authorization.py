@@ -3,7 +3,7 @@
 1. Every route of `app.url_map` that carries an object id (a `<uuid:...>` converter), with
    each of its methods, has an entry in MATRIX saying who may succeed on it; a route missing
    from the matrix fails the test, so a new route cannot ship without one. The matrix holds
-   45 routes. For each, party A's objects are created through the API (fresh ones per
+   47 routes. For each, party A's objects are created through the API (fresh ones per
    route), then the route is tried anonymously (401), as a party B of every role (buyer,
    merchant, operator, regulator, certifier, broker), as a party B holding all six roles at
    once, and as A and A's counterparts (an order's merchant, a payee of its proceeds): the
@@ -132,6 +132,12 @@ MATRIX: dict[tuple[str, str], Access] = {
     ("GET", f"{LISTING}/certificate"):
         Access("listed_listing", allow(OWNER, OVERSEERS, "buyer", "merchant", "certifier",
                                        "broker")),
+    # Consents: the party asked decides; the listing's merchant (the counterparty) and
+    # everyone else are not told the request exists.
+    ("POST", f"{API}/consents/<uuid:consent_id>/decide"):
+        Access("consent_request", allow(OWNER), body={"decision": "accept", "note": None}),
+    ("GET", f"{LISTING}/consents"):
+        Access("named_listing", allow(OWNER, OVERSEERS)),
     ("GET", f"{LISTING}/price-guidance"):
         Access("draft_listing", allow(OWNER, OVERSEERS)),
     # A listed product is public: others are refused the demands it meets with 403.
@@ -357,6 +363,23 @@ def suspended_listing(w: World) -> Case:
     return case
 
 
+def named_listing(w: World) -> Case:
+    """A draft naming another party as its holder, submitted once: the holder was asked."""
+    merchant, holder = make_member(Role.MERCHANT), make_member(Role.MERCHANT)
+    listing_id = w.draft(merchant, rights={"holder_id": holder.id, "processor_ids": [],
+                                           "operator_id": merchant.id})
+    asked = w.call(merchant, "POST", f"{API}/listings/{listing_id}/submit")
+    assert asked.status_code == 409, asked.get_json()
+    return Case({"listing_id": listing_id}, {OWNER: merchant, COUNTERPARTY: holder})
+
+
+def consent_request(w: World) -> Case:
+    case = named_listing(w)
+    holder, merchant = case.parties[COUNTERPARTY], case.parties[OWNER]
+    [request] = ok(w.call(holder, "GET", f"{API}/consents"))
+    return Case({"consent_id": request["id"]}, {OWNER: holder, COUNTERPARTY: merchant})
+
+
 def flag(listing_id: str) -> None:
     """A quality flag, as the evaluation job sets it (straight in the database)."""
     with unit_of_work() as session:
@@ -511,6 +534,7 @@ SETUPS: dict[str, Callable[[World], Case]] = {
     "draft_listing": draft_listing, "pending_listing": pending_listing,
     "listed_listing": listed_listing, "suspended_listing": suspended_listing,
     "flagged_listing": flagged_listing, "reported_listing": reported_listing,
+    "named_listing": named_listing, "consent_request": consent_request,
     "admission_rule": admission_rule, "pending_order": order_case("pending"),
     "paid_order": order_case("paid"), "delivered_order": order_case("delivered"),
     "disputed_order": order_case("disputed"), "completed_order": order_case("completed"),
@@ -627,7 +651,7 @@ def lists_leak_nothing(w: World, tally: Tally) -> None:
     traders = ("buyer", "merchant", "broker", "certifier")
     lists: list[tuple[str, str, dict[str, Any]]] = [
         (name, path, query) for name in traders
-        for path, query in [("orders", {}), ("demands", {}), ("payouts", {}),
+        for path, query in [("orders", {}), ("demands", {}), ("payouts", {}), ("consents", {}),
                             *(("listings", {"status": s}) for s in
                               ("draft", "pending_review", "rejected", "suspended", "delisted"))]]
     for index, party_id in enumerate(w.owners):

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from typing import Any
 
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from app.db import unit_of_work
+from app.parties.models import Party
+from listings import consents
+from listings.rights_models import Consent, ConsentStatus
 from tests.factories import Member
 
 
@@ -34,3 +42,19 @@ def listing_body(merchant: Member, **overrides: Any) -> dict[str, Any]:
     merged = copy.deepcopy(body)
     merged.update(overrides)
     return merged
+
+
+def accept_consents(client: FlaskClient, listing_id: str) -> int:
+    """Every pending consent of the listing accepted by the party asked, as its
+    POST /consents/{id}/decide would (through the service: the test holds no key of theirs);
+    how many. For tests about something else than consents."""
+    with client.application.app_context(), unit_of_work() as session:
+        pending = session.scalars(select(Consent).where(
+            Consent.listing_id == uuid.UUID(listing_id),
+            Consent.status == ConsentStatus.PENDING)).all()
+        for consent in pending:
+            party = session.get(Party, consent.party_id)
+            assert party is not None
+            consents.decide_consent(session, consent_id=consent.id, party=party, accept=True,
+                                    note=None)
+        return len(pending)

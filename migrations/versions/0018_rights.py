@@ -1,0 +1,49 @@
+"""rights confirmed by their holders: consents asked of the parties a listing names
+
+Revision ID: 0018
+Revises: 0017
+Create Date: 2026-12-06 05:00:00
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = '0018'
+down_revision = '0017'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table('consents',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('listing_id', sa.Uuid(), nullable=False),
+    sa.Column('party_id', sa.Uuid(), nullable=False),
+    sa.Column('role', sa.Enum('holder', 'processor', 'authority', 'payee', name='consent_role', native_enum=False, create_constraint=True), nullable=False),
+    sa.Column('status', sa.Enum('pending', 'accepted', 'declined', 'superseded', name='consent_status', native_enum=False, create_constraint=True), nullable=False),
+    sa.Column('terms', sa.JSON(), nullable=False),
+    sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('requested_by', sa.Uuid(), nullable=False),
+    sa.Column('requested_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('superseded_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['listing_id'], ['listings.id'], name=op.f('fk_consents_listing_id_listings')),
+    sa.ForeignKeyConstraint(['party_id'], ['parties.id'], name=op.f('fk_consents_party_id_parties')),
+    sa.ForeignKeyConstraint(['requested_by'], ['parties.id'], name=op.f('fk_consents_requested_by_parties')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_consents'))
+    )
+    with op.batch_alter_table('consents', schema=None) as batch_op:
+        batch_op.create_index('ix_consents_open_request', ['listing_id', 'party_id', 'role'], unique=True, postgresql_where=sa.text("status <> 'superseded'"), sqlite_where=sa.text("status <> 'superseded'"))
+        batch_op.create_index('ix_consents_party_status', ['party_id', 'status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_consents_listing_id'), ['listing_id'], unique=False)
+
+
+def downgrade():
+    with op.batch_alter_table('consents', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_consents_listing_id'))
+        batch_op.drop_index('ix_consents_party_status')
+        batch_op.drop_index('ix_consents_open_request', postgresql_where=sa.text("status <> 'superseded'"), sqlite_where=sa.text("status <> 'superseded'"))
+
+    op.drop_table('consents')
