@@ -1,11 +1,12 @@
 """Consents (三权确认): every party a listing names, other than its merchant, agrees to it.
 
-A listing names parties in its rights (the holder, the processors) and in its revenue shares
-(the payees). Naming a party is a claim about it, so the claim becomes a fact only when the
-party accepts: the first submission asks each of them (one request per party and role), and
-the listing cannot pass its submission until every request is accepted. A decline blocks it,
-with the party's reason, until the merchant changes what it names; any change to what the
-parties were asked about supersedes every request in force, and the next submission asks again.
+A listing names parties in its rights (the holder, the processors), in its revenue shares
+(the payees) and, for public data, in its authorization (the authority). Naming a party is a
+claim about it, so the claim becomes a fact only when the party accepts: the first submission
+asks each of them (one request per party and role), and the listing cannot pass its
+submission until every request is accepted. A decline blocks it, with the party's reason,
+until the merchant changes what it names; any change to what the parties were asked about
+supersedes every request in force, and the next submission asks again.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def asked_of(listing: Listing) -> dict[Request, dict[str, Any]]:
     for processor in rights.processor_ids:
         if uuid.UUID(processor) != merchant_id:
             asks[uuid.UUID(processor), ConsentRole.PROCESSOR] = {"rights": rights_terms}
+    authorization = listing.source.authorization
+    if authorization is not None and authorization.authority_id != merchant_id:
+        asks[authorization.authority_id, ConsentRole.AUTHORITY] = {"authorization": {
+            "authority_id": str(authorization.authority_id),
+            "document_ref": authorization.document_ref,
+            "valid_until": authorization.valid_until.isoformat()}}
     for share in listing.revenue_shares:
         payee = uuid.UUID(share["party_id"])
         if payee != merchant_id:
@@ -121,7 +128,7 @@ def ensure_consented(session: Session, *, listing: Listing, actor: Actor) -> Non
     if declined:
         raise ConsentDeclined(
             "; ".join(reason_of(c) for c in declined) + ". Change what the listing names "
-            "(rights or revenue shares) and submit again.",
+            "(rights, revenue shares or authorization) and submit again.",
             consents=[{**_summary(c), "note": c.note} for c in declined])
     asked = _ask_missing(session, listing, actor, wanted, existing)
     pending = [c for c in [*existing.values(), *asked] if c.status is ConsentStatus.PENDING]

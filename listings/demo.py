@@ -86,12 +86,14 @@ def _listing(merchant: Party, *, title: str, description: str, category: str,
              tags: list[str], classification: str, origin: str, source: str, legal_basis: str,
              purposes: list[str], delivery_mode: str, price_model: str, unit_price: int,
              holder: Party | None = None, term_days: int | None = 365,
-             licenses: int | None = None, **extra: Any) -> dict[str, Any]:
+             licenses: int | None = None, authorization: dict[str, Any] | None = None,
+             **extra: Any) -> dict[str, Any]:
     """A listing body as a merchant would post it (JSON shapes, checked by the schema)."""
     return {
         "title": title, "description": description, "category": category, "tags": tags,
         "classification": classification,
-        "source": {"origin": origin, "description": source, "legal_basis": legal_basis},
+        "source": {"origin": origin, "description": source, "legal_basis": legal_basis,
+                   "authorization": authorization},
         "rights": {"holder_id": str((holder or merchant).id), "processor_ids": [],
                    "operator_id": str(merchant.id)},
         "usage_scope": {"purposes": purposes, "term_days": term_days, "territory": "domestic",
@@ -128,6 +130,9 @@ def _catalog(cast: DemoCast) -> list[tuple[Party, dict[str, Any], str | None]]:
             origin="public_authorized", holder=bureau,
             source="Fare-card taps aggregated by the City Transport Bureau (公共数据授权运营).",
             legal_basis="公共数据授权运营协议 SH-PD-2025-031",
+            authorization={"authority_id": str(bureau.id),
+                           "document_ref": "公共数据授权运营协议 SH-PD-2025-031",
+                           "valid_until": (clock.now() + timedelta(days=3 * 365)).isoformat()},
             purposes=["research", "urban_planning"], delivery_mode="download",
             price_model="one_time", unit_price=20_000,
             revenue_shares=[
@@ -177,8 +182,9 @@ def _catalog(cast: DemoCast) -> list[tuple[Party, dict[str, Any], str | None]]:
                         "temperature, precipitation, wind and visibility from 2,100 automatic "
                         "weather stations.",
             category="weather", tags=["weather", "气象", "hourly"], classification="open",
-            origin="public_authorized", source="Station records licensed from the provincial "
-                                               "meteorological service.",
+            origin="collected", source="Automatic weather stations we operate under the "
+                                       "provincial meteorological service's data-sharing "
+                                       "agreement.",
             legal_basis="气象资料共享协议 QX-2025-006", purposes=["research", "insurance"],
             delivery_mode="download", price_model="subscription", unit_price=60_000), None),
         (geo, _listing(
@@ -241,8 +247,8 @@ def _listing_exists(session: Session, merchant: Party, title: str) -> bool:
 
 
 def _consent_as_named(session: Session, listing: Listing, merchant: Party) -> None:
-    """The demo parties a product names (the bureau holding the public bus data) agree to
-    it, as each would through POST /consents/{id}/decide."""
+    """The demo parties a product names (the bureau holding and authorizing the public bus
+    data) agree to it, as each would through POST /consents/{id}/decide."""
     for request in consents.ask(session, listing=listing, actor=merchant):
         party = session.get(Party, request.party_id)
         assert party is not None

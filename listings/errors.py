@@ -99,3 +99,22 @@ class ConsentDeclined(DomainError):
 
 class ConsentNotFound(NotFound):
     code, title = "consent_not_found", "No such consent request"
+
+
+class AuthorizationRequired(DomainError):
+    status, code = 422, "authorization_required"
+    title = "Public data under authorized operation needs its authorization"
+
+
+class AuthorizationExpired(DomainError):
+    status, code, title = 422, "authorization_expired", "The authorization has expired"
+
+
+class AuthorityNotPublicAgency(DomainError):
+    status, code = 422, "authority_not_public_agency"
+    title = "The authorizing authority must be a public agency"
+
+
+class PublicAuthorityShareRequired(DomainError):
+    status, code = 422, "public_authority_share_required"
+    title = "Public data shares its revenue with the authority"

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, composite, mapped_column, relationship
 
 from app import clock
-from app.db import Base, created_at, str_enum, substring_index, uuid_pk
+from app.db import Base, UTCDateTime, created_at, str_enum, substring_index, uuid_pk
 from app.errors import InvalidTransition
 from listings.errors import NotFlagged
 
@@ -124,10 +124,33 @@ class AdmissionList(enum.StrEnum):
 
 
 @dataclass
+class Authorization:
+    """Public data under authorized operation (公共数据授权运营): who authorized it, by which
+    document, until when."""
+
+    authority_id: uuid.UUID
+    document_ref: str
+    valid_until: datetime
+
+
+@dataclass
 class Source:
     origin: SourceOrigin
     description: str
     legal_basis: str
+    # The authorization, flattened into columns (a composite maps one column per field).
+    authority_id: uuid.UUID | None = None
+    authorization_document_ref: str | None = None
+    authorization_valid_until: datetime | None = None
+
+    @property
+    def authorization(self) -> Authorization | None:
+        if self.authority_id is None:
+            return None
+        assert self.authorization_document_ref is not None
+        assert self.authorization_valid_until is not None
+        return Authorization(self.authority_id, self.authorization_document_ref,
+                             self.authorization_valid_until)
 
 
 @dataclass
@@ -194,6 +217,9 @@ class Listing(Base):
         mapped_column("source_origin", str_enum(SourceOrigin, "source_origin"), nullable=False),
         mapped_column("source_description", Text, nullable=False),
         mapped_column("source_legal_basis", String(500), nullable=False),
+        mapped_column("source_authority_id", Uuid, ForeignKey("parties.id"), nullable=True),
+        mapped_column("source_authorization_ref", String(200), nullable=True),
+        mapped_column("source_authorization_valid_until", UTCDateTime(), nullable=True),
     )
     rights: Mapped[Rights] = composite(
         mapped_column("rights_holder_id", Uuid, ForeignKey("parties.id"), nullable=False),

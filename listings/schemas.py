@@ -46,10 +46,21 @@ def _enum(enum_cls: type, **kwargs: Any) -> fields.Enum:
     return _Enum(enum_cls, by_value=True, **kwargs)
 
 
+class AuthorizationSchema(Schema):
+    authority_id = fields.UUID(required=True, metadata={
+        "description": "The public agency that authorized the operation; asked to consent"})
+    document_ref = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                                 metadata={"description": "The authorization agreement"})
+    valid_until = fields.AwareDateTime(required=True, default_timezone=None)
+
+
 class SourceSchema(Schema):
     origin = _enum(SourceOrigin, required=True)
     description = fields.String(required=True, validate=validate.Length(min=1, max=5000))
     legal_basis = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    authorization = fields.Nested(AuthorizationSchema, load_default=None, allow_none=True,
+                                  metadata={"description": "公共数据授权运营: required when "
+                                                           "`origin` is `public_authorized`"})
 
 
 class RightsSchema(Schema):

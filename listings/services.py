@@ -17,7 +17,7 @@ from app.log.services import TracedEntry, traced_entries
 from app.parties.models import OVERSEERS, Actor, Party, Role
 from credit import services as credit
 from credit.scoring import Level
-from listings import admission, consents, pricing, text_search
+from listings import admission, consents, pricing, public_data, text_search
 from listings.certification import certification_satisfied
 from listings.errors import (
     AdmissionProhibited,
@@ -45,7 +45,12 @@ def _composites(body: dict[str, Any]) -> dict[str, Any]:
     """Schema-loaded nested objects → the model's composite values."""
     values = dict(body)
     if "source" in values:
-        values["source"] = Source(**values["source"])
+        source = dict(values["source"])
+        authorization = source.pop("authorization", None) or {}
+        values["source"] = Source(
+            **source, authority_id=authorization.get("authority_id"),
+            authorization_document_ref=authorization.get("document_ref"),
+            authorization_valid_until=authorization.get("valid_until"))
     if "rights" in values:
         rights = values["rights"]
         values["rights"] = Rights(rights["holder_id"], [str(p) for p in rights["processor_ids"]],
@@ -69,6 +74,8 @@ def _check_parties(session: Session, listing: Listing) -> None:
     named = {listing.rights.holder_id, listing.rights.operator_id,
              *(uuid.UUID(p) for p in listing.rights.processor_ids),
              *(uuid.UUID(s["party_id"]) for s in listing.revenue_shares)}
+    if listing.source.authority_id is not None:
+        named.add(listing.source.authority_id)
     # No autoflush: an edited listing naming an unknown party must not be written (its
     # foreign keys would fail with an IntegrityError) before this check can refuse it.
     with session.no_autoflush:
@@ -199,6 +206,7 @@ def submit_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor) -> 
     _check_parties(session, listing)
     _check_revenue_plan(listing)
     now = clock.now()
+    public_data.ensure_authorized(session, listing, now)
     result = admission.evaluate(admission.facts_of_listing(listing),
                                 admission.rules_in_force(session, now))
     if result.decision is admission.Decision.PROHIBITED:
@@ -263,10 +271,12 @@ def _ensure_listable_now(session: Session, listing: Listing) -> admission.Admiss
     """What an operator's approval or relisting must check again, as of now.
 
     The submission's decision is not enough: since then the merchant may have come under a
-    listing ban, or the lists may have changed (a negative rule added for this very kind of
-    product), and nothing may reach the market that admission would refuse today.
+    listing ban, a public data authorization may have expired, or the lists may have changed
+    (a negative rule added for this very kind of product), and nothing may reach the market
+    that admission would refuse today.
     """
     credit.ensure_may_list(session, listing.merchant_id)
+    public_data.ensure_authorized(session, listing, clock.now())
     result = admission.evaluate(admission.facts_of_listing(listing),
                                 admission.rules_in_force(session, clock.now()))
     if result.decision is admission.Decision.PROHIBITED:

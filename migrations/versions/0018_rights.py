@@ -1,4 +1,5 @@
-"""rights confirmed by their holders: consents asked of the parties a listing names
+"""rights confirmed by their holders: consents asked of the parties a listing names; the
+authorization of public data (its authority, document and expiry) on listings
 
 Revision ID: 0018
 Revises: 0017
@@ -38,9 +39,20 @@ def upgrade():
         batch_op.create_index('ix_consents_open_request', ['listing_id', 'party_id', 'role'], unique=True, postgresql_where=sa.text("status <> 'superseded'"), sqlite_where=sa.text("status <> 'superseded'"))
         batch_op.create_index('ix_consents_party_status', ['party_id', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_consents_listing_id'), ['listing_id'], unique=False)
+    with op.batch_alter_table('listings', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('source_authority_id', sa.Uuid(), nullable=True))
+        batch_op.add_column(sa.Column('source_authorization_ref', sa.String(length=200), nullable=True))
+        batch_op.add_column(sa.Column('source_authorization_valid_until', sa.DateTime(timezone=True), nullable=True))
+        batch_op.create_foreign_key(batch_op.f('fk_listings_source_authority_id_parties'), 'parties', ['source_authority_id'], ['id'])
 
 
 def downgrade():
+    with op.batch_alter_table('listings', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_listings_source_authority_id_parties'), type_='foreignkey')
+        batch_op.drop_column('source_authorization_valid_until')
+        batch_op.drop_column('source_authorization_ref')
+        batch_op.drop_column('source_authority_id')
+
     with op.batch_alter_table('consents', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consents_listing_id'))
         batch_op.drop_index('ix_consents_party_status')

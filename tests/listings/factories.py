@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app import clock
 from app.db import unit_of_work
 from app.parties.models import Party
 from listings import consents
@@ -58,3 +60,22 @@ def accept_consents(client: FlaskClient, listing_id: str) -> int:
             consents.decide_consent(session, consent_id=consent.id, party=party, accept=True,
                                     note=None)
         return len(pending)
+
+
+def public_data(merchant: Member, authority: Member, *, valid_days: float = 365,
+                weight: float = 30) -> dict[str, Any]:
+    """Overrides of `listing_body` for public data under authorized operation (公共数据授权运营):
+    the authority's authorization and its revenue share (`weight` of 100, the merchant's
+    processing the rest)."""
+    return {
+        "source": {"origin": "public_authorized", "description": "City traffic open data",
+                   "legal_basis": "Authorized operation agreement 2025-03 with the city",
+                   "authorization": {
+                       "authority_id": authority.id, "document_ref": "SH-PD-2025-03",
+                       "valid_until": (clock.now() + timedelta(days=valid_days)).isoformat()}},
+        "revenue_shares": [
+            {"party_id": authority.id, "role": "public_authority", "basis": "contribution",
+             "weight": weight},
+            {"party_id": merchant.id, "role": "processor", "basis": "investment",
+             "weight": 100 - weight}],
+    }

@@ -158,7 +158,7 @@ def test_merchant_creates_a_draft_that_echoes_every_contract_field(client, merch
         anonymized=True,
         consent_basis="Written consent of each sole proprietor, 2024 campaign",
         source={"origin": "purchased", "description": "Bought from the credit bureau",
-                "legal_basis": "Data purchase contract 2024-88"},
+                "legal_basis": "Data purchase contract 2024-88", "authorization": None},
         rights={"holder_id": holder.id, "processor_ids": [processor.id],
                 "operator_id": merchant.id},
         usage_scope={"purposes": ["credit_assessment"], "term_days": 180,
