@@ -169,6 +169,9 @@ class UsageScope:
     territory: Territory
     resale: bool
     derivatives: bool
+    # The outbound data security assessment (数据出境安全评估) that personal information
+    # leaving the territory rests on.
+    cross_border_assessment_ref: str | None = None
 
 
 @dataclass
@@ -232,6 +235,7 @@ class Listing(Base):
         mapped_column("usage_territory", str_enum(Territory, "usage_territory"), nullable=False),
         mapped_column("usage_resale", Boolean, nullable=False),
         mapped_column("usage_derivatives", Boolean, nullable=False),
+        mapped_column("usage_cross_border_assessment_ref", String(200), nullable=True),
     )
     delivery_mode: Mapped[DeliveryMode] = mapped_column(str_enum(DeliveryMode, "delivery_mode"))
     price_model: Mapped[PriceModel] = mapped_column(str_enum(PriceModel, "price_model"))

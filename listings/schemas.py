@@ -79,6 +79,11 @@ class UsageScopeSchema(Schema):
     territory = _enum(Territory, required=True)
     resale = StrictBoolean(load_default=False)
     derivatives = StrictBoolean(load_default=False)
+    cross_border_assessment_ref = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=1, max=200),
+        metadata={"description": "The outbound data security assessment (数据出境安全评估): "
+                                 "required for personal information when `territory` is "
+                                 "`cross_border`"})
 
 
 class RevenueShareSchema(Schema):

@@ -1,5 +1,6 @@
 """rights confirmed by their holders: consents asked of the parties a listing names; the
-authorization of public data (its authority, document and expiry) on listings
+authorization of public data (its authority, document and expiry) and the outbound data
+security assessment of cross-border personal information on listings
 
 Revision ID: 0018
 Revises: 0017
@@ -43,12 +44,14 @@ def upgrade():
         batch_op.add_column(sa.Column('source_authority_id', sa.Uuid(), nullable=True))
         batch_op.add_column(sa.Column('source_authorization_ref', sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column('source_authorization_valid_until', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('usage_cross_border_assessment_ref', sa.String(length=200), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_listings_source_authority_id_parties'), 'parties', ['source_authority_id'], ['id'])
 
 
 def downgrade():
     with op.batch_alter_table('listings', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_listings_source_authority_id_parties'), type_='foreignkey')
+        batch_op.drop_column('usage_cross_border_assessment_ref')
         batch_op.drop_column('source_authorization_valid_until')
         batch_op.drop_column('source_authorization_ref')
         batch_op.drop_column('source_authority_id')
