@@ -1,12 +1,14 @@
 # The Chinese texts use full-width commas, colons and brackets, which RUF001 calls look-alikes.
 # ruff: noqa: RUF001
-"""The demo catalog `flask seed-demo` grows: admission rules on both lists and data products.
+"""The demo catalog `flask seed-demo` grows: admission rules on both lists, the merchants'
+qualifications and the certifier's accreditation, and data products.
 
-Everything goes through the real use cases (rules.create_rule, services.create_listing,
-consents.decide_consent as the parties a product names, services.submit_listing,
-certification.certify_listing, services.review_listing), so each demo product is admitted
-exactly as a merchant's would be, and audited. Seeding is idempotent: a rule is
-keyed on its list and name, a listing on its merchant and title; what exists is left alone.
+Everything goes through the real use cases (rules.create_rule, the operator's grants in
+listings.qualifications, services.create_listing, consents.decide_consent as the parties a
+product names, services.submit_listing, certification.certify_listing,
+services.review_listing), so each demo product is admitted exactly as a merchant's would be,
+and audited. Seeding is idempotent: a rule is keyed on its list and name, a listing on its
+merchant and title, a grant on its party; what exists is left alone.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from sqlalchemy.orm import Session
 from app import clock
 from app.errors import DomainError
 from app.parties.models import Party
-from listings import certification, consents, rules, services
+from listings import certification, consents, qualifications, rules, services
 from listings.models import AdmissionRule, Listing, ListingStatus
+from listings.rights_models import Accreditation, Qualification
+from listings.rights_schemas import AccreditationCreateSchema, QualificationCreateSchema
 from listings.schemas import AdmissionRuleSchema, CertificationSchema, ListingBodySchema
 
 
@@ -268,8 +272,37 @@ def _certify_and_approve(session: Session, cast: DemoCast, listing: Listing) -> 
         reason="Compliance certification AA checked; sandbox delivery only.")
 
 
+# What the demo operator grants: each merchant may list up to a classification, and the
+# certification centre is accredited for every scope up to important data.
+QUALIFIED_UP_TO = {"traffic": "important", "geo": "sensitive"}
+
+
+def _grant_credentials(session: Session, cast: DemoCast) -> None:
+    """The demo merchants' qualifications and the certifier's accreditation, once each."""
+    until = (clock.now() + timedelta(days=3 * 365)).isoformat()
+    for name, grade in QUALIFIED_UP_TO.items():
+        merchant: Party = getattr(cast, name)
+        if not session.scalar(select(func.count()).select_from(Qualification).where(
+                Qualification.party_id == merchant.id)):
+            qualifications.grant_qualification(
+                session, party_id=merchant.id, actor=cast.operator,
+                body=QualificationCreateSchema().load({
+                    "max_classification": grade, "valid_until": until,
+                    "evidence_ref": f"数据产品开发利用资格审核 DEMO-QUAL-{name.upper()}"}))
+    if not session.scalar(select(func.count()).select_from(Accreditation).where(
+            Accreditation.party_id == cast.certifier.id)):
+        qualifications.grant_accreditation(
+            session, party_id=cast.certifier.id, actor=cast.operator,
+            body=AccreditationCreateSchema().load({
+                "scopes": ["compliance", "quality", "security"],
+                "max_classification": "important", "valid_until": until,
+                "evidence_ref": "CNAS 认可证书 DEMO-CNAS-0001"}))
+
+
 def seed_demo_catalog(session: Session, cast: DemoCast) -> CatalogSummary:
-    """Create the demo rules and listings that are missing; summarize the demo catalog."""
+    """Create the demo rules, credentials and listings that are missing; summarize the
+    demo catalog."""
+    _grant_credentials(session, cast)
     created_rules = created_listings = 0
     for body in RULES:
         if not _rule_exists(session, body):

@@ -118,3 +118,24 @@ class AuthorityNotPublicAgency(DomainError):
 class PublicAuthorityShareRequired(DomainError):
     status, code = 422, "public_authority_share_required"
     title = "Public data shares its revenue with the authority"
+
+
+class NotQualified(DomainError):
+    status, code = 422, "not_qualified"
+    title = "The merchant holds no qualification for this classification"
+
+
+class NotAccredited(Forbidden):
+    code, title = "not_accredited", "The certifier holds no accreditation for this"
+
+
+class CertificationNotFound(NotFound):
+    code, title = "certification_not_found", "No such certification"
+
+
+class PartyNotFound(NotFound):
+    code, title = "party_not_found", "No such party"
+
+
+class RoleRequired(DomainError):
+    status, code, title = 422, "role_required", "The party does not hold the role needed"

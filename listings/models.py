@@ -352,9 +352,19 @@ class Certification(Base):
     valid_until: Mapped[datetime]
     report_ref: Mapped[str] = mapped_column(String(200))
     issued_at: Mapped[created_at]
+    # Withdrawn by its certifier or an operator: no longer valid, whatever its date.
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("parties.id"))
+    revocation_reason: Mapped[str | None] = mapped_column(Text)
 
     def is_valid(self, at: datetime) -> bool:
-        return self.valid_until > at
+        return self.revoked_at is None and self.valid_until > at
+
+    def revoke(self, *, by: uuid.UUID | None, reason: str, at: datetime) -> None:
+        """Withdraw the certification; once (again → InvalidTransition)."""
+        if self.revoked_at is not None:
+            raise InvalidTransition("The certification is already revoked.")
+        self.revoked_at, self.revoked_by, self.revocation_reason = at, by, reason
 
     def satisfies(self, scope: CertificationScope, minimum: Rating, at: datetime) -> bool:
         return self.is_valid(at) and scope.value in self.scopes and self.rating.at_least(minimum)

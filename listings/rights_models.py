@@ -8,12 +8,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Text, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from app.db import Base, created_at, str_enum, uuid_pk
 from app.errors import InvalidTransition
-from listings.models import Listing
+from listings.models import CertificationScope, Classification, Listing
 
 
 class ConsentRole(enum.StrEnum):
@@ -94,3 +94,48 @@ def reason_of(consent: Consent) -> str:
     note = (consent.note or "").strip()
     return f"{consent.describe()} declined" + (f": {note}" if note else " (no reason given)")
 
+
+
+class _Grant:
+    """What an operator grants a party: up to a classification, until a date, on the
+    evidence named."""
+
+    __tablename__: str
+    id: Mapped[uuid_pk]
+    party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"), index=True)
+    valid_until: Mapped[datetime]
+    evidence_ref: Mapped[str] = mapped_column(String(200))
+    granted_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("parties.id"))
+    granted_at: Mapped[created_at]
+
+    @declared_attr
+    def max_classification(cls) -> Mapped[Classification]:
+        # One CHECK constraint per table: qualification_classification, ...
+        return mapped_column(str_enum(Classification,
+                                      f"{cls.__tablename__[:-1]}_classification"))
+
+    def _covers(self, classification: Classification, at: datetime) -> bool:
+        return self.valid_until > at and classification.rank <= self.max_classification.rank
+
+
+class Qualification(_Grant, Base):
+    """An operator's grant that a merchant may list data up to a classification, until a
+    date (数据产品开发利用资格)."""
+
+    __tablename__ = "qualifications"
+
+    def covers(self, classification: Classification, at: datetime) -> bool:
+        return self._covers(classification, at)
+
+
+class Accreditation(_Grant, Base):
+    """An operator's grant that a certification body may certify some scopes of data up to a
+    classification, until a date."""
+
+    __tablename__ = "accreditations"
+
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+
+    def covers(self, scope: CertificationScope, classification: Classification,
+               at: datetime) -> bool:
+        return scope.value in self.scopes and self._covers(classification, at)

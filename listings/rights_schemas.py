@@ -1,11 +1,16 @@
-"""Request and response shapes of consents."""
+"""Request and response shapes of consents, qualifications and accreditations."""
 
 from __future__ import annotations
 
 from marshmallow import fields, validate
 
 from app.api import ResponseSchema, Schema
+from listings.models import CertificationScope, Classification
 from listings.rights_models import ConsentRole, ConsentStatus
+from listings.schemas import _enum
+
+# Core data is never traded: no qualification or accreditation reaches it.
+_GRADES = [c.value for c in Classification if c is not Classification.CORE]
 
 
 class ConsentSchema(ResponseSchema):
@@ -44,3 +49,45 @@ class ConsentDecisionSchema(Schema):
 
 class ConsentQueryArgsSchema(Schema):
     status = fields.Enum(ConsentStatus, by_value=True)
+
+
+def _max_classification() -> fields.Enum:
+    return fields.Enum(Classification, by_value=True, required=True,
+                       validate=validate.OneOf([Classification(g) for g in _GRADES]),
+                       metadata={"description": "The highest classification covered "
+                                                "(core data is never traded)"})
+
+
+class _GrantSchema(Schema):
+    max_classification = _max_classification()
+    valid_until = fields.AwareDateTime(required=True, default_timezone=None)
+    evidence_ref = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class _GrantedSchema(ResponseSchema):
+    id = fields.UUID(dump_only=True)
+    party_id = fields.UUID(dump_only=True)
+    granted_by = fields.UUID(dump_only=True, allow_none=True)
+    granted_at = fields.DateTime(dump_only=True)
+
+
+class QualificationCreateSchema(_GrantSchema):
+    example = {"max_classification": "sensitive", "valid_until": "2028-06-30T23:59:59+08:00",
+               "evidence_ref": "数据产品开发利用资格审核 SHDEX-QUAL-2026-0193"}
+
+
+class QualificationSchema(QualificationCreateSchema, _GrantedSchema):
+    pass
+
+
+class AccreditationCreateSchema(_GrantSchema):
+    example = {"scopes": ["compliance", "security"], "max_classification": "important",
+               "valid_until": "2029-12-31T23:59:59+08:00",
+               "evidence_ref": "CNAS 认可证书 CNAS-C-2026-0412"}
+
+    scopes = fields.List(_enum(CertificationScope), required=True,
+                         validate=validate.Length(min=1, max=3))
+
+
+class AccreditationSchema(AccreditationCreateSchema, _GrantedSchema):
+    pass

@@ -185,6 +185,8 @@ class CertificationSchema(CertificationCreateSchema, ResponseSchema):
     id = fields.UUID(dump_only=True)
     certifier_id = fields.UUID(dump_only=True)
     issued_at = fields.DateTime(dump_only=True)
+    revoked_at = fields.DateTime(dump_only=True, allow_none=True)
+    revocation_reason = fields.String(dump_only=True, allow_none=True)
 
 
 class QualitySummarySchema(ResponseSchema):

@@ -17,7 +17,14 @@ from app.log.services import TracedEntry, traced_entries
 from app.parties.models import OVERSEERS, Actor, Party, Role
 from credit import services as credit
 from credit.scoring import Level
-from listings import admission, consents, pricing, public_data, text_search
+from listings import (
+    admission,
+    consents,
+    pricing,
+    public_data,
+    qualifications,
+    text_search,
+)
 from listings.certification import certification_satisfied
 from listings.errors import (
     AdmissionProhibited,
@@ -207,6 +214,7 @@ def submit_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor) -> 
     _check_revenue_plan(listing)
     now = clock.now()
     public_data.ensure_authorized(session, listing, now)
+    qualifications.ensure_qualified(session, listing)
     result = admission.evaluate(admission.facts_of_listing(listing),
                                 admission.rules_in_force(session, now))
     if result.decision is admission.Decision.PROHIBITED:

@@ -4,8 +4,9 @@ The document is read from the app (GET /openapi.json, in process) and every oper
 a test item, run once per role (anonymous, buyer, merchant, operator, regulator, certifier) and
 per backend (SQLite, and PostgreSQL with TEST_DATABASE_URL). Cases go to the Flask app through
 its WSGI interface, no server. Before each role's run the tables are emptied and seeded through
-the API with a little real data: one party per role, a listed product, a draft and a draft
-whose holder was asked to consent, an admission rule, a guide price, an open demand, orders
+the API with a little real data: one party per role (a merchant qualified, a certifier
+accredited), a listed product and its certification, a draft and a draft whose holder was
+asked to consent, an admission rule, a guide price, an open demand, orders
 (pending payment, completed and settled, disputed), a settlement run with its bank payout
 batch, a credit event with an objection, a penalty and a spare API key per party. Half the
 time a well-formed id drawn for a path parameter or a top-level body field (`listing_id`,
@@ -54,6 +55,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -108,6 +110,10 @@ def seed(client: FlaskClient) -> World:
 
     listing = listed_product(client, merchant)
     world.add("listing_id", listing["id"])
+    world.add("certification_id", ok(client.post(
+        f"{API}/listings/{listing['id']}/certifications", headers=certifier.headers,
+        json={"rating": "AA", "scopes": ["quality"], "report_ref": "seed",
+              "valid_until": (clock.now() + timedelta(days=365)).isoformat()}), 201)["id"])
     draft = ok(client.post(f"{API}/listings", json=listing_body(merchant, title="A draft"),
                            headers=merchant.headers), 201)
     world.add("listing_id", draft["id"])
