@@ -17,14 +17,7 @@ from app.log.services import TracedEntry, traced_entries
 from app.parties.models import OVERSEERS, Actor, Party, Role
 from credit import services as credit
 from credit.scoring import Level
-from listings import (
-    admission,
-    consents,
-    pricing,
-    public_data,
-    qualifications,
-    text_search,
-)
+from listings import admission, consents, pricing, public_data, qualifications, text_search
 from listings.certification import certification_satisfied
 from listings.errors import (
     AdmissionProhibited,
