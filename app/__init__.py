@@ -40,6 +40,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from listings import jobs as listing_jobs  # noqa: F401  (registers the domain's jobs)
     from listings.artifact_routes import blp as artifacts_blp
     from listings.pricing_routes import blp as guide_prices_blp
+    from listings.rights_routes import blp as rights_blp
     from listings.routes import blp as listings_blp
     from listings.routes import rules_blp
     from orders import jobs as order_jobs  # noqa: F401  (registers the domain's jobs)
@@ -83,7 +84,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
 
     for blueprint in (ops, parties_blp, audit_blp, listings_blp, rules_blp, credit_blp,
                       guide_prices_blp, artifacts_blp, orders_blp, demands_blp, settlement_blp,
-                      log_blp, evidence_blp):
+                      log_blp, evidence_blp, rights_blp):
         api.register_blueprint(blueprint)
 
     cli.register(app)

@@ -510,6 +510,12 @@ class Client:
         if answer.status != 201:
             return None  # a lost answer's retry meets its own code (409): that party is lost
         member = Member(answer.body["id"], answer.body["api_key"], kind)
+        if role == "merchant":  # qualified for the sensitive data it may list
+            self.http.call("POST", f"/parties/{member.id}/qualifications", "qualify",
+                           key=self.market.operator.key, body={
+                               "max_classification": "sensitive", "evidence_ref": "Soak",
+                               "valid_until": (datetime.now(UTC) + timedelta(days=365))
+                               .isoformat()})
         if role == "merchant" and random.random() < 0.5:
             self.http.call("PUT", f"/parties/{member.id}/payout-account", "payout account",
                            key=member.key, body={"method": "bank_file", "bank_name": "Soak Bank",
@@ -543,6 +549,16 @@ class Client:
             market.listings[info.id] = info
         submitted = self.http.call("POST", f"/listings/{info.id}/submit", "submit listing",
                                    key=merchant.key)
+        if submitted.status == 409 and partner is not None:
+            # The partner named in the rights and shares consents; the merchant submits again.
+            asked = self.http.call("GET", "/consents", "consents", key=partner.key,
+                                   query="status=pending&page_size=100")
+            for request in asked.body if asked.status == 200 else []:
+                if request["listing_id"] == info.id:
+                    self.http.call("POST", f"/consents/{request['id']}/decide", "consent",
+                                   key=partner.key, body={"decision": "accept"})
+            submitted = self.http.call("POST", f"/listings/{info.id}/submit",
+                                       "submit listing", key=merchant.key)
         status = submitted.body.get("status") if submitted.status == 200 else None
         if status == "pending_review":
             if classification == "sensitive" or random.random() < 0.2:
@@ -1225,13 +1241,21 @@ def bootstrap(env: dict[str, str]) -> tuple[Member, Member, Member]:
     return members[0], members[1], members[2]
 
 
-def seed_rules(http_: Http, operator: Member) -> None:
-    """A positive-list rule: weather products of merchants at level A take the fast track."""
+def seed_rules(http_: Http, operator: Member, certifier: Member) -> None:
+    """A positive-list rule: weather products of merchants at level A take the fast track;
+    and the certifier's accreditation, without which it certifies nothing."""
     answer = http_.call("POST", "/admission-rules", "admission rule", key=operator.key,
                         body={"list": "positive", "name": "Weather data",
                               "reason": "Encouraged open weather data", "categories": ["weather"]})
     if answer.status != 201:
         raise SoakError(f"admission rule refused: {answer.status} {answer.body}")
+    answer = http_.call("POST", f"/certifiers/{certifier.id}/accreditations", "accredit",
+                        key=operator.key, body={
+                            "scopes": ["compliance", "quality", "security"],
+                            "max_classification": "important", "evidence_ref": "Soak CNAS",
+                            "valid_until": (datetime.now(UTC) + timedelta(days=365)).isoformat()})
+    if answer.status != 201:
+        raise SoakError(f"accreditation refused: {answer.status} {answer.body}")
 
 
 def soak(args: argparse.Namespace) -> int:
@@ -1260,7 +1284,7 @@ def soak(args: argparse.Namespace) -> int:
         for host in hosts:
             deployment.wait_healthy(host)
         http_ = Http([host.port for host in hosts if host.port], stats)
-        seed_rules(http_, operator)
+        seed_rules(http_, operator, certifier)
 
         started = time.monotonic()
         settle_every = max(3.0, args.seconds / 15)

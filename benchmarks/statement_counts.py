@@ -4,7 +4,8 @@
 
 Uses a scratch SQLite file unless a database URL is given (its schema is dropped and rebuilt
 by the migrations). A dozen of everything each list shows is made through the API (listings,
-demands, admission rules, guide prices, blacklistings, completed and settled orders), then
+demands, admission rules, guide prices, blacklistings, completed and settled orders, consent
+requests, qualifications and accreditations), then
 each list is read at both page sizes while its statements are counted: equal counts mean no
 per-item query (N+1). tests/test_statement_counts.py asserts the same figures in the suite.
 """
@@ -76,9 +77,10 @@ def paginated_gets(client: FlaskClient) -> set[str]:
                    for p in operations.get("get", {}).get("parameters", []))}
 
 
-def listed_product(client: FlaskClient, merchant: Viewer, unit_price: int) -> dict[str, Any]:
-    """A listing with unlimited licenses, taken through review to `listed`."""
-    listing = ok(client.post("/api/v1/listings", headers=merchant.headers, json={
+def listing_body(merchant: Viewer, unit_price: int, holder_id: str | None = None,
+                 processor_ids: list[str] | None = None) -> dict[str, Any]:
+    """A general listing with unlimited licenses (held by the merchant unless named)."""
+    return {
         "title": "Shanghai road traffic flows 上海道路交通流量",
         "description": "Hourly vehicle counts on 1,200 arterial road segments, anonymized.",
         "category": "transport", "tags": ["traffic", "交通", "hourly"],
@@ -86,11 +88,18 @@ def listed_product(client: FlaskClient, merchant: Viewer, unit_price: int) -> di
         "consent_basis": None,
         "source": {"origin": "collected", "description": "Roadside sensors we operate",
                    "legal_basis": "Road sensor operating licence 2024-17"},
-        "rights": {"holder_id": merchant.id, "processor_ids": [], "operator_id": merchant.id},
+        "rights": {"holder_id": holder_id or merchant.id, "processor_ids": processor_ids or [],
+                   "operator_id": merchant.id},
         "usage_scope": {"purposes": ["research", "logistics_planning"], "term_days": 365,
                         "territory": "domestic", "resale": False, "derivatives": True},
         "delivery_mode": "api", "price_model": "subscription", "unit_price": unit_price,
-        "currency": "CNY", "licenses_available": None, "revenue_shares": []}))
+        "currency": "CNY", "licenses_available": None, "revenue_shares": []}
+
+
+def listed_product(client: FlaskClient, merchant: Viewer, unit_price: int) -> dict[str, Any]:
+    """A listing with unlimited licenses, taken through review to `listed`."""
+    listing = ok(client.post("/api/v1/listings", headers=merchant.headers,
+                             json=listing_body(merchant, unit_price)))
     submitted = ok(client.post(f"/api/v1/listings/{listing['id']}/submit",
                                headers=merchant.headers))
     if submitted["status"] == "listed":
@@ -139,8 +148,30 @@ def seed(client: FlaskClient) -> dict[str, Any]:
                        headers=merchant.headers,
                        data={"file": (BytesIO(f"segment,vehicles\nS{n},1\n".encode()),
                                       f"flows-{n}.csv")}))
+    # Consents: the first party is the holder of ITEMS drafts, and the first draft also
+    # names the others as processors (ITEMS requests of one listing); each submitted once.
+    named = [viewer(Role.BUYER) for _ in range(ITEMS)]
+    drafts = [ok(client.post("/api/v1/listings", headers=merchant.headers, json=listing_body(
+        merchant, 20_000, holder_id=named[0].id,
+        processor_ids=[p.id for p in named[1:]] if n == 0 else None)))
+        for n in range(ITEMS)]
+    for draft in drafts:
+        asked = client.post(f"/api/v1/listings/{draft['id']}/submit", headers=merchant.headers)
+        assert asked.status_code == 409, asked.get_json()
+    certifier = viewer(Role.CERTIFIER)
+    until = (clock.now() + timedelta(days=365)).isoformat()
+    for n in range(ITEMS):
+        ok(client.post(f"/api/v1/parties/{merchant.id}/qualifications",
+                       headers=operator.headers, json={
+                           "max_classification": "sensitive", "valid_until": until,
+                           "evidence_ref": f"QUAL-{n}"}))
+        ok(client.post(f"/api/v1/certifiers/{certifier.id}/accreditations",
+                       headers=operator.headers, json={
+                           "scopes": ["compliance"], "max_classification": "sensitive",
+                           "valid_until": until, "evidence_ref": f"CNAS-{n}"}))
     return {"operator": operator, "merchant": merchant, "buyer": buyer,
-            "listing": listings[0], "demand": demands[0]}
+            "listing": listings[0], "demand": demands[0], "holder": named[0],
+            "draft": drafts[0], "certifier": certifier}
 
 
 def endpoint_requests(seeded: dict[str, Any]) -> dict[str, tuple[str, Viewer]]:
@@ -164,6 +195,13 @@ def endpoint_requests(seeded: dict[str, Any]) -> dict[str, tuple[str, Viewer]]:
             f"/api/v1/listings/{seeded['listing']['id']}/matches", merchant),
         "/api/v1/listings/{listing_id}/artifacts": (
             f"/api/v1/listings/{seeded['listing']['id']}/artifacts", merchant),
+        "/api/v1/consents": ("/api/v1/consents", seeded["holder"]),
+        "/api/v1/listings/{listing_id}/consents": (
+            f"/api/v1/listings/{seeded['draft']['id']}/consents", merchant),
+        "/api/v1/parties/{party_id}/qualifications": (
+            f"/api/v1/parties/{merchant.id}/qualifications", merchant),
+        "/api/v1/certifiers/{party_id}/accreditations": (
+            f"/api/v1/certifiers/{seeded['certifier'].id}/accreditations", merchant),
     }
 
 

@@ -48,6 +48,7 @@ class ListingFacts:
     consent_basis: str | None
     territory: Territory
     delivery_mode: DeliveryMode
+    cross_border_assessment_ref: str | None = None
 
 
 def facts_of_listing(listing: Listing) -> ListingFacts:
@@ -56,7 +57,8 @@ def facts_of_listing(listing: Listing) -> ListingFacts:
         tags=tuple(listing.tags), classification=listing.classification,
         contains_personal_info=listing.contains_personal_info, anonymized=listing.anonymized,
         consent_basis=listing.consent_basis, territory=listing.usage_scope.territory,
-        delivery_mode=listing.delivery_mode)
+        delivery_mode=listing.delivery_mode,
+        cross_border_assessment_ref=listing.usage_scope.cross_border_assessment_ref)
 
 
 def facts_of_body(body: dict[str, Any]) -> ListingFacts:
@@ -66,7 +68,8 @@ def facts_of_body(body: dict[str, Any]) -> ListingFacts:
         tags=tuple(body["tags"]), classification=body["classification"],
         contains_personal_info=body["contains_personal_info"], anonymized=body["anonymized"],
         consent_basis=body["consent_basis"], territory=body["usage_scope"]["territory"],
-        delivery_mode=body["delivery_mode"])
+        delivery_mode=body["delivery_mode"],
+        cross_border_assessment_ref=body["usage_scope"]["cross_border_assessment_ref"])
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,13 @@ def _unprotected_personal_info(facts: ListingFacts) -> tuple[str, ...]:
     return ("contains_personal_info", "anonymized", "consent_basis") if unprotected else ()
 
 
+def _personal_information_leaving_unassessed(facts: ListingFacts) -> tuple[str, ...]:
+    unassessed = (facts.contains_personal_info and facts.territory is Territory.CROSS_BORDER
+                  and not (facts.cross_border_assessment_ref or "").strip())
+    return ("contains_personal_info", "territory", "cross_border_assessment_ref") \
+        if unassessed else ()
+
+
 def _important_data_downloaded(facts: ListingFacts) -> tuple[str, ...]:
     downloaded = (facts.classification is Classification.IMPORTANT
                   and facts.delivery_mode not in (DeliveryMode.SANDBOX, DeliveryMode.API))
@@ -148,6 +158,12 @@ BUILTIN_RULES = (
     BuiltinRule("builtin:unprotected-personal-information", "Unprotected personal information",
                 "Personal information must be anonymized or backed by a consent basis.",
                 _unprotected_personal_info),
+    BuiltinRule("builtin:cross-border-personal-information",
+                "Personal information leaving the territory without an assessment",
+                "Personal information leaves the territory only after an outbound data "
+                "security assessment (数据出境安全评估办法; 个人信息保护法 第三十八条): name it in "
+                "usage_scope.cross_border_assessment_ref.",
+                _personal_information_leaving_unassessed),
     BuiltinRule("builtin:important-data-delivery", "Important data outside sandbox or API",
                 "Important data may be delivered only by sandbox (usable, not visible) or API.",
                 _important_data_downloaded),

@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session, selectinload
 
 from app import audit, clock
 from app.db import rows_matched
-from app.parties.models import Actor, Party
+from app.parties.models import Actor, Party, Role
 from credit import services as credit
+from listings import qualifications
 from listings.errors import (
+    CertificationNotFound,
     ExpiredCertification,
     ListingNotFound,
     OwnListing,
@@ -64,7 +66,8 @@ def best_rating_of(listing_id: Any, at: datetime) -> ScalarSelect[int]:
     in `listing_id` (a column), NULL without one: scores a query's listings in that query."""
     rank = case(*[(Certification.rating == rating, n) for n, rating in enumerate(Rating)])
     return select(func.min(rank)).where(Certification.listing_id == listing_id,
-                                        Certification.valid_until > at).scalar_subquery()
+                                        Certification.valid_until > at,
+                                        Certification.revoked_at.is_(None)).scalar_subquery()
 
 
 def rating_of_rank(rank: int | None) -> Rating | None:
@@ -78,7 +81,8 @@ def best_rating(session: Session, listing_id: uuid.UUID, at: datetime) -> Rating
 
 def certify_listing(session: Session, *, listing_id: uuid.UUID, certifier: Party,
                     body: dict[str, Any]) -> Certification:
-    """A certification body rates a listing for some scopes until a date."""
+    """A certification body rates a listing for some scopes until a date (its accreditations
+    must cover each scope at the listing's classification)."""
     listing = session.get(Listing, listing_id)
     if listing is None or listing.status is ListingStatus.DRAFT:
         raise ListingNotFound()
@@ -86,6 +90,8 @@ def certify_listing(session: Session, *, listing_id: uuid.UUID, certifier: Party
         # A party holding both roles would otherwise vouch for its own product (and earn
         # credit for it): certification is a third party's judgement.
         raise OwnListing("A certifier cannot certify its own listing.")
+    qualifications.ensure_accredited(session, certifier=certifier, listing=listing,
+                                     scopes=list(body["scopes"]))
     if body["valid_until"] <= clock.now():
         raise ExpiredCertification(errors={"valid_until": ["Must be in the future."]})
     certification = Certification(
@@ -106,6 +112,38 @@ def certify_listing(session: Session, *, listing_id: uuid.UUID, certifier: Party
                           "rating": certification.rating.value, "scopes": certification.scopes,
                           "valid_until": certification.valid_until.isoformat(),
                           "credited": credited})
+    return certification
+
+
+def revoke_certification(session: Session, *, certification_id: uuid.UUID, actor: Actor,
+                         reason: str) -> Certification:
+    """The issuing certifier or an operator withdraws a certification. A listed product that
+    relied on it (its classification needs a certification, and no other valid one satisfies
+    the requirement now) is suspended, the reason naming the certification."""
+    certification = session.get(Certification, certification_id, with_for_update=True,
+                                populate_existing=True)
+    if certification is None or not (certification.certifier_id == actor.id
+                                     or actor.has_role(Role.OPERATOR)):
+        raise CertificationNotFound()  # another body's certification: not revealed
+    now = clock.now()
+    certification.revoke(by=actor.id, reason=reason, at=now)
+    session.flush()
+    listing = session.get(Listing, certification.listing_id, with_for_update=True,
+                          populate_existing=True)
+    assert listing is not None
+    audit.record(session, actor_id=actor.id, action="listing.certification_revoked",
+                 subject=listing, details={"status": listing.status.value,
+                                           "certification_id": str(certification.id),
+                                           "certifier_id": str(certification.certifier_id),
+                                           "reason": reason})
+    if (listing.status is ListingStatus.LISTED and listing.classification.needs_certification
+            and not certification_satisfied(session, listing.id, now)):
+        listing.move("suspend", reason=f"Certification {certification.id} revoked: {reason}")
+        session.flush()
+        audit.record(session, actor_id=actor.id, action="listing.suspended", subject=listing,
+                     details={"status": listing.status.value, "reason": listing.status_reason,
+                              "by": "certification_revoked",
+                              "certification_id": str(certification.id)})
     return certification
 
 

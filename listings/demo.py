@@ -1,11 +1,14 @@
 # The Chinese texts use full-width commas, colons and brackets, which RUF001 calls look-alikes.
 # ruff: noqa: RUF001
-"""The demo catalog `flask seed-demo` grows: admission rules on both lists and data products.
+"""The demo catalog `flask seed-demo` grows: admission rules on both lists, the merchants'
+qualifications and the certifier's accreditation, and data products.
 
-Everything goes through the real use cases (rules.create_rule, services.create_listing and
-submit_listing, certification.certify_listing, services.review_listing), so each demo product
-is admitted exactly as a merchant's would be, and audited. Seeding is idempotent: a rule is
-keyed on its list and name, a listing on its merchant and title; what exists is left alone.
+Everything goes through the real use cases (rules.create_rule, the operator's grants in
+listings.qualifications, services.create_listing, consents.decide_consent as the parties a
+product names, services.submit_listing, certification.certify_listing,
+services.review_listing), so each demo product is admitted exactly as a merchant's would be,
+and audited. Seeding is idempotent: a rule is keyed on its list and name, a listing on its
+merchant and title, a grant on its party; what exists is left alone.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from sqlalchemy.orm import Session
 from app import clock
 from app.errors import DomainError
 from app.parties.models import Party
-from listings import certification, rules, services
+from listings import certification, consents, qualifications, rules, services
 from listings.models import AdmissionRule, Listing, ListingStatus
+from listings.rights_models import Accreditation, Qualification
+from listings.rights_schemas import AccreditationCreateSchema, QualificationCreateSchema
 from listings.schemas import AdmissionRuleSchema, CertificationSchema, ListingBodySchema
 
 
@@ -85,12 +90,14 @@ def _listing(merchant: Party, *, title: str, description: str, category: str,
              tags: list[str], classification: str, origin: str, source: str, legal_basis: str,
              purposes: list[str], delivery_mode: str, price_model: str, unit_price: int,
              holder: Party | None = None, term_days: int | None = 365,
-             licenses: int | None = None, **extra: Any) -> dict[str, Any]:
+             licenses: int | None = None, authorization: dict[str, Any] | None = None,
+             **extra: Any) -> dict[str, Any]:
     """A listing body as a merchant would post it (JSON shapes, checked by the schema)."""
     return {
         "title": title, "description": description, "category": category, "tags": tags,
         "classification": classification,
-        "source": {"origin": origin, "description": source, "legal_basis": legal_basis},
+        "source": {"origin": origin, "description": source, "legal_basis": legal_basis,
+                   "authorization": authorization},
         "rights": {"holder_id": str((holder or merchant).id), "processor_ids": [],
                    "operator_id": str(merchant.id)},
         "usage_scope": {"purposes": purposes, "term_days": term_days, "territory": "domestic",
@@ -127,6 +134,9 @@ def _catalog(cast: DemoCast) -> list[tuple[Party, dict[str, Any], str | None]]:
             origin="public_authorized", holder=bureau,
             source="Fare-card taps aggregated by the City Transport Bureau (公共数据授权运营).",
             legal_basis="公共数据授权运营协议 SH-PD-2025-031",
+            authorization={"authority_id": str(bureau.id),
+                           "document_ref": "公共数据授权运营协议 SH-PD-2025-031",
+                           "valid_until": (clock.now() + timedelta(days=3 * 365)).isoformat()},
             purposes=["research", "urban_planning"], delivery_mode="download",
             price_model="one_time", unit_price=20_000,
             revenue_shares=[
@@ -176,8 +186,9 @@ def _catalog(cast: DemoCast) -> list[tuple[Party, dict[str, Any], str | None]]:
                         "temperature, precipitation, wind and visibility from 2,100 automatic "
                         "weather stations.",
             category="weather", tags=["weather", "气象", "hourly"], classification="open",
-            origin="public_authorized", source="Station records licensed from the provincial "
-                                               "meteorological service.",
+            origin="collected", source="Automatic weather stations we operate under the "
+                                       "provincial meteorological service's data-sharing "
+                                       "agreement.",
             legal_basis="气象资料共享协议 QX-2025-006", purposes=["research", "insurance"],
             delivery_mode="download", price_model="subscription", unit_price=60_000), None),
         (geo, _listing(
@@ -239,6 +250,16 @@ def _listing_exists(session: Session, merchant: Party, title: str) -> bool:
         Listing.merchant_id == merchant.id, Listing.title == title)))
 
 
+def _consent_as_named(session: Session, listing: Listing, merchant: Party) -> None:
+    """The demo parties a product names (the bureau holding and authorizing the public bus
+    data) agree to it, as each would through POST /consents/{id}/decide."""
+    for request in consents.ask(session, listing=listing, actor=merchant):
+        party = session.get(Party, request.party_id)
+        assert party is not None
+        consents.decide_consent(session, consent_id=request.id, party=party, accept=True,
+                                note="Demo: agreed with the merchant.")
+
+
 def _certify_and_approve(session: Session, cast: DemoCast, listing: Listing) -> None:
     certification.certify_listing(
         session, listing_id=listing.id, certifier=cast.certifier,
@@ -251,8 +272,37 @@ def _certify_and_approve(session: Session, cast: DemoCast, listing: Listing) -> 
         reason="Compliance certification AA checked; sandbox delivery only.")
 
 
+# What the demo operator grants: each merchant may list up to a classification, and the
+# certification centre is accredited for every scope up to important data.
+QUALIFIED_UP_TO = {"traffic": "important", "geo": "sensitive"}
+
+
+def _grant_credentials(session: Session, cast: DemoCast) -> None:
+    """The demo merchants' qualifications and the certifier's accreditation, once each."""
+    until = (clock.now() + timedelta(days=3 * 365)).isoformat()
+    for name, grade in QUALIFIED_UP_TO.items():
+        merchant: Party = getattr(cast, name)
+        if not session.scalar(select(func.count()).select_from(Qualification).where(
+                Qualification.party_id == merchant.id)):
+            qualifications.grant_qualification(
+                session, party_id=merchant.id, actor=cast.operator,
+                body=QualificationCreateSchema().load({
+                    "max_classification": grade, "valid_until": until,
+                    "evidence_ref": f"数据产品开发利用资格审核 DEMO-QUAL-{name.upper()}"}))
+    if not session.scalar(select(func.count()).select_from(Accreditation).where(
+            Accreditation.party_id == cast.certifier.id)):
+        qualifications.grant_accreditation(
+            session, party_id=cast.certifier.id, actor=cast.operator,
+            body=AccreditationCreateSchema().load({
+                "scopes": ["compliance", "quality", "security"],
+                "max_classification": "important", "valid_until": until,
+                "evidence_ref": "CNAS 认可证书 DEMO-CNAS-0001"}))
+
+
 def seed_demo_catalog(session: Session, cast: DemoCast) -> CatalogSummary:
-    """Create the demo rules and listings that are missing; summarize the demo catalog."""
+    """Create the demo rules, credentials and listings that are missing; summarize the
+    demo catalog."""
+    _grant_credentials(session, cast)
     created_rules = created_listings = 0
     for body in RULES:
         if not _rule_exists(session, body):
@@ -270,6 +320,7 @@ def seed_demo_catalog(session: Session, cast: DemoCast) -> CatalogSummary:
             with session.begin_nested():
                 listing = services.create_listing(session, merchant=merchant,
                                                   body=ListingBodySchema().load(body))
+                _consent_as_named(session, listing, merchant)
                 services.submit_listing(session, listing_id=listing.id, actor=merchant)
                 if then == CERTIFY_AND_APPROVE:
                     _certify_and_approve(session, cast, listing)

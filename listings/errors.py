@@ -104,3 +104,56 @@ class DownloadLinkInvalid(Forbidden):
 
 class DownloadLinkExpired(Forbidden):
     code, title = "download_link_expired", "The download link has expired"
+class ConsentPending(Conflict):
+    """A submission waits for the parties the listing names; the requests it made are kept."""
+
+    code, title = "consent_pending", "Waiting for the consent of the parties named"
+    keeps_changes = True
+
+
+class ConsentDeclined(DomainError):
+    status, code, title = 422, "consent_declined", "A party named on the listing declined"
+
+
+class ConsentNotFound(NotFound):
+    code, title = "consent_not_found", "No such consent request"
+
+
+class AuthorizationRequired(DomainError):
+    status, code = 422, "authorization_required"
+    title = "Public data under authorized operation needs its authorization"
+
+
+class AuthorizationExpired(DomainError):
+    status, code, title = 422, "authorization_expired", "The authorization has expired"
+
+
+class AuthorityNotPublicAgency(DomainError):
+    status, code = 422, "authority_not_public_agency"
+    title = "The authorizing authority must be a public agency"
+
+
+class PublicAuthorityShareRequired(DomainError):
+    status, code = 422, "public_authority_share_required"
+    title = "Public data shares its revenue with the authority"
+
+
+class NotQualified(DomainError):
+    status, code = 422, "not_qualified"
+    title = "The merchant holds no qualification for this classification"
+
+
+class NotAccredited(Forbidden):
+    code, title = "not_accredited", "The certifier holds no accreditation for this"
+
+
+class CertificationNotFound(NotFound):
+    code, title = "certification_not_found", "No such certification"
+
+
+class PartyNotFound(NotFound):
+    code, title = "party_not_found", "No such party"
+
+
+class RoleRequired(DomainError):
+    status, code, title = 422, "role_required", "The party does not hold the role needed"

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, composite, mapped_column, relationship
 
 from app import clock
-from app.db import Base, created_at, str_enum, substring_index, uuid_pk
+from app.db import Base, UTCDateTime, created_at, str_enum, substring_index, uuid_pk
 from app.errors import InvalidTransition
 from listings.errors import NotFlagged
 
@@ -124,10 +124,33 @@ class AdmissionList(enum.StrEnum):
 
 
 @dataclass
+class Authorization:
+    """Public data under authorized operation (公共数据授权运营): who authorized it, by which
+    document, until when."""
+
+    authority_id: uuid.UUID
+    document_ref: str
+    valid_until: datetime
+
+
+@dataclass
 class Source:
     origin: SourceOrigin
     description: str
     legal_basis: str
+    # The authorization, flattened into columns (a composite maps one column per field).
+    authority_id: uuid.UUID | None = None
+    authorization_document_ref: str | None = None
+    authorization_valid_until: datetime | None = None
+
+    @property
+    def authorization(self) -> Authorization | None:
+        if self.authority_id is None:
+            return None
+        assert self.authorization_document_ref is not None
+        assert self.authorization_valid_until is not None
+        return Authorization(self.authority_id, self.authorization_document_ref,
+                             self.authorization_valid_until)
 
 
 @dataclass
@@ -146,6 +169,9 @@ class UsageScope:
     territory: Territory
     resale: bool
     derivatives: bool
+    # The outbound data security assessment (数据出境安全评估) that personal information
+    # leaving the territory rests on.
+    cross_border_assessment_ref: str | None = None
 
 
 @dataclass
@@ -194,6 +220,9 @@ class Listing(Base):
         mapped_column("source_origin", str_enum(SourceOrigin, "source_origin"), nullable=False),
         mapped_column("source_description", Text, nullable=False),
         mapped_column("source_legal_basis", String(500), nullable=False),
+        mapped_column("source_authority_id", Uuid, ForeignKey("parties.id"), nullable=True),
+        mapped_column("source_authorization_ref", String(200), nullable=True),
+        mapped_column("source_authorization_valid_until", UTCDateTime(), nullable=True),
     )
     rights: Mapped[Rights] = composite(
         mapped_column("rights_holder_id", Uuid, ForeignKey("parties.id"), nullable=False),
@@ -206,6 +235,7 @@ class Listing(Base):
         mapped_column("usage_territory", str_enum(Territory, "usage_territory"), nullable=False),
         mapped_column("usage_resale", Boolean, nullable=False),
         mapped_column("usage_derivatives", Boolean, nullable=False),
+        mapped_column("usage_cross_border_assessment_ref", String(200), nullable=True),
     )
     delivery_mode: Mapped[DeliveryMode] = mapped_column(str_enum(DeliveryMode, "delivery_mode"))
     price_model: Mapped[PriceModel] = mapped_column(str_enum(PriceModel, "price_model"))
@@ -322,9 +352,19 @@ class Certification(Base):
     valid_until: Mapped[datetime]
     report_ref: Mapped[str] = mapped_column(String(200))
     issued_at: Mapped[created_at]
+    # Withdrawn by its certifier or an operator: no longer valid, whatever its date.
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("parties.id"))
+    revocation_reason: Mapped[str | None] = mapped_column(Text)
 
     def is_valid(self, at: datetime) -> bool:
-        return self.valid_until > at
+        return self.revoked_at is None and self.valid_until > at
+
+    def revoke(self, *, by: uuid.UUID | None, reason: str, at: datetime) -> None:
+        """Withdraw the certification; once (again → InvalidTransition)."""
+        if self.revoked_at is not None:
+            raise InvalidTransition("The certification is already revoked.")
+        self.revoked_at, self.revoked_by, self.revocation_reason = at, by, reason
 
     def satisfies(self, scope: CertificationScope, minimum: Rating, at: datetime) -> bool:
         return self.is_valid(at) and scope.value in self.scopes and self.rating.at_least(minimum)

@@ -119,7 +119,16 @@ class SubmitListing(MethodView):
     @blp.alt_response(409, response="CONFLICT")
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def post(self, listing_id: uuid.UUID) -> Any:
-        """Submit for admission: rejected (422 admission_prohibited), listed or pending review."""
+        """Submit for admission: rejected (422 admission_prohibited), listed or pending review.
+
+        Sensitive and important data needs the merchant's qualification (422
+        `not_qualified`); public data its authorization and the authority's share (422
+        `authorization_required`, `authority_not_public_agency`, `authorization_expired`,
+        `public_authority_share_required`). Then every party the listing names besides its
+        merchant is asked to consent: until all accept, the listing stays a draft and this
+        answers 409 `consent_pending` (the first time too, having asked them); a decline
+        answers 422 `consent_declined` with the party's note.
+        """
         with unit_of_work() as session:
             listing = services.submit_listing(session, listing_id=listing_id,
                                               actor=current_party())
@@ -181,9 +190,11 @@ class Certifications(MethodView):
     def post(self, body: dict[str, Any], listing_id: uuid.UUID) -> Any:
         """Certify a listing: rating, scopes, expiry and report reference (certifiers).
 
-        Not one's own listing (403 `own_listing`). The first certification rated A or better
-        of a listing pending review or listed earns its merchant a `certification_obtained`
-        credit event; later ones do not.
+        Not one's own listing (403 `own_listing`); only within the certifier's accreditations,
+        each scope at the listing's classification (403 `not_accredited`, with the
+        `uncovered_scopes`). The first certification rated A or better of a listing pending
+        review or listed earns its merchant a `certification_obtained` credit event; later
+        ones do not.
         """
         with unit_of_work() as session:
             return certification.certify_listing(session, listing_id=listing_id,

@@ -46,10 +46,21 @@ def _enum(enum_cls: type, **kwargs: Any) -> fields.Enum:
     return _Enum(enum_cls, by_value=True, **kwargs)
 
 
+class AuthorizationSchema(Schema):
+    authority_id = fields.UUID(required=True, metadata={
+        "description": "The public agency that authorized the operation; asked to consent"})
+    document_ref = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                                 metadata={"description": "The authorization agreement"})
+    valid_until = fields.AwareDateTime(required=True, default_timezone=None)
+
+
 class SourceSchema(Schema):
     origin = _enum(SourceOrigin, required=True)
     description = fields.String(required=True, validate=validate.Length(min=1, max=5000))
     legal_basis = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    authorization = fields.Nested(AuthorizationSchema, load_default=None, allow_none=True,
+                                  metadata={"description": "公共数据授权运营: required when "
+                                                           "`origin` is `public_authorized`"})
 
 
 class RightsSchema(Schema):
@@ -68,6 +79,11 @@ class UsageScopeSchema(Schema):
     territory = _enum(Territory, required=True)
     resale = StrictBoolean(load_default=False)
     derivatives = StrictBoolean(load_default=False)
+    cross_border_assessment_ref = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=1, max=200),
+        metadata={"description": "The outbound data security assessment (数据出境安全评估): "
+                                 "required for personal information when `territory` is "
+                                 "`cross_border`"})
 
 
 class RevenueShareSchema(Schema):
@@ -169,6 +185,8 @@ class CertificationSchema(CertificationCreateSchema, ResponseSchema):
     id = fields.UUID(dump_only=True)
     certifier_id = fields.UUID(dump_only=True)
     issued_at = fields.DateTime(dump_only=True)
+    revoked_at = fields.DateTime(dump_only=True, allow_none=True)
+    revocation_reason = fields.String(dump_only=True, allow_none=True)
 
 
 class QualitySummarySchema(ResponseSchema):

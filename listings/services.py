@@ -17,7 +17,7 @@ from app.log.services import TracedEntry, traced_entries
 from app.parties.models import OVERSEERS, Actor, Party, Role
 from credit import services as credit
 from credit.scoring import Level
-from listings import admission, pricing, text_search
+from listings import admission, consents, pricing, public_data, qualifications, text_search
 from listings.certification import certification_satisfied
 from listings.errors import (
     AdmissionProhibited,
@@ -45,7 +45,12 @@ def _composites(body: dict[str, Any]) -> dict[str, Any]:
     """Schema-loaded nested objects → the model's composite values."""
     values = dict(body)
     if "source" in values:
-        values["source"] = Source(**values["source"])
+        source = dict(values["source"])
+        authorization = source.pop("authorization", None) or {}
+        values["source"] = Source(
+            **source, authority_id=authorization.get("authority_id"),
+            authorization_document_ref=authorization.get("document_ref"),
+            authorization_valid_until=authorization.get("valid_until"))
     if "rights" in values:
         rights = values["rights"]
         values["rights"] = Rights(rights["holder_id"], [str(p) for p in rights["processor_ids"]],
@@ -69,6 +74,8 @@ def _check_parties(session: Session, listing: Listing) -> None:
     named = {listing.rights.holder_id, listing.rights.operator_id,
              *(uuid.UUID(p) for p in listing.rights.processor_ids),
              *(uuid.UUID(s["party_id"]) for s in listing.revenue_shares)}
+    if listing.source.authority_id is not None:
+        named.add(listing.source.authority_id)
     # No autoflush: an edited listing naming an unknown party must not be written (its
     # foreign keys would fail with an IntegrityError) before this check can refuse it.
     with session.no_autoflush:
@@ -117,8 +124,9 @@ def create_listing(session: Session, *, merchant: Party, body: dict[str, Any]) -
     return listing
 
 
-def _lookup(session: Session, listing_id: uuid.UUID) -> Listing:
-    listing = session.get(Listing, listing_id)
+def _lookup(session: Session, listing_id: uuid.UUID, *, lock: bool = False) -> Listing:
+    listing = (session.get(Listing, listing_id, with_for_update=True, populate_existing=True)
+               if lock else session.get(Listing, listing_id))
     if listing is None:
         raise ListingNotFound()
     return listing
@@ -151,8 +159,9 @@ def get_listing(session: Session, *, listing_id: uuid.UUID, viewer: Actor) -> Li
     return listing
 
 
-def _owned(session: Session, listing_id: uuid.UUID, actor: Actor) -> Listing:
-    listing = _lookup(session, listing_id)
+def _owned(session: Session, listing_id: uuid.UUID, actor: Actor, *,
+           lock: bool = False) -> Listing:
+    listing = _lookup(session, listing_id, lock=lock)
     if listing.merchant_id != actor.id:
         raise ListingNotFound()  # another merchant's listing: not revealed
     return listing
@@ -174,6 +183,7 @@ def update_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor,
         raise VersionConflict(f"The listing is at version {listing.version}, not {expected}.",
                               current_version=listing.version)
     listing.ensure_can("edit")
+    asked_before = consents.asked_of(listing)
     for name, value in _composites(changes).items():
         setattr(listing, name, value)
     if listing.status is ListingStatus.REJECTED:
@@ -182,22 +192,26 @@ def update_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor,
     _check_revenue_plan(listing)
     session.flush()
     _record(session, actor, "listing.updated", listing, fields=sorted(changes))
+    consents.supersede_if_changed(session, listing=listing, actor=actor, before=asked_before)
     return listing
 
 
 def submit_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor) -> Listing:
-    """Run admission: prohibited → rejected (422, kept on record); encouraged with nothing
+    """Run admission: prohibited → rejected (422, kept on record); then the consent of every
+    party the listing names (409 until all accept, 422 on a decline); encouraged with nothing
     left for a human → listed (fast track); otherwise pending review."""
-    listing = _owned(session, listing_id, actor)
+    listing = _owned(session, listing_id, actor, lock=True)
     listing.ensure_can("submit")
     credit.ensure_may_list(session, listing.merchant_id)
     _check_parties(session, listing)
     _check_revenue_plan(listing)
     now = clock.now()
+    public_data.ensure_authorized(session, listing, now)
+    qualifications.ensure_qualified(session, listing)
     result = admission.evaluate(admission.facts_of_listing(listing),
                                 admission.rules_in_force(session, now))
-    listing.admission = result.as_record()
     if result.decision is admission.Decision.PROHIBITED:
+        listing.admission = result.as_record()
         listing.set_status(ListingStatus.REJECTED, result.explanation)
         session.flush()
         _record(session, actor, "listing.admission_prohibited", listing, **listing.admission)
@@ -208,7 +222,12 @@ def submit_listing(session: Session, *, listing_id: uuid.UUID, actor: Actor) -> 
                                    evidence_ref=f"listing:{listing.id}")
         raise AdmissionProhibited(result.explanation,
                                   matched_rules=listing.admission["matched_rules"])
-    listing.price_warning = pricing.ensure_in_band(session, listing, now)
+    price_warning = pricing.ensure_in_band(session, listing, now)
+    # Last, once the merchant's own part is in order: the parties named are asked only
+    # about a listing that could pass. The listing itself is left as it was until they agree.
+    consents.ensure_consented(session, listing=listing, actor=actor)
+    listing.admission = result.as_record()
+    listing.price_warning = price_warning
     needs_human = _reasons_for_review(session, listing, result)
     if needs_human:
         listing.set_status(ListingStatus.PENDING_REVIEW, "; ".join(needs_human) + ".")
@@ -253,10 +272,12 @@ def _ensure_listable_now(session: Session, listing: Listing) -> admission.Admiss
     """What an operator's approval or relisting must check again, as of now.
 
     The submission's decision is not enough: since then the merchant may have come under a
-    listing ban, or the lists may have changed (a negative rule added for this very kind of
-    product), and nothing may reach the market that admission would refuse today.
+    listing ban, a public data authorization may have expired, or the lists may have changed
+    (a negative rule added for this very kind of product), and nothing may reach the market
+    that admission would refuse today.
     """
     credit.ensure_may_list(session, listing.merchant_id)
+    public_data.ensure_authorized(session, listing, clock.now())
     result = admission.evaluate(admission.facts_of_listing(listing),
                                 admission.rules_in_force(session, clock.now()))
     if result.decision is admission.Decision.PROHIBITED:
@@ -378,14 +399,21 @@ def release_licenses(session: Session, *, listing_id: uuid.UUID, quantity: int) 
         .execution_options(synchronize_session=False))
 
 
+def ensure_may_trace(session: Session, *, listing_id: uuid.UUID, viewer: Actor) -> Listing:
+    """The listing, for its merchant and the overseers, who may read its history (others:
+    404, whatever its status)."""
+    listing = _lookup(session, listing_id)
+    if listing.merchant_id != viewer.id and not viewer.has_role(*OVERSEERS):
+        raise ListingNotFound()
+    return listing
+
+
 def listing_trace(session: Session, *, listing_id: uuid.UUID,
                   viewer: Actor) -> list[TracedEntry]:
     """Every audited event of the product's life, in order: the listing's own entries and
     those of its orders, their settlement and payouts (which name it by `listing_id`), read
     in one statement however many orders it has."""
-    listing = _lookup(session, listing_id)
-    if listing.merchant_id != viewer.id and not viewer.has_role(*OVERSEERS):
-        raise ListingNotFound()
+    listing = ensure_may_trace(session, listing_id=listing_id, viewer=viewer)
     return traced_entries(session, or_(and_(AuditEntry.subject_type == Listing.__tablename__,
                                             AuditEntry.subject_id == str(listing.id)),
                                        AuditEntry.listing_id == listing.id))

@@ -7,17 +7,22 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 import factory
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
 
+from app import clock
 from app.db import unit_of_work
 from app.extensions import db
 from app.parties import services
 from app.parties.credit_code import check_character
 from app.parties.models import SYSTEM, Party, PartyKind, Role
+from listings import qualifications
+from listings.models import CertificationScope, Classification
 
 _serial = itertools.count(1)
 
@@ -53,14 +58,38 @@ class Member:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-def make_member(*roles: Role, kind: PartyKind = PartyKind.ENTERPRISE) -> Member:
-    """Register a party with the given roles (any role: created as the system)."""
+# What make_member grants: a merchant is qualified, and a certifier accredited for every
+# scope, up to important data, for longer than any test moves the clock.
+GRANTED_UP_TO = Classification.IMPORTANT
+GRANTED_FOR = timedelta(days=50 * 365)
+
+
+def make_member(*roles: Role, kind: PartyKind = PartyKind.ENTERPRISE,
+                granted: bool = True) -> Member:
+    """Register a party with the given roles (any role: created as the system). Unless
+    `granted` is False, a merchant is given a qualification and a certifier an accreditation
+    up to important data, as an operator grants them."""
     body = PartyBodyFactory.build()
     with unit_of_work(db.session()) as session:
         party, issued = services.register_party(
             session, name=body["name"], credit_code=body["credit_code"], kind=kind,
             roles=list(roles or (Role.BUYER,)), actor=SYSTEM)
+        if granted:
+            grant_what_roles_need(session, party)
     return Member(party, issued.raw)
+
+
+def grant_what_roles_need(session: Session, party: Party) -> None:
+    """A merchant's qualification and a certifier's accreditation, up to important data."""
+    until = clock.now() + GRANTED_FOR
+    if party.has_role(Role.MERCHANT):
+        qualifications.grant_qualification(session, party_id=party.id, actor=SYSTEM, body={
+            "max_classification": GRANTED_UP_TO, "valid_until": until,
+            "evidence_ref": "Granted with the test party"})
+    if party.has_role(Role.CERTIFIER):
+        qualifications.grant_accreditation(session, party_id=party.id, actor=SYSTEM, body={
+            "scopes": list(CertificationScope), "max_classification": GRANTED_UP_TO,
+            "valid_until": until, "evidence_ref": "Granted with the test party"})
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -3,7 +3,7 @@
 1. Every route of `app.url_map` that carries an object id (a `<uuid:...>` converter), with
    each of its methods, has an entry in MATRIX saying who may succeed on it; a route missing
    from the matrix fails the test, so a new route cannot ship without one. The matrix holds
-   48 routes. For each, party A's objects are created through the API (fresh ones per
+   55 routes. For each, party A's objects are created through the API (fresh ones per
    route), then the route is tried anonymously (401; 403 for a signed download link), as a
    party B of every role (buyer, merchant, operator, regulator, certifier, broker), as a
    party B holding all six roles at once, and as A and A's counterparts (an order's
@@ -15,10 +15,10 @@
    with 404, say). Probes add A's ids paired with B's own (a key id under B's party), A's
    ids in bodies (a repair of A's finding, an order of A's unlisted product), A's hidden
    drafts behind other routes, and every list endpoint filtered on every party A's id. About
-   660 attempts in all.
+   750 attempts in all.
 2. Server-owned fields (`id`, `status`, `merchant_id`, `buyer_id`, `unit_price`,
    `total_amount`, `paid_amount`, `refunded_amount`, `version`, `created_at`, `score`,
-   `level`, ...) sent to 20 create and update endpoints are refused with a 422 naming the
+   `level`, ...) sent to 23 create and update endpoints are refused with a 422 naming the
    field (the schemas refuse unknown fields) and nothing is stored; the same request without
    them succeeds and the object read back carries the server's values. A key proposed to
    POST /parties/{id}/api-keys is ignored, a `version` sent with an edit only guards it, an
@@ -56,6 +56,7 @@ from credit.models import CreditEntry, Objection, Penalty, Repair
 from listings.artifacts import Artifact
 from listings.downloads import download_for
 from listings.models import AdmissionRule, Certification, GuidePrice, Listing, QualityReport
+from listings.rights_models import Accreditation, Consent, Qualification
 from orders.models import Demand, Dispute, Order
 from settlement.models import PayoutAccount, SettlementRun
 from tests.factories import Member, PartyBodyFactory, make_member
@@ -167,6 +168,17 @@ MATRIX: dict[tuple[str, str], Access] = {
     ("GET", f"{LISTING}/certificate"):
         Access("listed_listing", allow(OWNER, OVERSEERS, "buyer", "merchant", "certifier",
                                        "broker")),
+    # Consents: the party asked decides; the listing's merchant (the counterparty) and
+    # everyone else are not told the request exists.
+    ("POST", f"{API}/consents/<uuid:consent_id>/decide"):
+        Access("consent_request", allow(OWNER), body={"decision": "accept", "note": None}),
+    ("GET", f"{LISTING}/consents"):
+        Access("named_listing", allow(OWNER, OVERSEERS)),
+    # Certifications: withdrawn by the body that issued them or an operator; another body
+    # is not told the certification exists.
+    ("POST", f"{API}/certifications/<uuid:certification_id>/revoke"):
+        Access("certification", allow(OWNER, "operator"), roles=("certifier", "operator"),
+               body=REASON),
     ("GET", f"{LISTING}/price-guidance"):
         Access("draft_listing", allow(OWNER, OVERSEERS)),
     # A listed product is public: others are refused the demands it meets with 403.
@@ -231,6 +243,22 @@ MATRIX: dict[tuple[str, str], Access] = {
         Access("paid_payee", allow(OWNER, OVERSEERS)),
     ("GET", f"{PARTY}/statement"):
         Access("paid_payee", allow(OWNER, OVERSEERS)),
+    # Qualifications and accreditations: granted by operators; a party's qualifications are
+    # its own and the overseers' to read, a certifier's accreditations everyone's.
+    ("POST", f"{PARTY}/qualifications"):
+        Access("party", allow("operator"), roles=("operator",), ok=201,
+               body=lambda: {"max_classification": "sensitive", "evidence_ref": "QUAL-1",
+                             "valid_until": (clock.now() + timedelta(days=365)).isoformat()}),
+    ("GET", f"{PARTY}/qualifications"):
+        Access("party", allow(OWNER, OVERSEERS), hidden=403),
+    ("POST", f"{API}/certifiers/<uuid:party_id>/accreditations"):
+        Access("certifier_party", allow("operator"), roles=("operator",), ok=201,
+               body=lambda: {"scopes": ["compliance"], "max_classification": "sensitive",
+                             "evidence_ref": "CNAS-1",
+                             "valid_until": (clock.now() + timedelta(days=365)).isoformat()}),
+    ("GET", f"{API}/certifiers/<uuid:party_id>/accreditations"):
+        Access("certifier_party", allow(OWNER, OVERSEERS, "buyer", "merchant", "certifier",
+                                        "broker")),
     ("GET", f"{PARTY}/payout-account"):
         Access("payout_account", allow(OWNER, OVERSEERS)),
     ("PUT", f"{PARTY}/payout-account"):
@@ -397,6 +425,36 @@ def suspended_listing(w: World) -> Case:
     ok(w.call(w.staff["operator"], "POST", f"{API}/listings/{case.ids['listing_id']}/suspend",
               REASON))
     return case
+
+
+def certification(w: World) -> Case:
+    """A pending listing's certification; A is the body that issued it."""
+    merchant, certifier = make_member(Role.MERCHANT), make_member(Role.CERTIFIER)
+    issued = ok(w.call(certifier, "POST", f"{API}/listings/{w.pending(merchant)}/certifications",
+                       certification_body()), 201)
+    return Case({"certification_id": issued["id"]}, {OWNER: certifier, COUNTERPARTY: merchant})
+
+
+def certifier_party(w: World) -> Case:
+    member = make_member(Role.CERTIFIER)
+    return Case({"party_id": member.id}, {OWNER: member})
+
+
+def named_listing(w: World) -> Case:
+    """A draft naming another party as its holder, submitted once: the holder was asked."""
+    merchant, holder = make_member(Role.MERCHANT), make_member(Role.MERCHANT)
+    listing_id = w.draft(merchant, rights={"holder_id": holder.id, "processor_ids": [],
+                                           "operator_id": merchant.id})
+    asked = w.call(merchant, "POST", f"{API}/listings/{listing_id}/submit")
+    assert asked.status_code == 409, asked.get_json()
+    return Case({"listing_id": listing_id}, {OWNER: merchant, COUNTERPARTY: holder})
+
+
+def consent_request(w: World) -> Case:
+    case = named_listing(w)
+    holder, merchant = case.parties[COUNTERPARTY], case.parties[OWNER]
+    [request] = ok(w.call(holder, "GET", f"{API}/consents"))
+    return Case({"consent_id": request["id"]}, {OWNER: holder, COUNTERPARTY: merchant})
 
 
 def flag(listing_id: str) -> None:
@@ -576,6 +634,8 @@ SETUPS: dict[str, Callable[[World], Case]] = {
     "draft_listing": draft_listing, "pending_listing": pending_listing,
     "listed_listing": listed_listing, "suspended_listing": suspended_listing,
     "flagged_listing": flagged_listing, "reported_listing": reported_listing,
+    "named_listing": named_listing, "consent_request": consent_request,
+    "certification": certification, "certifier_party": certifier_party,
     "admission_rule": admission_rule, "pending_order": order_case("pending"),
     "paid_order": order_case("paid"), "delivered_order": order_case("delivered"),
     "disputed_order": order_case("disputed"), "completed_order": order_case("completed"),
@@ -693,7 +753,7 @@ def lists_leak_nothing(w: World, tally: Tally) -> None:
     traders = ("buyer", "merchant", "broker", "certifier")
     lists: list[tuple[str, str, dict[str, Any]]] = [
         (name, path, query) for name in traders
-        for path, query in [("orders", {}), ("demands", {}), ("payouts", {}),
+        for path, query in [("orders", {}), ("demands", {}), ("payouts", {}), ("consents", {}),
                             *(("listings", {"status": s}) for s in
                               ("draft", "pending_review", "rejected", "suspended", "delisted"))]]
     for index, party_id in enumerate(w.owners):
@@ -972,6 +1032,37 @@ def add_admission_rule(w: World) -> Write:
         verify=lambda rule: rule["version"] == 1 and rule["retired_at"] is None)
 
 
+def grant_qualification(w: World) -> Write:
+    merchant = make_member(Role.MERCHANT, granted=False)
+    return Write("POST", f"{API}/parties/{merchant.id}/qualifications", w.staff["operator"], {
+        "max_classification": "sensitive", "evidence_ref": "QUAL-1",
+        "valid_until": (clock.now() + timedelta(days=365)).isoformat()}, common(
+        party_id=someone_else(), granted_by=someone_else(), granted_at=EARLY),
+        model=Qualification, verify=lambda q: q["party_id"] == merchant.id)
+
+
+def grant_accreditation(w: World) -> Write:
+    certifier = make_member(Role.CERTIFIER, granted=False)
+    return Write("POST", f"{API}/certifiers/{certifier.id}/accreditations",
+                 w.staff["operator"], {
+                     "scopes": ["compliance"], "max_classification": "sensitive",
+                     "evidence_ref": "CNAS-1",
+                     "valid_until": (clock.now() + timedelta(days=365)).isoformat()}, common(
+        party_id=someone_else(), granted_by=someone_else(), granted_at=EARLY),
+        model=Accreditation, verify=lambda a: a["party_id"] == certifier.id)
+
+
+def decide_consent(w: World) -> Write:
+    case = consent_request(w)
+    holder = case.parties[OWNER]
+    return Write("POST", f"{API}/consents/{case.ids['consent_id']}/decide", holder,
+                 {"decision": "accept", "note": None}, {
+                     "status": "declined", "party_id": someone_else(), "decided_at": EARLY,
+                     "listing_id": str(uuid.uuid4()), "role": "payee", "terms": {}},
+                 model=Consent, status=200,
+                 verify=lambda c: (c["status"], c["party_id"]) == ("accepted", holder.id))
+
+
 def run_settlement(w: World) -> Write:
     return Write("POST", f"{API}/settlement/runs", w.staff["operator"], {}, common(
         status="finished", orders_settled=99, gross_amount=1, platform_fee_amount=1,
@@ -995,6 +1086,9 @@ WRITES: dict[str, Callable[[World], Write]] = {
     "POST /credit/repairs": apply_for_repair, "POST /credit/events": record_credit_event,
     "POST /credit/penalties": impose_penalty, "POST /admission-rules": add_admission_rule,
     "POST /settlement/runs": run_settlement,
+    "POST /parties/{id}/qualifications": grant_qualification,
+    "POST /certifiers/{id}/accreditations": grant_accreditation,
+    "POST /consents/{id}/decide": decide_consent,
 }
 
 

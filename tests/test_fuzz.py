@@ -4,15 +4,16 @@ The document is read from the app (GET /openapi.json, in process) and every oper
 a test item, run once per role (anonymous, buyer, merchant, operator, regulator, certifier) and
 per backend (SQLite, and PostgreSQL with TEST_DATABASE_URL). Cases go to the Flask app through
 its WSGI interface, no server. Before each role's run the tables are emptied and seeded through
-the API with a little real data: one party per role, a listed product and a draft, an admission
-rule, a guide price, an open demand, orders (unpaid, paid, completed and settled, disputed),
-a settlement run with its bank payout batch, a credit event with an objection, a penalty, an
-artifact of the listed product and a spare API key per party. Half the time a well-formed id
-drawn for a path parameter or a top-level body field (`listing_id`, `party_id`...) is swapped
-for the id of a seeded object of that name, so object routes reach existing objects and not
-only 404. The role's API key is schemathesis' bearerAuth credential (an auth provider, not a
-fixed header), so the negative cases that leave the credential out really do; the fuzzed role's
-own key is never revoked.
+the API with a little real data: one party per role (a merchant qualified, a certifier
+accredited), a listed product with its certification and an artifact, a draft and a draft
+whose holder was asked to consent, an admission rule, a guide price, an open demand, orders
+(unpaid, paid, completed and settled, disputed), a settlement run with its bank payout batch,
+a credit event with an objection, a penalty and a spare API key per party. Half the time a
+well-formed id drawn for a path parameter or a top-level body field (`listing_id`,
+`party_id`...) is swapped for the id of a seeded object of that name, so object routes reach
+existing objects and not only 404. The role's API key is schemathesis' bearerAuth credential
+(an auth provider, not a fixed header), so the negative cases that leave the credential out
+really do; the fuzzed role's own key is never revoked.
 
 Size. A fixed-seed sample runs with the suite: FUZZ_EXAMPLES cases (default 3) generated per
 operation and role by the fuzzing phase, positive and negative, derandomized (FUZZ_SEED), no
@@ -54,6 +55,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from io import BytesIO
 from typing import Any
 
@@ -109,13 +111,20 @@ def seed(client: FlaskClient) -> World:
 
     listing = listed_product(client, merchant)
     world.add("listing_id", listing["id"])
-    artifact = ok(client.post(f"{API}/listings/{listing['id']}/artifacts", headers=merchant.headers,
-                              data={"file": (BytesIO(b"segment_id,vehicles\nS1,412\n"),
-                                             "flows.csv")}), 201)
-    world.add("artifact_id", artifact["id"])
+from datetime import timedelta
+from io import BytesIO
     draft = ok(client.post(f"{API}/listings", json=listing_body(merchant, title="A draft"),
                            headers=merchant.headers), 201)
     world.add("listing_id", draft["id"])
+    # A draft naming the buyer as its holder, submitted once: the buyer is asked to consent.
+    named = ok(client.post(f"{API}/listings", headers=merchant.headers, json=listing_body(
+        merchant, title="A draft naming its holder", rights={
+            "holder_id": buyer.id, "processor_ids": [], "operator_id": merchant.id})), 201)
+    world.add("listing_id", named["id"])
+    assert client.post(f"{API}/listings/{named['id']}/submit",
+                       headers=merchant.headers).status_code == 409
+    for consent in ok(client.get(f"{API}/consents", headers=buyer.headers)):
+        world.add("consent_id", consent["id"])
 
     world.add("rule_id", ok(client.post(f"{API}/admission-rules", headers=operator.headers, json={
         "list": "negative", "name": "No leaked ledgers", "reason": "seed",

@@ -12,7 +12,9 @@ from benchmarks.statement_counts import count_statements, paginated_gets
 # demand (or the listing with its certifications), whether the caller may trade, and the
 # binding guide prices of the category; the demand's ranked candidates are one query with
 # each merchant's level and best rating (on PostgreSQL after a SET LOCAL that has it planned
-# for the demand's values), the listing's fitting demands a COUNT and a page.
+# for the demand's values), the listing's fitting demands a COUNT and a page. A party's
+# consents are a COUNT and a page (each with its listing, joined); a listing's consents, a
+# party's qualifications and a certifier's accreditations first read the listing or party.
 BUDGET = {
     "/api/v1/parties": 3, "/api/v1/listings": 3, "/api/v1/admission-rules": 3,
     "/api/v1/credit/blacklist": 3, "/api/v1/guide-prices": 3, "/api/v1/orders": 3,
@@ -22,6 +24,10 @@ BUDGET = {
     "/api/v1/listings/{listing_id}/matches": 6,
     # Its merchant's: the listing is read first, to refuse anyone else.
     "/api/v1/listings/{listing_id}/artifacts": 4,
+    "/api/v1/consents": 3,
+    "/api/v1/listings/{listing_id}/consents": 4,
+    "/api/v1/parties/{party_id}/qualifications": 4,
+    "/api/v1/certifiers/{party_id}/accreditations": 4,
 }
 
 

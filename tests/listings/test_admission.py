@@ -199,6 +199,76 @@ def test_important_data_delivered_by_sandbox_or_api_passes_admission(client, del
     assert response.json["status"] == "pending_review"
 
 
+CONSENTED = {"contains_personal_info": True, "anonymized": False,
+             "consent_basis": "Written consent of each data subject, PIPL art. 13"}
+
+
+def abroad(**changes: Any) -> dict[str, Any]:
+    return {"purposes": ["research"], "term_days": 365, "territory": "cross_border",
+            "resale": False, "derivatives": False, **changes}
+
+
+@pytest.mark.parametrize("assessment", [None, "   "], ids=["none", "blank"])
+def test_personal_information_leaving_the_territory_without_an_assessment_is_prohibited(
+        client, assessment):
+    merchant = make_member(Role.MERCHANT)
+    listing_id = create_draft(client, merchant, **CONSENTED,
+                              usage_scope=abroad(cross_border_assessment_ref=assessment))
+
+    problem = assert_prohibited(client, merchant, listing_id,
+                                ("builtin:cross-border-personal-information", 1))
+
+    [match] = problem["matched_rules"]
+    assert match["builtin"] is True
+    assert set(match["matched_on"]) == {"contains_personal_info", "territory",
+                                        "cross_border_assessment_ref"}
+    assert "usage_scope.cross_border_assessment_ref" in match["reason"]
+    assert match["name"] in problem["detail"]
+
+
+def test_personal_information_leaving_the_territory_with_its_assessment_passes(client):
+    merchant = make_member(Role.MERCHANT)
+    scope = abroad(cross_border_assessment_ref="CAC 数据出境安全评估 2025-0117")
+    listing_id = create_draft(client, merchant, **CONSENTED, usage_scope=scope)
+
+    response = submit(client, merchant, listing_id)
+
+    assert response.status_code == 200, response.json
+    assert response.json["admission"]["decision"] == "standard"
+    assert response.json["usage_scope"]["cross_border_assessment_ref"] == \
+        "CAC 数据出境安全评估 2025-0117"
+
+
+@pytest.mark.parametrize("overrides", [
+    {**CONSENTED, "usage_scope": abroad(territory="domestic")},
+    {"contains_personal_info": False, "usage_scope": abroad()},
+], ids=["personal_information_at_home", "no_personal_information_abroad"])
+def test_the_assessment_is_asked_only_of_personal_information_leaving(client, overrides):
+    merchant = make_member(Role.MERCHANT)
+    listing_id = create_draft(client, merchant, **overrides)
+
+    response = submit(client, merchant, listing_id)
+
+    assert response.status_code == 200, response.json
+    assert response.json["admission"]["matched_rules"] == []
+
+
+def test_the_dry_run_explains_the_missing_assessment(client):
+    merchant = make_member(Role.MERCHANT)
+    body = listing_body(merchant, **CONSENTED, usage_scope=abroad())
+
+    response = client.post(CHECK, json=body, headers=merchant.headers)
+
+    assert response.status_code == 200, response.json
+    assert response.json["decision"] == "prohibited"
+    assert cited(response.json["matched_rules"]) == {
+        ("builtin:cross-border-personal-information", 1)}
+    assert "Personal information leaving the territory" in response.json["explanation"]
+    body["usage_scope"]["cross_border_assessment_ref"] = "CAC-2025-0117"
+    assessed = client.post(CHECK, json=body, headers=merchant.headers)
+    assert assessed.json["decision"] == "standard", assessed.json
+
+
 def test_download_delivery_is_allowed_for_general_data(client):
     merchant = make_member(Role.MERCHANT)
     listing_id = create_draft(client, merchant, classification="general", delivery_mode="download")

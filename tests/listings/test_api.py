@@ -158,11 +158,12 @@ def test_merchant_creates_a_draft_that_echoes_every_contract_field(client, merch
         anonymized=True,
         consent_basis="Written consent of each sole proprietor, 2024 campaign",
         source={"origin": "purchased", "description": "Bought from the credit bureau",
-                "legal_basis": "Data purchase contract 2024-88"},
+                "legal_basis": "Data purchase contract 2024-88", "authorization": None},
         rights={"holder_id": holder.id, "processor_ids": [processor.id],
                 "operator_id": merchant.id},
         usage_scope={"purposes": ["credit_assessment"], "term_days": 180,
-                     "territory": "cross_border", "resale": True, "derivatives": False},
+                     "territory": "cross_border", "resale": True, "derivatives": False,
+                     "cross_border_assessment_ref": "CAC 数据出境安全评估 2024-0031"},
         delivery_mode="sandbox",
         price_model="per_call",
         unit_price=250,
@@ -397,7 +398,7 @@ def test_a_patch_to_a_price_of_zero_is_refused(client, merchant):
 def test_a_patch_replaces_a_nested_object_whole(client, merchant):
     created = _create(client, merchant)
     scope = {"purposes": ["insurance_pricing"], "term_days": None, "territory": "domestic",
-             "resale": False, "derivatives": False}
+             "resale": False, "derivatives": False, "cross_border_assessment_ref": None}
 
     response = client.patch(_url(created["id"]), headers=merchant.headers,
                             json={"usage_scope": scope, "licenses_available": None})

@@ -19,11 +19,11 @@ from werkzeug.test import TestResponse
 from app import clock
 from app.audit import AuditEntry
 from app.extensions import db
-from app.parties.models import Role
+from app.parties.models import PartyKind, Role
 from listings.models import GuidePrice, Listing
 from orders.models import Order
 from tests.factories import Member, make_member
-from tests.listings.factories import listing_body
+from tests.listings.factories import accept_consents, listing_body, public_data
 from tests.orders.factories import Market, give_completed_order, listed_product
 from tests.support import ok, problem, race
 
@@ -31,8 +31,6 @@ API = "/api/v1"
 GUIDES = f"{API}/guide-prices"
 LISTINGS = f"{API}/listings"
 PRICE = 120_000  # the default listing's unit price
-PUBLIC_SOURCE = {"origin": "public_authorized", "description": "City traffic open data",
-                 "legal_basis": "Authorized operation agreement 2025-03 with the city"}
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -84,7 +82,18 @@ def draft(m: Market, **overrides: Any) -> str:
 
 
 def submit(m: Market, listing_id: str) -> TestResponse:
-    return m.client.post(f"{LISTINGS}/{listing_id}/submit", headers=m.merchant.headers)
+    """Submit; when the parties the listing names are asked, they accept and it is submitted
+    again."""
+    answer = m.client.post(f"{LISTINGS}/{listing_id}/submit", headers=m.merchant.headers)
+    if answer.status_code == 409 and answer.get_json()["code"] == "consent_pending":
+        accept_consents(m.client, listing_id)
+        answer = m.client.post(f"{LISTINGS}/{listing_id}/submit", headers=m.merchant.headers)
+    return answer
+
+
+def public(m: Market) -> dict[str, Any]:
+    """Public data under authorized operation, by a new authority (a public agency)."""
+    return public_data(m.merchant, make_member(Role.BUYER, kind=PartyKind.PUBLIC_AGENCY))
 
 
 def submitted(m: Market, **overrides: Any) -> dict[str, Any]:
@@ -618,7 +627,7 @@ def test_public_data_without_a_binding_guide_price_goes_to_review_despite_the_fa
     fast_track(m)
     assert submitted(m)["status"] == "listed"  # the same product from a collected source
 
-    listing = submitted(m, source=PUBLIC_SOURCE)
+    listing = submitted(m, **public(m))
 
     assert listing["status"] == "pending_review"
     assert listing["admission"]["decision"] == "encouraged"
@@ -629,7 +638,7 @@ def test_public_data_with_a_binding_guide_price_and_a_price_inside_is_fast_track
     fast_track(m)
     set_guide(m)
 
-    listing = submitted(m, source=PUBLIC_SOURCE, unit_price=PRICE)
+    listing = submitted(m, **public(m), unit_price=PRICE)
 
     assert listing["status"] == "listed"
     assert "guide price" not in listing["status_reason"]
@@ -639,7 +648,7 @@ def test_public_data_with_a_binding_guide_price_is_still_refused_outside_its_ban
     fast_track(m)
     set_guide(m)
 
-    problem(submit(m, draft(m, source=PUBLIC_SOURCE, unit_price=200_000)), 422,
+    problem(submit(m, draft(m, **public(m), unit_price=200_000)), 422,
             "price_out_of_band")
 
 
@@ -655,14 +664,14 @@ def test_public_data_goes_to_review_when_no_binding_guide_price_applies_to_it(m,
     fast_track(m)
     set_guide(m, **guide)
 
-    listing = submitted(m, source=PUBLIC_SOURCE)
+    listing = submitted(m, **public(m))
 
     assert listing["status"] == "pending_review"
     assert "no binding guide price" in listing["status_reason"]
 
 
 def test_an_operator_may_still_approve_public_data_without_a_guide_price(m):
-    listing = submitted(m, source=PUBLIC_SOURCE)
+    listing = submitted(m, **public(m))
 
     approved = ok(m.client.post(f"{LISTINGS}/{listing['id']}/review", headers=m.operator.headers,
                                 json={"decision": "approve", "reason": "Price checked by hand"}))

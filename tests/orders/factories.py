@@ -15,16 +15,21 @@ from app.parties.models import Role
 from listings.models import Listing
 from orders.models import Order, OrderStatus
 from tests.factories import Member, make_member
-from tests.listings.factories import listing_body
+from tests.listings.factories import accept_consents, listing_body
 
 
 def listed_product(client: FlaskClient, merchant: Member, **overrides: Any) -> dict[str, Any]:
-    """A listing taken through review to `listed`."""
+    """A listing taken through review to `listed` (the parties it names consenting)."""
     created = client.post("/api/v1/listings", json=listing_body(merchant, **overrides),
                           headers=merchant.headers)
     assert created.status_code == 201, created.json
     listing_id = created.get_json()["id"]
     submitted = client.post(f"/api/v1/listings/{listing_id}/submit", headers=merchant.headers)
+    if submitted.status_code == 409 and submitted.get_json()["code"] == "consent_pending":
+        # The parties the listing names agree, and the merchant submits again.
+        accept_consents(client, listing_id)
+        submitted = client.post(f"/api/v1/listings/{listing_id}/submit",
+                                headers=merchant.headers)
     assert submitted.status_code == 200, submitted.json
     if submitted.get_json()["status"] != "listed":
         operator = make_member(Role.OPERATOR)
