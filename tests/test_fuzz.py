@@ -111,8 +111,14 @@ def seed(client: FlaskClient) -> World:
 
     listing = listed_product(client, merchant)
     world.add("listing_id", listing["id"])
-from datetime import timedelta
-from io import BytesIO
+    artifact = ok(client.post(f"{API}/listings/{listing['id']}/artifacts", headers=merchant.headers,
+                              data={"file": (BytesIO(b"segment_id,vehicles\nS1,412\n"),
+                                             "flows.csv")}), 201)
+    world.add("artifact_id", artifact["id"])
+    world.add("certification_id", ok(client.post(
+        f"{API}/listings/{listing['id']}/certifications", headers=certifier.headers,
+        json={"rating": "AA", "scopes": ["quality"], "report_ref": "seed",
+              "valid_until": (clock.now() + timedelta(days=365)).isoformat()}), 201)["id"])
     draft = ok(client.post(f"{API}/listings", json=listing_body(merchant, title="A draft"),
                            headers=merchant.headers), 201)
     world.add("listing_id", draft["id"])
