@@ -122,6 +122,9 @@ class Config:
     LOG_SEAL_BATCH_SIZE = _int("LOG_SEAL_BATCH_SIZE", 10_000)
     LOG_SIGNING_KEY = os.environ.get("LOG_SIGNING_KEY")
     LOG_SIGNING_KEY_FILE = os.environ.get("LOG_SIGNING_KEY_FILE")
+    # Where the public reaches the exchange: printed vouchers and certificates carry a QR code
+    # of its verification page (PUBLIC_BASE_URL/public/verify?document=<number>).
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
 
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     LOG_JSON = os.environ.get("LOG_JSON", "true").lower() == "true"
