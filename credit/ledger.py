@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from app import audit, clock
@@ -66,30 +66,32 @@ def verify(session: Session, verifier: Verifier, *, batch_size: int = 5000) -> L
 
 
 def _check_entries(session: Session, batch_size: int) -> tuple[int, int | None]:
-    """Each credit entry beside its audit entry and leaf, both ways (a full outer join: an
-    entry deleted behind the service leaves its audit entry alone)."""
-    logged = (select(AuditEntry.id, AuditEntry.subject_id, AuditEntry.payload_digest,
-                     LogLeaf.log_index)
-              .outerjoin(LogLeaf, LogLeaf.entry_id == AuditEntry.id)
-              .where(AuditEntry.action == ENTRY_ACTION).subquery())
-    credit = CreditEntry.__table__
+    """Each credit entry beside its audit entry and leaf (by key, one pass in seq order), then
+    the audit entries of credit entries that are gone (deleted behind the service)."""
+    credit, logged = CreditEntry.__table__, AuditEntry.__table__
     rows = session.execute(
-        select(*credit.c, logged.c.id.label("logged_id"), logged.c.subject_id,
-               logged.c.payload_digest, logged.c.log_index)
-        .select_from(credit.join(logged, logged.c.id == credit.c.seq, full=True))
-        .order_by(func.coalesce(credit.c.seq, logged.c.id))
-        .execution_options(yield_per=batch_size))
+        select(*credit.c, logged.c.action.label("logged_action"), logged.c.subject_id,
+               logged.c.payload_digest, LogLeaf.log_index)
+        .outerjoin(logged, logged.c.id == credit.c.seq)
+        .outerjoin(LogLeaf, LogLeaf.entry_id == credit.c.seq)
+        .order_by(credit.c.seq).execution_options(yield_per=batch_size))
     checked, first_bad = 0, None
     for row in rows:
-        if row.seq is not None and row.logged_id is not None and row.log_index is None:
+        found = row.logged_action == ENTRY_ACTION
+        if found and row.log_index is None:
             continue  # not integrated yet
         checked += 1
-        intact = (row.seq is not None and row.logged_id is not None
-                  and row.subject_id == str(row.id)
+        intact = (found and row.subject_id == str(row.id)
                   and row.payload_digest == audit.digest(entry_content(row)))
         if not intact and first_bad is None:
-            first_bad = row.seq if row.seq is not None else row.logged_id
-    return checked, first_bad
+            first_bad = row.seq
+    gone = select(logged.c.id).where(
+        logged.c.action == ENTRY_ACTION,
+        ~exists().where(credit.c.seq == logged.c.id)).order_by(logged.c.id)
+    deleted = list(session.scalars(gone))
+    if deleted:
+        first_bad = min(deleted[0], first_bad) if first_bad is not None else deleted[0]
+    return checked + len(deleted), first_bad
 
 
 @dataclass
