@@ -4,7 +4,7 @@ An entry is written with an audit entry of its own (`credit.entry_appended`) who
 are the entry's content, so the leaf the sealer makes of it holds the content's digest; the
 entry's number (`seq`) is that audit entry's id. Both are plain rows: no writer waits for
 another beyond the row lock of the party's profile that every change to a party's record
-takes (`services.lock_profile`), so one party's entries are numbered in their order.
+takes (`services.lock_profiles`), so one party's entries are numbered in their order.
 
 Entries are written at once (not at commit, like the audit trail's) because the cached score,
 penalties and blacklist are updated from them in the same transaction. A revocation,
