@@ -14,6 +14,7 @@ COPY listings ./listings
 COPY orders ./orders
 COPY settlement ./settlement
 COPY credit ./credit
+COPY oversight ./oversight
 COPY migrations ./migrations
 # Editable: the code (and migrations/ beside it) is run from /srv/exchange itself.
 RUN pip install -c requirements.lock -e . \

@@ -128,6 +128,9 @@ class Config:
     LOG_SEAL_BATCH_SIZE = _int("LOG_SEAL_BATCH_SIZE", 10_000)
     LOG_SIGNING_KEY = os.environ.get("LOG_SIGNING_KEY")
     LOG_SIGNING_KEY_FILE = os.environ.get("LOG_SIGNING_KEY_FILE")
+    # Where the public reaches the exchange: printed vouchers and certificates carry a QR code
+    # of its verification page (PUBLIC_BASE_URL/public/verify?document=<number>).
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
 
     # Data artifacts (app/storage.py): where uploaded files live, `file://<directory>` (the
     # single-machine default, under instance/) or `s3://<bucket>` on any S3-compatible store

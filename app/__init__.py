@@ -46,6 +46,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from orders import jobs as order_jobs  # noqa: F401  (registers the domain's jobs)
     from orders.demand_routes import blp as demands_blp
     from orders.routes import blp as orders_blp
+    from oversight.routes import blp as public_blp
     from settlement import jobs as settlement_jobs  # noqa: F401  (registers the domain's jobs)
     from settlement.routes import blp as settlement_blp
 
@@ -84,7 +85,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
 
     for blueprint in (ops, parties_blp, audit_blp, listings_blp, rules_blp, credit_blp,
                       guide_prices_blp, artifacts_blp, orders_blp, demands_blp, settlement_blp,
-                      log_blp, evidence_blp, rights_blp):
+                      log_blp, evidence_blp, rights_blp, public_blp):
         api.register_blueprint(blueprint)
 
     cli.register(app)

@@ -16,14 +16,14 @@ import flask_smorest.pagination
 import marshmallow as ma
 from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
 from apispec.ext.marshmallow.common import resolve_schema_instance
-from flask import current_app
+from flask import Response, current_app, request
 from flask_smorest.pagination import Page
 from flask_smorest.utils import prepare_response
 from sqlalchemy import Select, func, select
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.errors import PROBLEM_MIMETYPE, MalformedJson, http_exception_problem
+from app.errors import PROBLEM_MIMETYPE, MalformedJson, NotAcceptable, http_exception_problem
 from app.ledger import CURRENCY
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -360,6 +360,28 @@ class Api(flask_smorest.Api):
 
 
 BEARER_SCHEME = "bearerAuth"
+
+PDF_MIMETYPE = "application/pdf"
+# A route that also answers as a printable PDF documents it beside its JSON (`blp.doc`).
+PDF_CONTENT = {"content": {PDF_MIMETYPE: {"schema": {"type": "string", "format": "binary"}}}}
+
+
+def pdf_response(pdf: bytes, name: str) -> Response:
+    """A PDF answer, offered as a file named after the document (`TV-42.pdf`)."""
+    return Response(pdf, mimetype=PDF_MIMETYPE,
+                    headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'})
+
+
+def negotiate(*offered: str) -> str:
+    """The media type of `offered` the request's Accept header prefers, the first when it
+    names none; 406 `not_acceptable` when it accepts none of them."""
+    accepted = request.accept_mimetypes
+    if not accepted:
+        return offered[0]
+    best = accepted.best_match(offered)
+    if best is None:
+        raise NotAcceptable(f"This answer is served as {' or '.join(offered)}.")
+    return best
 
 
 def document_errors(func: F, *statuses: int, secured: bool = False) -> F:

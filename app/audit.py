@@ -1,10 +1,11 @@
 """The append-only audit trail of every state change: plain rows, appended without a lock.
 
 Services call `record()` during a unit of work; the entries are written just before the
-commit. No writer waits for another: each entry is a row with an id, its fields and the
-digest of its details, and on PostgreSQL the id of the transaction that wrote it (`txid`).
-The evidence log's sealer (`app.log.sealer`) integrates committed entries into the Merkle
-tree afterwards, in an order it can decide without a lock; tamper evidence comes from there.
+commit (`write()` writes one at once, for a record numbered by its entry). No writer waits for
+another: each entry is a row with an id, its fields and the digest of its details, and on
+PostgreSQL the id of the transaction that wrote it (`txid`). The evidence log's sealer
+(`app.log.sealer`) integrates committed entries into the Merkle tree afterwards, in an order it
+can decide without a lock; tamper evidence comes from there.
 
 Entries follow their transaction, savepoints included: an entry recorded inside a savepoint
 that rolls back is dropped with it, one recorded inside a released savepoint joins the
@@ -28,8 +29,8 @@ from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 from app import clock
-from app.chains import canonical_json, make_append_only, sha256_hex
 from app.db import Base
+from app.records import canonical_json, make_append_only, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,19 @@ def record(
     pending = session.info.setdefault(_PENDING, [])
     pending.append(_Pending(actor_id, action, subject, subject_type, dict(details or {}),
                             listing_id, session.get_nested_transaction()))
+
+
+def write(session: Session, *, actor_id: uuid.UUID | None, action: str, subject_type: str,
+          subject_id: str, details: dict[str, Any], occurred_at: datetime) -> AuditEntry:
+    """Write an entry now, in the current transaction, and return it with its id: for a record
+    that is numbered by its own entry (a credit ledger entry). Like every entry, it is a
+    plain row that the sealer integrates once its transaction has committed."""
+    entry = AuditEntry(occurred_at=occurred_at, actor_id=actor_id, action=action,
+                       subject_type=subject_type, subject_id=subject_id, details=details,
+                       payload_digest=digest(details))
+    session.add(entry)
+    session.flush([entry])
+    return entry
 
 
 def _subject_id(subject: Any) -> str:

@@ -61,6 +61,10 @@ class NotFound(DomainError):
     status, code, title = 404, "not_found", "Not found"
 
 
+class NotAcceptable(DomainError):
+    status, code, title = 406, "not_acceptable", "No representation the request accepts"
+
+
 class Conflict(DomainError):
     status, code, title = 409, "conflict", "Conflict with the current state"
 

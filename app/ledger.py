@@ -29,9 +29,9 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, func, sel
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app import clock
-from app.chains import canonical_json, make_append_only
 from app.db import Base, Money, created_at, upsert_insert, uuid_pk
 from app.errors import Conflict
+from app.records import canonical_json, make_append_only
 
 CURRENCY = "CNY"
 

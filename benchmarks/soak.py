@@ -38,12 +38,12 @@ transactions, cached balances equal to their entries), refunded money paid out (
 reversal that found its payee's money gone: every refund here comes before its order is
 settled, so only overlapping runs pay it out), settlement runs left running behind a later
 one, the evidence log's verification, entries never integrated once the sealer has run, entries
-integrated twice, checkpoints inconsistent with the previous one, the credit hash chain,
-acknowledged orders missing, orders nobody was acknowledged, payments and refunds recorded
-twice, orders refunded before delivery other than once and in full, non_delivery findings
-recorded twice, 5xx answers, broken connections outside the worker kill, failed scheduled
-jobs. Exit status 1 on any violation (the processes' logs are kept then), 2 when the soak
-could not run.
+integrated twice, checkpoints inconsistent with the previous one, credit entries not matching
+their leaves, acknowledged orders missing, orders nobody was acknowledged, payments and refunds
+recorded twice, orders refunded before delivery other than once and in full, non_delivery
+findings recorded twice, 5xx answers, broken connections outside the worker kill, failed
+scheduled jobs. Exit status 1 on any violation (the processes' logs are kept then), 2 when the
+soak could not run.
 Every process started is stopped whatever happens, even when the soak itself is killed (they
 get SIGTERM when it dies: PR_SET_PDEATHSIG).
 """
@@ -1127,9 +1127,9 @@ def check_database(url: str, market: Market, findings: Findings, signing_key: st
                        f"first bad entry {chain.first_bad_entry}")
         for name, found in log_counts.items():
             findings.check(name, len(found), *found)
-        credit_chain = credit_ledger.verify(session)
-        findings.check("credit chain broken", 0 if credit_chain.valid else 1,
-                       f"first bad entry {credit_chain.first_bad_entry}")
+        credit_report = credit_ledger.verify(session, log_verifier())
+        findings.check("credit entries not matching their leaves", 0 if credit_report.valid else 1,
+                       f"first bad entry {credit_report.first_bad_entry}")
 
         # Every acknowledged order is there; every order there was acknowledged (to its
         # buyer, or placed for an auto-order demand): no retry acted twice.

@@ -22,11 +22,11 @@ def end_expired_publicity_job() -> None:
     log.info("blacklist publicity ended", extra={"ended": ended})
 
 
-# A pass over every party's chain outlasts the default lease on a large exchange; a second
+# A pass over every party's entries outlasts the default lease on a large exchange; a second
 # runner after expiry would still be harmless (each batch locks its profiles).
 @scheduled_job("recompute_credit_scores", "cron", hour=3, minute=0, lease_ttl=timedelta(hours=1))
 def recompute_credit_scores_job() -> None:
-    """Check every cached score against the chain, then refresh it at the present."""
+    """Check every cached score against the ledger, then refresh it at the present."""
     differences: list[dict] = []
     refreshed = 0
     after: uuid.UUID | None = None
@@ -41,8 +41,8 @@ def recompute_credit_scores_job() -> None:
             break
         after = batch.last_party_id
     if differences:
-        log.error("cached credit scores differ from the chain",
+        log.error("cached credit scores differ from the ledger",
                   extra={"differences": differences})
     else:
-        log.info("cached credit scores agree with the chain")
+        log.info("cached credit scores agree with the ledger")
     log.info("credit profiles refreshed", extra={"refreshed": refreshed})

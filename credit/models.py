@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -18,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.chains import ChainedEntry
+from app.audit import AuditEntry, digest
 from app.db import Base, Money, created_at, str_enum, uuid_pk
 from credit.catalog import PenaltyKind, Severity
 from credit.scoring import Level
@@ -31,11 +32,18 @@ class EntryAction(enum.StrEnum):
     REPAIRED = "repaired"  # credit repair approved: the finding stays, its effect ends
 
 
-class CreditEntry(ChainedEntry, Base):
-    """One entry of the append-only, hash-chained credit ledger."""
+class CreditEntry(Base):
+    """One entry of the append-only credit ledger, and a leaf of the evidence log through the
+    audit entry it is written with (see `credit.ledger.append`)."""
 
     __tablename__ = "credit_entries"
 
+    # The id of the entry's audit entry (`credit.entry_appended`, whose details are this
+    # entry's content): drawn at insert under the party's profile lock, so one party's
+    # entries follow one another in it; other parties' entries fall in between.
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     ForeignKey(AuditEntry.id), primary_key=True,
+                                     autoincrement=False)
     id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
     party_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("parties.id"))
     action: Mapped[EntryAction] = mapped_column(str_enum(EntryAction, "credit_entry_action"))
@@ -50,16 +58,27 @@ class CreditEntry(ChainedEntry, Base):
 
     __table_args__ = (Index("ix_credit_entries_party_seq", "party_id", "seq"),)
 
-    def chained_content(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq, "id": str(self.id), "party_id": str(self.party_id),
-            "action": self.action.value, "kind": self.kind, "severity": self.severity.value,
-            "points": self.points, "description": self.description,
-            "evidence_ref": self.evidence_ref,
-            "refers_to": str(self.refers_to) if self.refers_to else None,
-            "recorded_by": str(self.recorded_by) if self.recorded_by else None,
-            "occurred_at": self.occurred_at.isoformat(),
-        }
+    def content(self) -> dict[str, Any]:
+        """What its audit entry holds as details (their digest is in the leaf)."""
+        return entry_content(self)
+
+    @property
+    def content_digest(self) -> str:
+        """SHA-256 of the content's canonical JSON: the leaf's payload_digest."""
+        return digest(self.content())
+
+
+def entry_content(entry: Any) -> dict[str, Any]:
+    """A credit entry's content, from a model instance or a row with its columns."""
+    return {
+        "id": str(entry.id), "party_id": str(entry.party_id),
+        "action": EntryAction(entry.action).value, "kind": entry.kind,
+        "severity": Severity(entry.severity).value, "points": entry.points,
+        "description": entry.description, "evidence_ref": entry.evidence_ref,
+        "refers_to": str(entry.refers_to) if entry.refers_to else None,
+        "recorded_by": str(entry.recorded_by) if entry.recorded_by else None,
+        "occurred_at": entry.occurred_at.isoformat(),
+    }
 
 
 class CreditProfile(Base):

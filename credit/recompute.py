@@ -1,9 +1,9 @@
-"""Recomputing cached credit profiles from the chain, in batches of parties.
+"""Recomputing cached credit profiles from the ledger, in batches of parties.
 
 The cached score is only written when a party's record changes, but it also moves with time
 (old findings decay, incentives older than a year stop counting). The nightly job therefore
-checks each cached profile against the chain at the moment it was computed (a difference
-means the cache or the chain was tampered with, or a bug) and then refreshes every profile
+checks each cached profile against the ledger at the moment it was computed (a difference
+means the cache or the ledger was tampered with, or a bug) and then refreshes every profile
 at the present, so that levels, blacklistings and fast-track eligibility follow the decay.
 
 Entries are read for a batch of parties at a time in one ordered query, not one query per
@@ -37,7 +37,7 @@ class BatchResult:
 
 
 def recompute_all(session: Session, *, batch_size: int = BATCH_SIZE) -> list[dict[str, Any]]:
-    """Profiles whose cached score differs from the chain at their own computed_at (read
+    """Profiles whose cached score differs from the ledger at their own computed_at (read
     only: nothing is locked or changed)."""
     differences: list[dict[str, Any]] = []
     after: uuid.UUID | None = None
@@ -51,10 +51,9 @@ def recompute_all(session: Session, *, batch_size: int = BATCH_SIZE) -> list[dic
 def recompute_and_refresh_batch(session: Session, *, after: uuid.UUID | None,
                                 batch_size: int = BATCH_SIZE) -> BatchResult:
     """For the next batch of profiles (by party id, after `after`), row-locked as
-    `services.lock_profile` locks one: report those whose cached score differs from the chain
+    `services.lock_profile` locks one: report those whose cached score differs from the ledger
     at their computed_at, then refresh all of them at the present and reconcile their
     blacklisting."""
-    ledger.lock_chain(session)  # before the profiles' row locks, as every writer
     profiles = _next_profiles(session, after, batch_size, lock=True)
     if not profiles:
         return BatchResult()
@@ -84,15 +83,16 @@ def _next_profiles(session: Session, after: uuid.UUID | None, size: int, *,
     if after is not None:
         stmt = stmt.where(CreditProfile.party_id > after)
     if lock:
-        # The same row lock lock_profile takes, for the whole batch at once; re-read, so the
-        # score compared is the one committed before the lock was granted.
+        # The same row locks lock_profiles takes, in its order (by party id), for the whole
+        # batch at once; re-read, so the score compared is the one committed before the lock
+        # was granted.
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return list(session.scalars(stmt))
 
 
 def _findings_by_party(session: Session, party_ids: list[uuid.UUID],
                        ) -> dict[uuid.UUID, dict[uuid.UUID, ledger.Finding]]:
-    """Every entry of these parties in one pass, ordered by party and chain position."""
+    """Every entry of these parties in one pass, ordered by party and entry number."""
     entries = session.scalars(select(CreditEntry).where(CreditEntry.party_id.in_(party_ids))
                               .order_by(CreditEntry.party_id, CreditEntry.seq))
     return {party_id: ledger.fold(group)

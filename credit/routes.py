@@ -13,6 +13,7 @@ from app import clock
 from app.api import Blueprint
 from app.db import unit_of_work
 from app.errors import Forbidden
+from app.log.keys import log_verifier
 from app.parties.auth import authenticated_party, current_party, optional_auth, require_role
 from app.parties.models import Role
 from app.routes import ChainReportSchema
@@ -187,8 +188,8 @@ class CreditLedgerVerify(MethodView):
     @require_role(Role.OPERATOR, Role.REGULATOR)
     @blp.response(200, ChainReportSchema)
     def get(self) -> Any:
-        """Recompute the credit ledger's hash chain."""
+        """Check every credit entry against its leaf in the evidence log, and the log itself."""
         with unit_of_work() as session:
-            return ledger.verify(session)
+            return ledger.verify(session, log_verifier())
 
 

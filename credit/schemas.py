@@ -41,7 +41,9 @@ class CreditEventSchema(ResponseSchema):
     status = fields.String(metadata={"description": "effective, revoked, corrected, repaired"})
     disputed = fields.Boolean(metadata={"description": "An objection is pending"})
     corrects = fields.UUID(allow_none=True)
-    hash = fields.String()
+    hash = fields.String(metadata={
+        "description": "SHA-256 (hex) of the entry's canonical JSON: the payload_digest of its "
+                       "leaf in the evidence log"})
 
 
 class PenaltySchema(ResponseSchema):

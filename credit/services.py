@@ -9,11 +9,12 @@ blacklist lives in `credit.blacklisting`, objections and repairs in `credit.reme
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, bindparam, exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, ScalarSelect, bindparam, event, exists, select
+from sqlalchemy.orm import Session, SessionTransaction
 
 from app import audit, clock
 from app.db import upsert_insert
@@ -49,15 +50,55 @@ def check_severity(kind: EventKind, severity: Severity) -> None:
                                errors={"severity": [f"Must be {expected} for {kind.code}."]})
 
 
+_LOCKED = "credit_profiles_locked"
+
+
+class ProfileLockOrder(RuntimeError):
+    """A transaction asked for a profile after taking others (a programming error)."""
+
+
+def lock_profiles(session: Session, party_ids: Iterable[uuid.UUID],
+                  ) -> dict[uuid.UUID, CreditProfile]:
+    """The parties' cached profiles, created if missing and row-locked in party order: what
+    a transaction that changes several parties' records takes first.
+
+    No lock is common to every writer, so two transactions changing two parties' records
+    each could take their profiles in opposite orders and deadlock. A transaction therefore
+    takes its profiles once: all of them here, in one order (by party id), or one with
+    `lock_profile`. Asking for another later is a programming error (`ProfileLockOrder`),
+    refused whatever the ids, so a path that would deadlock only sometimes fails every time.
+    """
+    wanted = sorted(set(party_ids))
+    if not wanted:
+        return {}
+    held: set[uuid.UUID] = session.info.setdefault(_LOCKED, set())
+    new = [party_id for party_id in wanted if party_id not in held]
+    if new and held:
+        raise ProfileLockOrder(f"credit profile {new[0]} asked for while holding others: a "
+                               f"transaction takes every profile it changes at once, with "
+                               f"lock_profiles")
+    if new:
+        at = clock.now()
+        session.execute(upsert_insert(session, CreditProfile).values([
+            {"party_id": party_id, "score": BASE_SCORE, "level": level(BASE_SCORE).value,
+             "computed_at": at} for party_id in new]).on_conflict_do_nothing())
+    profiles = session.scalars(select(CreditProfile).where(CreditProfile.party_id.in_(wanted))
+                               .order_by(CreditProfile.party_id).with_for_update()
+                               .execution_options(populate_existing=True)).all()
+    held.update(new)
+    return {profile.party_id: profile for profile in profiles}
+
+
 def lock_profile(session: Session, party_id: uuid.UUID) -> CreditProfile:
-    """The party's cached profile, created if missing and row-locked: one writer per party.
-    The credit chain's lock comes first (see `ledger.lock_chain`), so writers never deadlock."""
-    ledger.lock_chain(session)
-    session.execute(upsert_insert(session, CreditProfile).values(
-        party_id=party_id, score=BASE_SCORE, level=level(BASE_SCORE).value,
-        computed_at=clock.now()).on_conflict_do_nothing())
-    return session.scalars(select(CreditProfile).where(CreditProfile.party_id == party_id)
-                           .with_for_update().execution_options(populate_existing=True)).one()
+    """The party's cached profile, created if missing and row-locked: one writer per party
+    (see `lock_profiles` for the order in which a transaction takes several)."""
+    return lock_profiles(session, [party_id])[party_id]
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_profile_locks(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_LOCKED, None)
 
 
 def refresh_profile(session: Session, profile: CreditProfile, at: datetime, *,

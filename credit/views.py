@@ -91,7 +91,8 @@ def _event(finding: ledger.Finding, disputed: bool) -> dict[str, Any]:
             "points": entry.points, "description": entry.description,
             "evidence_ref": entry.evidence_ref, "occurred_at": finding.since,
             "recorded_at": entry.occurred_at, "status": finding.status,
-            "disputed": disputed, "corrects": entry.refers_to, "hash": entry.hash}
+            "disputed": disputed, "corrects": entry.refers_to,
+            "hash": entry.content_digest}
 
 
 def blacklist_page(session: Session, *, q: str | None, credit_code: str | None, at: datetime,

@@ -18,12 +18,16 @@ from sqlalchemy.orm import Session
 from app import audit, clock
 from app.db import unit_of_work
 from app.errors import InvalidTransition
-from app.log import evidence
+from app.log import evidence, printing
+from app.log.printing import Line
 from app.parties.models import Actor, Party
 from listings.models import Listing, ListingStatus
 from listings.services import get_listing
 
-ACTION = "certificate.issued"
+CERTIFICATE = evidence.DocumentKind(kind="registration_certificate",
+                                    number_field="certificate_no", prefix="RC-",
+                                    action="certificate.issued")
+ACTION = CERTIFICATE.action
 
 
 def _party(party: Party | None, party_id: Any) -> dict[str, Any]:
@@ -94,7 +98,48 @@ def certificate(*, listing_id: uuid.UUID, viewer: Actor) -> dict[str, Any]:
         with evidence.issuing(), unit_of_work() as session:
             facts, _ = issue_certificate(session, listing_id=listing_id, viewer=viewer,
                                          record=True)
-    facts, proof = evidence.proved(action=ACTION, subject_type=Listing.__tablename__,
-                                   subject_id=str(listing_id), facts=facts)
-    return {"certificate_no": f"RC-{proof['log_index']}", "kind": "registration_certificate",
-            "facts": facts, "evidence": proof}
+    return CERTIFICATE.document(*evidence.proved(
+        action=ACTION, subject_type=Listing.__tablename__, subject_id=str(listing_id),
+        facts=facts))
+
+
+def certificate_by_number(number: str) -> dict[str, Any] | None:
+    """The certificate numbered so; None when no certificate has that number (one issued
+    again has a new number, and the old one still verifies)."""
+    return CERTIFICATE.by_number(number)
+
+
+def certificate_pdf(document: dict[str, Any]) -> bytes:
+    """The certificate on paper: its facts under Chinese and English labels, and its
+    evidence."""
+    facts = document["facts"]
+    source = facts.get("source") or {}
+    rights = facts.get("rights") or {}
+    scope = facts.get("usage_scope") or {}
+    certifications = [
+        f"{c.get('rating')} {', '.join(c.get('scopes') or [])} "
+        f"({printing.text(c.get('valid_until'))}; {c.get('certifier_id')})"
+        for c in facts.get("certifications") or []]
+    lines = [
+        Line("数据产品", "Data product", printing.text(facts.get("title"))),
+        Line("产品编号", "Listing", printing.text(facts.get("listing_id"))),
+        Line("类别", "Category", printing.text(facts.get("category"))),
+        Line("数据分级", "Classification", printing.text(facts.get("classification"))),
+        Line("数据来源", "Source",
+             f"{printing.text(source.get('origin'))}: {printing.text(source.get('description'))}"),
+        Line("合法依据", "Legal basis", printing.text(source.get("legal_basis"))),
+        Line("数据资源持有者", "Holder of the data resource",
+             printing.party(rights.get("holder"))),
+        Line("数据加工使用者", "Processors", printing.parties(rights.get("processors"))),
+        Line("数据产品经营者", "Operator of the data product",
+             printing.party(rights.get("operator"))),
+        *printing.usage_lines(scope),
+        Line("许可期限天数", "Licence term (days)", printing.text(scope.get("term_days"))),
+        Line("交付方式", "Delivery mode", printing.text(facts.get("delivery_mode"))),
+        Line("有效认证", "Valid certifications", "; ".join(certifications) or "—"),
+        Line("上架时间", "Listed at", printing.text(facts.get("listed_at"))),
+    ]
+    return printing.document_pdf(title_zh="数据产品登记证书",
+                                 title_en="Data Product Registration Certificate",
+                                 number=document["certificate_no"], lines=lines,
+                                 evidence=document["evidence"])

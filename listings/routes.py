@@ -9,7 +9,7 @@ from typing import Any
 from flask import request
 from flask.views import MethodView
 
-from app.api import Blueprint, SQLPage
+from app.api import PDF_CONTENT, PDF_MIMETYPE, Blueprint, SQLPage, negotiate, pdf_response
 from app.db import unit_of_work
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
@@ -239,12 +239,20 @@ class Trace(MethodView):
 @blp.route("/<uuid:listing_id>/certificate", operation_ids={"get": "getListingCertificate"})
 class Certificate(MethodView):
     @require_role()
-    @blp.response(200, CertificateSchema)
+    @blp.response(200, CertificateSchema, description="JSON, or a printable PDF with Accept: "
+                                                      "application/pdf")
+    @blp.doc(responses={200: PDF_CONTENT})
     @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(406, response="NOT_ACCEPTABLE")
     @blp.alt_response(409, response="CONFLICT")
     def get(self, listing_id: uuid.UUID) -> Any:
         """The registration certificate of a listed product, with the log's proof of its facts."""
-        return certificates.certificate(listing_id=listing_id, viewer=current_party())
+        media = negotiate("application/json", PDF_MIMETYPE)
+        document = certificates.certificate(listing_id=listing_id, viewer=current_party())
+        if media == PDF_MIMETYPE:
+            return pdf_response(certificates.certificate_pdf(document),
+                                document["certificate_no"])
+        return document
 
 
 @rules_blp.route("/admission-rules",

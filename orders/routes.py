@@ -8,7 +8,7 @@ from typing import Any
 from flask import request
 from flask.views import MethodView
 
-from app.api import Blueprint, SQLPage
+from app.api import PDF_CONTENT, PDF_MIMETYPE, Blueprint, SQLPage, negotiate, pdf_response
 from app.db import unit_of_work
 from app.idempotency import idempotent
 from app.limits import limit
@@ -80,12 +80,19 @@ class OrderDetail(MethodView):
 @blp.route("/orders/<uuid:order_id>/voucher", operation_ids={"get": "getOrderVoucher"})
 class OrderVoucher(MethodView):
     @require_role()
-    @blp.response(200, VoucherSchema)
+    @blp.response(200, VoucherSchema, description="JSON, or a printable PDF with Accept: "
+                                                  "application/pdf")
+    @blp.doc(responses={200: PDF_CONTENT})
     @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(406, response="NOT_ACCEPTABLE")
     @blp.alt_response(409, response="CONFLICT")
     def get(self, order_id: uuid.UUID) -> Any:
         """The transaction voucher of a completed order, with the log's proof of its facts."""
-        return vouchers.voucher(order_id=order_id, viewer=current_party())
+        media = negotiate("application/json", PDF_MIMETYPE)
+        document = vouchers.voucher(order_id=order_id, viewer=current_party())
+        if media == PDF_MIMETYPE:
+            return pdf_response(vouchers.voucher_pdf(document), document["voucher_no"])
+        return document
 
 
 @blp.route("/orders/<uuid:order_id>/payment", operation_ids={"get": "getOrderPayment"})

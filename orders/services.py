@@ -262,6 +262,9 @@ def complete(session: Session, order: Order, actor: Actor, *, automatic: bool) -
     session.flush()
     _record(session, actor, "order.completed", order, automatic=automatic)
     if not _late(order):
+        # Two parties' records in one transaction: their profiles are taken together, in
+        # the one order every writer follows.
+        credit.lock_profiles(session, (order.merchant_id, order.buyer_id))
         for party_id in (order.merchant_id, order.buyer_id):
             credit.record_system_event(session, party_id=party_id, kind="on_time_trade",
                                        description=f"Order {order.id} completed on time.",
@@ -286,6 +289,7 @@ def expire_unpaid_orders(session: Session, *, at: datetime, actor: Actor) -> int
     # Every buyer first, before any listing's row: a cancellation holds its buyer, then the
     # listing's row, and this job must not hold one listing's row while it waits for a buyer.
     holds.lock_buyers(session, (order.buyer_id for order in due))
+    credit.lock_profiles(session, (order.buyer_id for order in due))  # each one's default
     for order in due:
         order.expire(at)
         session.flush()
@@ -304,6 +308,9 @@ def auto_accept_delivered_orders(session: Session, *, at: datetime, actor: Actor
     due = list(session.scalars(select(Order).where(
         Order.status == OrderStatus.DELIVERED, Order.delivered_at <= cutoff)
         .with_for_update(skip_locked=True)))
+    # Every party an on-time completion credits, before the first is credited.
+    credit.lock_profiles(session, (party_id for order in due if not _late(order)
+                                   for party_id in (order.merchant_id, order.buyer_id)))
     for order in due:
         complete(session, order, actor, automatic=True)
     return len(due)

@@ -18,14 +18,17 @@ from sqlalchemy.orm import Session
 from app import audit
 from app.db import unit_of_work
 from app.errors import InvalidTransition
-from app.log import evidence
+from app.log import evidence, printing
+from app.log.printing import Line
 from app.parties.models import Actor, Party
 from listings.models import Listing
 from orders.errors import OrderNotFound
 from orders.models import Order, OrderStatus
 from orders.services import can_see
 
-ACTION = "voucher.issued"
+VOUCHER = evidence.DocumentKind(kind="transaction_voucher", number_field="voucher_no",
+                                prefix="TV-", action="voucher.issued")
+ACTION = VOUCHER.action
 
 
 def _party(party: Party) -> dict[str, Any]:
@@ -97,7 +100,37 @@ def voucher(*, order_id: uuid.UUID, viewer: Actor) -> dict[str, Any]:
     if not issued:
         with evidence.issuing(), unit_of_work() as session:
             issue_voucher(session, order_id=order_id, viewer=viewer, record=True)
-    facts, proof = evidence.proved(action=ACTION, subject_type=Order.__tablename__,
-                                   subject_id=str(order_id))
-    return {"voucher_no": f"TV-{proof['log_index']}", "kind": "transaction_voucher",
-            "facts": facts, "evidence": proof}
+    return VOUCHER.document(*evidence.proved(action=ACTION, subject_type=Order.__tablename__,
+                                             subject_id=str(order_id)))
+
+
+def voucher_by_number(number: str) -> dict[str, Any] | None:
+    """The voucher numbered so, as its parties are served it; None when no voucher has that
+    number. Not for showing: the public page that asks shows only its checks."""
+    return VOUCHER.by_number(number)
+
+
+def voucher_pdf(document: dict[str, Any]) -> bytes:
+    """The voucher on paper: its facts under Chinese and English labels, and its evidence."""
+    facts = document["facts"]
+    license = facts.get("license") or {}
+    listing = facts.get("listing") or {}
+    lines = [
+        Line("订单编号", "Order", facts.get("order_id") or "—"),
+        Line("数据产品", "Data product", f"{listing.get('title') or '—'} ({listing.get('id')})"),
+        Line("卖方", "Merchant", printing.party(facts.get("merchant"))),
+        Line("买方", "Buyer", printing.party(facts.get("buyer"))),
+        Line("受益方", "Beneficiaries", printing.parties(facts.get("beneficiaries"))),
+        *printing.usage_lines(license),
+        Line("许可起始", "Licence valid from", printing.text(license.get("valid_from"))),
+        Line("许可截止", "Licence valid until", printing.text(license.get("valid_until"))),
+        Line("数量", "Quantity", printing.text(facts.get("quantity"))),
+        Line("单价", "Unit price", printing.money(facts.get("unit_price"), facts.get("currency"))),
+        Line("总金额", "Total amount",
+             printing.money(facts.get("total_amount"), facts.get("currency"))),
+        Line("支付时间", "Paid at", printing.text(facts.get("paid_at"))),
+        Line("完成时间", "Completed at", printing.text(facts.get("completed_at"))),
+    ]
+    return printing.document_pdf(title_zh="交易凭证", title_en="Transaction Voucher",
+                                 number=document["voucher_no"], lines=lines,
+                                 evidence=document["evidence"])

@@ -31,7 +31,7 @@ REQUIRED_CHECKS = {
     "cached balances differing from their entries", "evidence log failing verification",
     "entries never integrated", "entries integrated twice",
     "checkpoints inconsistent with the previous",
-    "credit chain broken", "acknowledged orders missing", "5xx answers",
+    "credit entries not matching their leaves", "acknowledged orders missing", "5xx answers",
     "refunded money paid out (reversals clawing back)",
     "settlement runs left running behind a later run",
     "orders refunded before delivery other than once and in full",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
@@ -71,6 +72,36 @@ def proved(*, action: str, subject_type: str, subject_id: str,
             raise LookupError(f"no {action} entry of {subject_type} {subject_id}")
         entry_id = issued.id
     return sealed_evidence(entry_id)
+
+
+@dataclass(frozen=True)
+class DocumentKind:
+    """A kind of issued document: how it is named, the action of its issuing entry, and its
+    number (`prefix` and the log index of that entry: `TV-42`)."""
+
+    kind: str
+    number_field: str
+    prefix: str
+    action: str
+
+    def document(self, facts: dict[str, Any], proof: dict[str, Any]) -> dict[str, Any]:
+        """The document as served: its number, kind, facts and evidence."""
+        return {self.number_field: f"{self.prefix}{proof['log_index']}", "kind": self.kind,
+                "facts": facts, "evidence": proof}
+
+    def by_number(self, number: str) -> dict[str, Any] | None:
+        """The document numbered so, with evidence against the latest checkpoint; None when
+        the number is not one of this kind's or that leaf is no issuing entry of it."""
+        digits = number.removeprefix(self.prefix)
+        if digits == number or not digits.isascii() or not digits.isdigit() \
+                or (digits != "0" and digits.startswith("0")) or len(digits) > 18:
+            return None
+        with unit_of_work() as session:
+            entry_id = session.scalar(select(LogLeaf.entry_id).join(
+                AuditEntry, AuditEntry.id == LogLeaf.entry_id).where(
+                LogLeaf.log_index == int(digits), AuditEntry.action == self.action))
+            proved = evidence_of(session, entry_id) if entry_id is not None else None
+        return self.document(*proved) if proved is not None else None
 
 
 def evidence_of(session: Session,

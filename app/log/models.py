@@ -27,9 +27,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.audit import AuditEntry
-from app.chains import make_append_only
 from app.db import Base
 from app.log.tiles import Tile
+from app.records import make_append_only
 
 _BIG = BigInteger().with_variant(Integer, "sqlite")
 

@@ -8,9 +8,6 @@ import io
 import json
 from datetime import timedelta
 
-import pytest
-from flask import Flask
-
 from app import clock
 from app.parties.models import Role
 from app.scheduler import run_job
@@ -23,19 +20,9 @@ from tests.credit.api import (
     object_and_decide,
     record,
 )
-from tests.factories import Member, make_member
+from tests.factories import make_member
 
 MAX_PUBLICITY = timedelta(days=3 * 365)
-
-
-@pytest.fixture
-def regulator(app: Flask) -> Member:
-    return make_member(Role.REGULATOR)
-
-
-@pytest.fixture
-def merchant(app: Flask) -> Member:
-    return make_member(Role.MERCHANT)
 
 
 def _serious(client, regulator, merchant, count: int) -> list[dict]:

@@ -1,29 +1,27 @@
 """Credit events through the API: scores and levels, blacklisting and its publicity periods,
-penalties and their enforcement, blacklist queries, and the hash-chained credit ledger."""
+penalties and their enforcement, blacklist queries, and recomputing scores from the ledger
+(the ledger's verification: `test_ledger.py`)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy.exc import DBAPIError
 
 from app import clock
 from app.audit import AuditEntry
 from app.db import unit_of_work
 from app.extensions import db
+from app.log.keys import log_verifier
 from app.parties import services as party_services
 from app.parties.models import SYSTEM, PartyKind, Role
 from app.scheduler import run_job
@@ -34,11 +32,11 @@ from credit.models import BlacklistEntry, CreditEntry, CreditProfile
 from credit.scoring import Level, ScoredEvent, decayed, level, score
 from tests.conftest import empty_tables
 from tests.factories import Member, PartyBodyFactory, make_member
+from tests.support import seal_log
 
 EVENTS = "/api/v1/credit/events"
 BLACKLIST = "/api/v1/credit/blacklist"
 PENALTIES = "/api/v1/credit/penalties"
-VERIFY = "/api/v1/credit/ledger/verify"
 
 PUBLIC_FIELDS = {"party_id", "name", "credit_code", "reason", "listed_at", "publicity_until",
                  "disputed"}
@@ -84,15 +82,6 @@ def _named_member(name: str, *roles: Role) -> Member:
     return Member(party, issued.raw)
 
 
-def _behind_the_service(statement: sa.Executable) -> None:
-    """Run a statement on a raw connection, as someone with database access would
-    (on PostgreSQL with the append-only trigger switched off for that transaction)."""
-    with db.engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
-        connection.execute(statement)
-
-
 def _credit_entries() -> list[CreditEntry]:
     with unit_of_work() as session:
         return list(session.scalars(sa.select(CreditEntry).order_by(CreditEntry.seq)))
@@ -102,27 +91,6 @@ def _blacklistings(party_id: str) -> list[BlacklistEntry]:
     with unit_of_work() as session:
         return list(session.scalars(sa.select(BlacklistEntry).where(
             BlacklistEntry.party_id == uuid.UUID(party_id))))
-
-
-def _verify(client: FlaskClient, member: Member) -> dict[str, Any]:
-    response = client.get(VERIFY, headers=member.headers)
-    assert response.status_code == 200, response.json
-    return response.json
-
-
-@pytest.fixture
-def regulator(app: Flask) -> Member:
-    return make_member(Role.REGULATOR)
-
-
-@pytest.fixture
-def operator(app: Flask) -> Member:
-    return make_member(Role.OPERATOR)
-
-
-@pytest.fixture
-def merchant(app: Flask) -> Member:
-    return make_member(Role.MERCHANT)
 
 
 # --- the scoring formula, as pure functions --------------------------------------------------
@@ -289,7 +257,7 @@ def test_merchants_and_buyers_may_not_record_events_and_anonymous_callers_are_un
     anonymous = client.post(EVENTS, json=body)
     assert anonymous.status_code == 401
     assert anonymous.json["code"] == "unauthorized"
-    assert _verify(client, regulator)["entries"] == 0
+    assert _credit_entries() == []
 
 
 def test_an_unknown_kind_is_a_validation_error(client, regulator, merchant):
@@ -326,7 +294,7 @@ def test_an_event_about_an_unknown_party_is_not_found(client, regulator):
         "description": "Nobody"})
     assert response.status_code == 404
     assert response.json["code"] == "not_found"
-    assert _verify(client, regulator)["entries"] == 0
+    assert _credit_entries() == []
 
 
 # --- automatic blacklisting ------------------------------------------------------------------
@@ -750,101 +718,7 @@ def test_an_overseer_asking_for_an_unknown_partys_credit_file_gets_404(client, r
     assert response.json["code"] == "credit_file_not_found"
 
 
-# --- the hash-chained credit ledger ----------------------------------------------------------
-
-@pytest.fixture
-def three_events(client: FlaskClient, regulator: Member, merchant: Member) -> list[dict]:
-    return [_record(client, regulator, merchant.id, kind, severity) for kind, severity in (
-        ("late_delivery", "minor"), ("on_time_trade", "positive"),
-        ("unfair_competition", "serious"))]
-
-
-def test_the_credit_chain_verifies_for_operators_and_regulators(
-        client, operator, regulator, three_events):
-    for member in (operator, regulator):
-        assert _verify(client, member) == {
-            "valid": True, "entries": 3, "head_hash": three_events[-1]["hash"],
-            "first_bad_entry": None}
-    entries = _credit_entries()
-    assert [e.seq for e in entries] == [1, 2, 3]
-    assert [e.hash for e in entries] == [event["hash"] for event in three_events]
-    assert entries[1].prev_hash == entries[0].hash and entries[2].prev_hash == entries[1].hash
-
-
-def test_credit_chain_verification_is_refused_to_buyers_and_anonymous_callers(
-        client, merchant, three_events):
-    buyer = make_member(Role.BUYER)
-    for member in (buyer, merchant):
-        response = client.get(VERIFY, headers=member.headers)
-        assert response.status_code == 403
-        assert response.json["code"] == "forbidden"
-    assert client.get(VERIFY).status_code == 401
-
-
-@pytest.mark.parametrize(("column", "value"), [
-    ("points", 0), ("description", "Nothing happened"), ("kind", "fraud"),
-])
-def test_a_credit_entry_changed_behind_the_services_back_is_the_first_bad_entry(
-        client, operator, three_events, column, value):
-    table = CreditEntry.__table__
-    _behind_the_service(sa.update(table).where(table.c.seq == 2).values({column: value}))
-    report = _verify(client, operator)
-    assert report["valid"] is False
-    assert report["first_bad_entry"] == 2
-    assert report["entries"] == 3
-    assert report["head_hash"] == three_events[-1]["hash"]
-
-
-def test_a_deleted_credit_entry_breaks_the_chain_where_it_was(client, operator, three_events):
-    table = CreditEntry.__table__
-    _behind_the_service(sa.delete(table).where(table.c.seq == 1))
-    report = _verify(client, operator)
-    assert (report["valid"], report["entries"], report["first_bad_entry"]) == (False, 2, 2)
-
-
-def test_recompute_reports_a_cached_score_that_no_longer_matches_a_tampered_chain(
-        app, client, merchant, three_events):
-    with unit_of_work() as session:
-        assert recompute.recompute_all(session) == []
-    table = CreditEntry.__table__
-    _behind_the_service(sa.update(table).where(table.c.seq == 3).values(points=-10))
-    with unit_of_work() as session:
-        differences = recompute.recompute_all(session)
-    # 800 - 10 + 2 - 80 was cached; the forged chain says 800 - 10 + 2 - 10.
-    assert differences == [{"party_id": merchant.id, "cached": 712, "recomputed": 782}]
-
-
-def test_the_orm_refuses_to_change_or_delete_a_credit_entry(app, three_events):
-    with pytest.raises(PermissionError), unit_of_work() as session:
-        session.get(CreditEntry, 1).points = 0
-        session.flush()
-    with pytest.raises(PermissionError), unit_of_work() as session:
-        session.delete(session.get(CreditEntry, 2))
-        session.flush()
-    with pytest.raises(PermissionError), unit_of_work() as session:
-        session.execute(sa.update(CreditEntry).values(points=0))
-    with pytest.raises(PermissionError), unit_of_work() as session:
-        session.execute(sa.delete(CreditEntry).where(CreditEntry.seq == 3))
-    entries = _credit_entries()
-    assert [(e.seq, e.points) for e in entries] == [(1, -10), (2, 2), (3, -80)]
-    with unit_of_work() as session:
-        assert ledger.verify(session).valid
-
-
-@pytest.mark.postgres_only
-@pytest.mark.parametrize("statement", [
-    "UPDATE credit_entries SET points = 0 WHERE seq = 1",
-    "DELETE FROM credit_entries WHERE seq = 2",
-])
-def test_postgresql_refuses_plain_sql_changes_to_credit_entries(app, three_events, statement):
-    with pytest.raises(DBAPIError) as refused, db.engine.begin() as connection:
-        connection.execute(sa.text(statement))
-    assert refused.value.orig.sqlstate == "42501"  # insufficient_privilege
-    assert "append-only" in str(refused.value.orig)
-    assert [(e.seq, e.points) for e in _credit_entries()] == [(1, -10), (2, 2), (3, -80)]
-
-
-# --- recompute from the chain after any sequence of events ------------------------------------
+# --- recompute from the ledger after any sequence of events -----------------------------------
 
 _NEGATIVE = [s for s in Severity if s is not Severity.POSITIVE]
 _STEPS = st.lists(
@@ -856,7 +730,7 @@ _STEPS = st.lists(
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=_STEPS)
-def test_recomputing_from_the_chain_gives_the_cached_scores_after_any_sequence_of_events(
+def test_recomputing_from_the_ledger_gives_the_cached_scores_after_any_sequence_of_events(
         app, steps):
     db.session.remove()
     empty_tables(app)
@@ -874,6 +748,7 @@ def test_recomputing_from_the_chain_gives_the_cached_scores_after_any_sequence_o
                 description="generated", evidence_ref=None, actor=regulator)
             recorded[parties[index]].append(ScoredEvent(entry.points, entry.occurred_at))
 
+    seal_log()
     with unit_of_work() as session:
         assert recompute.recompute_all(session) == []
         profiles = {p.party_id: p for p in session.scalars(sa.select(CreditProfile))}
@@ -881,89 +756,5 @@ def test_recomputing_from_the_chain_gives_the_cached_scores_after_any_sequence_o
         for party_id, profile in profiles.items():
             expected = score(recorded[party_id], profile.computed_at)
             assert (profile.score, profile.level) == (expected, level(expected))
-        report = ledger.verify(session)
+        report = ledger.verify(session, log_verifier())
     assert report.valid and report.entries == len(steps)
-
-
-# --- concurrency -----------------------------------------------------------------------------
-
-@pytest.mark.postgres_only
-def test_ten_concurrent_findings_about_one_party_land_on_one_chain_and_one_score(
-        app, regulator, merchant):
-    count = 10
-    start = threading.Barrier(count)
-    statuses: list[int] = []
-    errors: list[BaseException] = []
-
-    def record() -> None:
-        try:
-            client = app.test_client()
-            start.wait()
-            response = client.post(EVENTS, headers=regulator.headers, json={
-                "party_id": merchant.id, "kind": "late_delivery", "severity": "minor",
-                "description": "Found concurrently"})
-            statuses.append(response.status_code)
-        except BaseException as error:  # surfaced in the main thread
-            errors.append(error)
-
-    workers = [threading.Thread(target=record) for _ in range(count)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
-    assert not errors
-    assert statuses == [201] * count
-
-    client = app.test_client()
-    entries = _credit_entries()
-    assert [e.seq for e in entries] == list(range(1, count + 1))
-    assert all(after.prev_hash == before.hash for before, after in itertools.pairwise(entries))
-    assert _verify(client, regulator) == {"valid": True, "entries": count,
-                                          "head_hash": entries[-1].hash,
-                                          "first_bad_entry": None}
-    file = _file(client, regulator, merchant.id)
-    assert (file["score"], file["level"]) == (800 - 10 * count, "B")
-    assert len(file["events"]) == count
-    with unit_of_work() as session:
-        assert recompute.recompute_all(session) == []
-        assert session.get(CreditProfile, merchant.party.id).score == 700
-
-
-@pytest.mark.postgres_only
-def test_one_transaction_recording_for_two_parties_and_another_for_the_second_never_deadlock(
-        app, regulator, merchant):
-    """Completing an order records for its merchant, then its buyer, in one transaction: the
-    buyer's profile must not be held by a second writer waiting for the credit chain the
-    first already holds (the many-workers soak met that deadlock, answered 503)."""
-    buyer = make_member(Role.BUYER)
-    errors: list[BaseException] = []
-    second_started = threading.Event()
-
-    def record(session: Any, party_id: uuid.UUID) -> None:
-        services.record_event(session, party_id=party_id, kind="on_time_trade",
-                              severity=Severity.POSITIVE, description="Concurrent trade",
-                              evidence_ref=None, actor=regulator.party)
-
-    def second_writer() -> None:
-        try:
-            with app.app_context(), unit_of_work() as session:
-                second_started.set()
-                record(session, buyer.party.id)  # waits for the first transaction
-        except BaseException as error:  # surfaced in the main thread
-            errors.append(error)
-
-    thread = threading.Thread(target=second_writer)
-    with unit_of_work() as session:
-        record(session, merchant.party.id)  # holds the chain until commit
-        thread.start()
-        second_started.wait(10)
-        thread.join(0.5)  # time for the second writer to block on a lock
-        record(session, buyer.party.id)
-    thread.join(60)
-
-    assert not errors
-    assert not thread.is_alive()
-    client = app.test_client()
-    assert _verify(client, regulator)["entries"] == 3
-    assert _verify(client, regulator)["valid"] is True
-    assert len(_file(client, regulator, buyer.id)["events"]) == 2

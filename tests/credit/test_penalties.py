@@ -5,22 +5,9 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-from flask import Flask
-
 from app.parties.models import Role
 from tests.credit.api import credit_file, impose, penalties_of, record
-from tests.factories import Member, make_member
-
-
-@pytest.fixture
-def regulator(app: Flask) -> Member:
-    return make_member(Role.REGULATOR)
-
-
-@pytest.fixture
-def merchant(app: Flask) -> Member:
-    return make_member(Role.MERCHANT)
+from tests.factories import make_member
 
 
 def test_a_fine_for_a_finding_about_the_party_is_imposed(client, regulator, merchant):

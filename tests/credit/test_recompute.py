@@ -1,4 +1,4 @@
-"""The nightly recompute: it checks cached scores against the chain, then refreshes them so
+"""The nightly recompute: it checks cached scores against the ledger, then refreshes them so
 that levels, level-D blacklisting and fast-track eligibility follow decay."""
 
 from __future__ import annotations
@@ -20,20 +20,10 @@ from credit import recompute, services
 from credit.models import CreditEntry
 from credit.scoring import Level
 from tests.credit.api import at, blacklist, credit_file, listings_of, record
-from tests.factories import Member, make_member
+from tests.factories import make_member
 
 JOB = "recompute_credit_scores"
 YEAR_AND_A_DAY = timedelta(days=366)
-
-
-@pytest.fixture
-def regulator(app: Flask) -> Member:
-    return make_member(Role.REGULATOR)
-
-
-@pytest.fixture
-def merchant(app: Flask) -> Member:
-    return make_member(Role.MERCHANT)
 
 
 @pytest.fixture
@@ -74,14 +64,14 @@ def test_the_nightly_recompute_lets_levels_follow_decay_without_a_new_event(
     file = credit_file(client, merchant, merchant)
     assert (file["score"], file["level"]) == (760, "A")
     assert at(file["computed_at"]) > at(stale["computed_at"]) + timedelta(days=365)
-    # Decay is not a difference between the cache and the chain.
+    # Decay is not a difference between the cache and the ledger.
     assert _reported_differences(job_log) is None
     # Level A is what fast-track review and the ranking boost read.
     with unit_of_work() as session:
         assert services.credit_level(session, merchant.party.id) is Level.A
 
 
-def test_the_nightly_recompute_reports_a_tampered_score_then_refreshes_it_from_the_chain(
+def test_the_nightly_recompute_reports_a_tampered_score_then_refreshes_it_from_the_ledger(
         app, client, regulator, merchant, job_log):
     record(client, regulator, merchant, "late_delivery", "minor")
     record(client, regulator, merchant, "unfair_competition", "serious")
@@ -89,7 +79,8 @@ def test_the_nightly_recompute_reports_a_tampered_score_then_refreshes_it_from_t
     with db.engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
-        connection.execute(sa.update(table).where(table.c.seq == 2).values(points=-10))
+        second = connection.scalar(sa.select(table.c.seq).order_by(table.c.seq).offset(1))
+        connection.execute(sa.update(table).where(table.c.seq == second).values(points=-10))
 
     assert run_job(app, JOB) is True
 
@@ -119,7 +110,7 @@ def test_the_nightly_recompute_ends_a_level_d_listing_once_decay_lifts_the_level
         services.ensure_may_trade(session, merchant.party.id)
 
 
-def test_the_nightly_recompute_reads_the_chain_by_batch_not_by_party(
+def test_the_nightly_recompute_reads_the_ledger_by_batch_not_by_party(
         app, client, regulator, monkeypatch, entry_queries, job_log):
     parties = [make_member(Role.MERCHANT) for _ in range(7)]
     for party in parties:

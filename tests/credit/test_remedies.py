@@ -3,7 +3,7 @@
 A finding can be disputed by the party it is about and decided by a regulator (upheld,
 revoked, corrected); a party can apply for repair once the minimum publicity period is over,
 its fines are paid and the kind is repairable. Every outcome is a new entry on the credit
-chain, which stays valid, and every step is written to the audit trail.
+ledger, which stays valid, and every step is written to the audit trail.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -26,22 +25,12 @@ from app.parties.models import Role
 from credit import recompute, services
 from credit.models import CreditEntry
 from tests.factories import Member, make_member
-from tests.support import problem_code, race
+from tests.support import problem_code, race, seal_log
 
 CREDIT = "/api/v1/credit"
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-@pytest.fixture
-def regulator(app: Flask) -> Member:
-    return make_member(Role.REGULATOR)
-
-
-@pytest.fixture
-def merchant(app: Flask) -> Member:
-    return make_member(Role.MERCHANT)
-
 
 def record(client: FlaskClient, recorder: Member, party: Member, *, kind: str = "lost_dispute",
            severity: str = "severe") -> dict[str, Any]:
@@ -115,12 +104,13 @@ def past_the_minimum_publicity() -> None:
     clock.advance(timedelta(days=91, minutes=1))
 
 
-def assert_chain_valid(client: FlaskClient, regulator: Member, entries: int) -> None:
+def assert_ledger_valid(client: FlaskClient, regulator: Member, entries: int) -> None:
+    seal_log()
     report = client.get(f"{CREDIT}/ledger/verify", headers=regulator.headers).json
     assert report == {**report, "valid": True, "entries": entries, "first_bad_entry": None}
 
 
-def chain_entries(party: Member) -> list[CreditEntry]:
+def ledger_entries(party: Member) -> list[CreditEntry]:
     db.session.expire_all()
     return list(db.session.scalars(sa.select(CreditEntry)
                                    .where(CreditEntry.party_id == party.party.id)
@@ -278,11 +268,11 @@ def test_an_upheld_objection_leaves_the_finding_standing(client, regulator, merc
                                            "status": "effective", "disputed": False}
     assert {p["kind"] for p in file["penalties"]} == {"trade_restriction", "listing_ban"}
     assert [row["disputed"] for row in blacklist(client)] == [False]
-    assert [e.action.value for e in chain_entries(merchant)] == ["recorded"]
+    assert [e.action.value for e in ledger_entries(merchant)] == ["recorded"]
     assert not may_list(merchant)
     assert audit_actions(objection["id"]) == ["credit.objection_filed",
                                               "credit.objection_decided"]
-    assert_chain_valid(client, regulator, entries=1)
+    assert_ledger_valid(client, regulator, entries=1)
 
 
 def test_a_revoked_finding_restores_the_score_and_lifts_blacklisting_and_penalties(
@@ -305,13 +295,13 @@ def test_a_revoked_finding_restores_the_score_and_lifts_blacklisting_and_penalti
                                            "status": "revoked", "disputed": False}
     assert blacklist(client) == [] and blacklist(client, regulator) == []
     assert may_list(merchant)
-    entries = chain_entries(merchant)
+    entries = ledger_entries(merchant)
     assert [(e.action.value, str(e.refers_to) if e.refers_to else None) for e in entries] == [
         ("recorded", None), ("revoked", event["id"])]
     assert entries[1].points == 0
     assert audit_actions(objection["id"]) == ["credit.objection_filed",
                                               "credit.objection_decided"]
-    assert_chain_valid(client, regulator, entries=2)
+    assert_ledger_valid(client, regulator, entries=2)
 
 
 def test_revoking_one_finding_keeps_the_others_in_the_score(client, regulator, merchant):
@@ -355,12 +345,12 @@ def test_a_corrected_finding_is_replaced_and_the_blacklisting_lifted(client, reg
         ("warning", correction_id)]
     assert blacklist(client) == []
     assert may_list(merchant)
-    entries = chain_entries(merchant)
+    entries = ledger_entries(merchant)
     assert [(e.action.value, str(e.refers_to) if e.refers_to else None) for e in entries] == [
         ("recorded", None), ("corrected", event["id"])]
     assert audit_actions(objection["id"]) == ["credit.objection_filed",
                                               "credit.objection_decided"]
-    assert_chain_valid(client, regulator, entries=2)
+    assert_ledger_valid(client, regulator, entries=2)
 
 
 def test_a_correction_may_change_the_kind_as_well_as_the_severity(client, regulator,
@@ -393,7 +383,7 @@ def test_a_correction_that_stays_severe_keeps_the_party_blacklisted(client, regu
     [row] = blacklist(client, regulator)
     assert row["event_id"] == decided.json["correction_id"]
     assert not may_list(merchant)
-    assert_chain_valid(client, regulator, entries=2)
+    assert_ledger_valid(client, regulator, entries=2)
 
 
 def test_a_correction_to_a_positive_severity_is_refused(client, regulator, merchant):
@@ -406,7 +396,7 @@ def test_a_correction_to_a_positive_severity_is_refused(client, regulator, merch
     assert refused.status_code == 422
     assert "severity" in refused.json["errors"]
     assert credit_file(client, merchant, merchant)["blacklisted"] is True
-    assert_chain_valid(client, regulator, entries=1)
+    assert_ledger_valid(client, regulator, entries=1)
 
 
 @pytest.mark.parametrize("correction", [
@@ -428,7 +418,7 @@ def test_a_correction_to_a_positive_kind_is_refused(client, regulator, merchant,
     assert (file["score"], file["blacklisted"]) == (600, True)
     assert event_in(file, event["id"]) == {**event_in(file, event["id"]),
                                            "status": "effective", "disputed": True}
-    assert_chain_valid(client, regulator, entries=1)
+    assert_ledger_valid(client, regulator, entries=1)
 
 
 @pytest.mark.parametrize("first", ["upheld", "revoked", "corrected"])
@@ -437,13 +427,13 @@ def test_deciding_an_objection_twice_conflicts(client, regulator, merchant, firs
     objection = object_to(client, merchant, event["id"]).json
     assert decide_objection(client, regulator, objection["id"], first,
                             correction={"severity": "general"}).status_code == 200
-    entries = len(chain_entries(merchant))
+    entries = len(ledger_entries(merchant))
 
     again = decide_objection(client, regulator, objection["id"], "revoked")
 
     assert again.status_code == 409
     assert problem_code(again) == "invalid_transition"
-    assert len(chain_entries(merchant)) == entries
+    assert len(ledger_entries(merchant)) == entries
     assert audit_actions(objection["id"]).count("credit.objection_decided") == 1
 
 
@@ -763,12 +753,12 @@ def test_an_approved_repair_ends_publicity_lifts_penalties_and_restores_the_scor
     kept = event_in(file, event["id"])
     assert kept == {**kept, "status": "repaired", "kind": "lost_dispute", "points": -200}
     assert [r["status"] for r in file["repairs"]] == ["approved"]
-    entries = chain_entries(merchant)
+    entries = ledger_entries(merchant)
     assert [(e.action.value, str(e.refers_to) if e.refers_to else None) for e in entries] == [
         ("recorded", None), ("repaired", event["id"])]
     assert entries[1].points == 0
     assert audit_actions(repair["id"]) == ["credit.repair_applied", "credit.repair_decided"]
-    assert_chain_valid(client, regulator, entries=2)
+    assert_ledger_valid(client, regulator, entries=2)
 
 
 def test_an_approved_repair_restores_only_the_repaired_findings_points(client, regulator,
@@ -799,13 +789,13 @@ def test_one_repair_may_cover_several_findings(client, regulator, merchant):
     file = credit_file(client, merchant, merchant)
     assert file["score"] == 800 and file["penalties"] == []
     assert {e["status"] for e in file["events"]} == {"repaired"}
-    assert_chain_valid(client, regulator, entries=4)
+    assert_ledger_valid(client, regulator, entries=4)
 
 
 def test_a_rejected_repair_changes_nothing_and_a_new_application_is_allowed(
         client, regulator, merchant):
     event, repair = _eligible_repair(client, regulator, merchant)
-    entries = len(chain_entries(merchant))
+    entries = len(ledger_entries(merchant))
 
     decided = decide_repair(client, regulator, repair["id"], "rejected")
 
@@ -817,12 +807,12 @@ def test_a_rejected_repair_changes_nothing_and_a_new_application_is_allowed(
     assert event_in(file, event["id"])["status"] == "effective"
     assert [row["party_id"] for row in blacklist(client)] == [merchant.id]
     assert not may_list(merchant)
-    assert len(chain_entries(merchant)) == entries
+    assert len(ledger_entries(merchant)) == entries
     again = apply_for_repair(client, merchant, [event["id"]])
     assert again.status_code == 201, again.json
     assert again.json["status"] == "pending"
     assert audit_actions(repair["id"]) == ["credit.repair_applied", "credit.repair_decided"]
-    assert_chain_valid(client, regulator, entries=1)
+    assert_ledger_valid(client, regulator, entries=1)
 
 
 def test_a_repaired_finding_cannot_be_repaired_again(client, regulator, merchant):
@@ -832,20 +822,20 @@ def test_a_repaired_finding_cannot_be_repaired_again(client, regulator, merchant
     again = apply_for_repair(client, merchant, [event["id"]])
 
     assert again.status_code == 409
-    assert len(chain_entries(merchant)) == 2
+    assert len(ledger_entries(merchant)) == 2
 
 
 @pytest.mark.parametrize("first", ["approved", "rejected"])
 def test_deciding_a_repair_twice_conflicts(client, regulator, merchant, first):
     _, repair = _eligible_repair(client, regulator, merchant)
     assert decide_repair(client, regulator, repair["id"], first).status_code == 200
-    entries = len(chain_entries(merchant))
+    entries = len(ledger_entries(merchant))
 
     again = decide_repair(client, regulator, repair["id"], "approved")
 
     assert again.status_code == 409
     assert problem_code(again) == "invalid_transition"
-    assert len(chain_entries(merchant)) == entries
+    assert len(ledger_entries(merchant)) == entries
     assert credit_file(client, merchant, merchant)["repairs"][0]["status"] == first
 
 
@@ -867,7 +857,7 @@ def test_a_repair_decision_outside_approved_or_rejected_is_refused(client, regul
 
 # --- the whole story -------------------------------------------------------------------------
 
-def test_objections_and_repairs_keep_the_chain_valid_and_the_audit_complete(client, regulator,
+def test_objections_and_repairs_keep_the_ledger_valid_and_the_audit_complete(client, regulator,
                                                                             merchant):
     revoked = record(client, regulator, merchant, kind="data_tampering")
     corrected = record(client, regulator, merchant, kind="non_delivery", severity="serious")
@@ -881,7 +871,7 @@ def test_objections_and_repairs_keep_the_chain_valid_and_the_audit_complete(clie
     repair = apply_for_repair(client, merchant, [repaired["id"]]).json
     assert decide_repair(client, regulator, repair["id"], "approved").status_code == 200
 
-    assert_chain_valid(client, regulator, entries=6)
+    assert_ledger_valid(client, regulator, entries=6)
     audit_report = client.get("/api/v1/audit/verify", headers=regulator.headers).json
     assert audit_report["valid"] is True
     file = credit_file(client, merchant, merchant)
@@ -936,8 +926,8 @@ def test_concurrent_decisions_on_one_objection_append_one_entry(app, client, reg
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [200] + [409] * 5, [r.get_data(as_text=True) for r in responses]
-    assert [e.action.value for e in chain_entries(merchant)] == ["recorded", "revoked"]
-    assert_chain_valid(client, regulator, entries=2)
+    assert [e.action.value for e in ledger_entries(merchant)] == ["recorded", "revoked"]
+    assert_ledger_valid(client, regulator, entries=2)
 
 
 @pytest.mark.postgres_only
@@ -949,8 +939,8 @@ def test_concurrent_decisions_on_one_repair_append_one_entry(app, client, regula
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [200] + [409] * 5, [r.get_data(as_text=True) for r in responses]
-    assert [e.action.value for e in chain_entries(merchant)] == ["recorded", "repaired"]
-    assert_chain_valid(client, regulator, entries=2)
+    assert [e.action.value for e in ledger_entries(merchant)] == ["recorded", "repaired"]
+    assert_ledger_valid(client, regulator, entries=2)
 
 
 def test_revoking_a_finding_that_brought_level_d_lifts_the_level_d_blacklisting(
@@ -997,4 +987,4 @@ def test_correcting_a_finding_out_of_level_d_lifts_the_level_d_blacklisting(
     assert decided.status_code == 200, decided.json
     file = credit_file(client, merchant, merchant)
     assert (file["score"], file["level"], file["blacklisted"]) == (550, "C", False)
-    assert_chain_valid(client, regulator, entries=5)
+    assert_ledger_valid(client, regulator, entries=5)

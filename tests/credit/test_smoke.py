@@ -1,5 +1,6 @@
 from app.parties.models import Role
 from tests.factories import make_member
+from tests.support import seal_log
 
 
 def test_severe_finding_blacklists_and_restricts(client):
@@ -22,5 +23,6 @@ def test_severe_finding_blacklists_and_restricts(client):
     csv = client.get("/api/v1/credit/blacklist", headers={**regulator.headers,
                                                          "Accept": "text/csv"})
     assert csv.mimetype == "text/csv" and merchant.party.credit_code in csv.get_data(as_text=True)
+    seal_log()  # the entries verified are those in the evidence log
     verify = client.get("/api/v1/credit/ledger/verify", headers=regulator.headers)
     assert verify.json["valid"] is True and verify.json["entries"] == 1

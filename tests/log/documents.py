@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from typing import Any
 
+import pypdf
+import pypdfium2
+import zxingcpp
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
@@ -53,3 +58,24 @@ def issued_entries(action: str) -> int:
     with unit_of_work() as session:
         return session.scalar(select(func.count()).select_from(AuditEntry)
                               .where(AuditEntry.action == action))
+
+
+def pdf_text(data: bytes) -> str:
+    """The text of every page of a PDF, as a reader extracts it (pypdf)."""
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(data)).pages)
+
+
+def unwrapped(text: str) -> str:
+    """Text without the spaces and line breaks a PDF's layout put in it."""
+    return re.sub(r"\s+", "", text)
+
+
+def pdf_qr_codes(data: bytes) -> list[str]:
+    """What the QR codes on a PDF's pages say, decoded from the pages rendered (PDFium, then
+    zxing-cpp): what a phone reads off the paper."""
+    document = pypdfium2.PdfDocument(data)
+    try:
+        return [code.text for page in document
+                for code in zxingcpp.read_barcodes(page.render(scale=2).to_pil())]
+    finally:
+        document.close()
