@@ -10,6 +10,7 @@ from app import audit, clock
 from app.errors import ValidationFailed
 from app.parties.models import Actor
 from credit import services as credit
+from licenses import services as licenses
 from orders import money
 from orders.errors import DisputeNotFound, RefundExceedsPayment
 from orders.models import Dispute, DisputeOutcome, Order, Refund
@@ -66,6 +67,11 @@ def resolve_dispute(session: Session, *, dispute_id: uuid.UUID, actor: Actor,
                  listing_id=order.listing_id,
                  details={"status": order.status.value, "dispute_id": str(dispute.id),
                           "outcome": outcome.value, "refund_amount": amount})
+    if outcome is DisputeOutcome.REFUND_FULL:
+        licenses.order_ended(session, order_id=order.id, reason="order refunded in full",
+                             actor=actor, at=now)
+    else:  # the order completed: a renewal takes effect
+        licenses.order_completed(session, order_id=order.id, actor=actor, at=now)
     if outcome is not DisputeOutcome.REJECTED:
         credit.record_system_event(session, party_id=order.merchant_id, kind="lost_dispute",
                                    description=f"Dispute over order {order.id} resolved "

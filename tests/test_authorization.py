@@ -3,7 +3,7 @@
 1. Every route of `app.url_map` that carries an object id (a `<uuid:...>` converter), with
    each of its methods, has an entry in MATRIX saying who may succeed on it; a route missing
    from the matrix fails the test, so a new route cannot ship without one. The matrix holds
-   45 routes. For each, party A's objects are created through the API (fresh ones per
+   46 routes. For each, party A's objects are created through the API (fresh ones per
    route), then the route is tried anonymously (401), as a party B of every role (buyer,
    merchant, operator, regulator, certifier, broker), as a party B holding all six roles at
    once, and as A and A's counterparts (an order's merchant, a payee of its proceeds): the
@@ -47,7 +47,7 @@ from werkzeug.test import TestResponse
 from app import clock
 from app.db import unit_of_work
 from app.extensions import db
-from app.parties.models import Party, Role
+from app.parties.models import Party, PartyKind, Role
 from credit.models import CreditEntry, Objection, Penalty, Repair
 from listings.models import AdmissionRule, Certification, GuidePrice, Listing, QualityReport
 from orders.models import Demand, Dispute, Order
@@ -59,6 +59,8 @@ from tests.support import ok
 
 API = "/api/v1"
 ANONYMOUS, OWNER, COUNTERPARTY, PAYEE = "anonymous", "owner", "counterparty", "payee"
+# A public agency a joint purchase serves: it holds the order's licence with the buyer.
+BENEFICIARY = "beneficiary"
 ROLES = ("buyer", "merchant", "operator", "regulator", "certifier", "broker")
 # Party B holding every role at once: past every role gate, an overseer and a trader, so
 # only the object-level checks stand between it and A's objects.
@@ -78,7 +80,8 @@ class Access:
 
     `roles` is the route's role gate (403 to a party holding none of them, before any lookup;
     empty: any party with a key passes). A party past the gate but not entitled to the object
-    gets `hidden`: 404 where revealing that the object exists would leak it, else 403.
+    gets `hidden`: 404 where revealing that the object exists would leak it, else 403;
+    those in `known` may see the object by another route and get 403 whatever `hidden` says.
     """
 
     setup: str
@@ -88,6 +91,7 @@ class Access:
     ok: int = 200
     body: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
     idempotent: bool = False
+    known: frozenset[str] = frozenset()
 
 
 REASON = {"reason": "Checked by the authorization matrix"}
@@ -103,6 +107,7 @@ def certification_body() -> dict[str, Any]:
 LISTING = f"{API}/listings/<uuid:listing_id>"
 ORDER = f"{API}/orders/<uuid:order_id>"
 PARTY = f"{API}/parties/<uuid:party_id>"
+LICENSE = f"{API}/licenses/<uuid:license_id>"
 MATRIX: dict[tuple[str, str], Access] = {
     # Listings: a merchant's draft is its own (and the overseers') to see; public once listed.
     ("GET", LISTING):
@@ -219,6 +224,10 @@ MATRIX: dict[tuple[str, str], Access] = {
         Access("demand", allow(OWNER), roles=("buyer",)),
     ("GET", f"{API}/demands/<uuid:demand_id>/matches"):
         Access("demand", allow(OWNER, OVERSEERS)),
+    # Licences: the owner is the buyer, the counterparty the merchant, the beneficiary a public
+    # agency the purchase serves.
+    ("GET", LICENSE):
+        Access("pending_license", allow(OWNER, BENEFICIARY, COUNTERPARTY, OVERSEERS)),
 }
 
 
@@ -507,6 +516,24 @@ def demand(w: World) -> Case:
     return Case({"demand_id": posted["id"]}, {OWNER: buyer})
 
 
+def license_case(state: str, **listing: Any) -> Callable[[World], Case]:
+    """The licence of a joint purchase (a public agency its beneficiary), its order taken to
+    `state`."""
+    def setup(w: World) -> Case:
+        merchant, buyer = make_member(Role.MERCHANT), make_member(Role.BUYER)
+        beneficiary = make_member(Role.BUYER, kind=PartyKind.PUBLIC_AGENCY)
+        order = ok(w.call(buyer, "POST", f"{API}/orders", order_body(
+            {"id": w.listed(merchant, **listing)}, beneficiaries=[beneficiary.id])), 201)
+        if state != "pending":
+            ok(w.call(w.staff["operator"], "POST", f"{API}/orders/{order['id']}/payments/confirm",
+                      {"reference": "BANK-1"}, idempotent=True))
+            ok(w.call(merchant, "POST", f"{API}/orders/{order['id']}/deliver",
+                      {"delivery_ref": "api-credential:1", "checksum": "sha256:0"}))
+        return Case({"license_id": order["license_id"]},
+                    {OWNER: buyer, COUNTERPARTY: merchant, BENEFICIARY: beneficiary})
+    return setup
+
+
 SETUPS: dict[str, Callable[[World], Case]] = {
     "draft_listing": draft_listing, "pending_listing": pending_listing,
     "listed_listing": listed_listing, "suspended_listing": suspended_listing,
@@ -519,6 +546,7 @@ SETUPS: dict[str, Callable[[World], Case]] = {
     "party": party, "party_key": party_key, "payout_account": payout_account,
     "credit_finding": credit_finding, "credit_objection": credit_objection,
     "credit_repair": credit_repair, "credit_fine": credit_fine, "demand": demand,
+    "pending_license": license_case("pending"),
 }
 
 
@@ -550,6 +578,8 @@ def expected_status(access: Access, actor: str, member: Member | None) -> int | 
         # An overseer may learn that the object exists (403), or not be told (404).
         return {403, 404}
     if access.roles and not roles_of(member) & set(access.roles):
+        return 403
+    if actor in access.known:
         return 403
     return access.hidden
 
@@ -627,7 +657,7 @@ def lists_leak_nothing(w: World, tally: Tally) -> None:
     traders = ("buyer", "merchant", "broker", "certifier")
     lists: list[tuple[str, str, dict[str, Any]]] = [
         (name, path, query) for name in traders
-        for path, query in [("orders", {}), ("demands", {}), ("payouts", {}),
+        for path, query in [("orders", {}), ("demands", {}), ("payouts", {}), ("licenses", {}),
                             *(("listings", {"status": s}) for s in
                               ("draft", "pending_review", "rejected", "suspended", "delisted"))]]
     for index, party_id in enumerate(w.owners):
