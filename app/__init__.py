@@ -37,6 +37,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from app.security import init_security_headers
     from credit import jobs as credit_jobs  # noqa: F401  (registers the domain's jobs)
     from credit.routes import blp as credit_blp
+    from licenses import jobs as license_jobs  # noqa: F401  (registers the domain's jobs)
     from licenses.routes import blp as licenses_blp
     from listings import jobs as listing_jobs  # noqa: F401  (registers the domain's jobs)
     from listings.pricing_routes import blp as guide_prices_blp
