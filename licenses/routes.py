@@ -13,8 +13,14 @@ from flask.views import MethodView
 from app.api import Blueprint, SQLPage
 from app.db import unit_of_work
 from app.parties.auth import current_party, require_role
+from app.parties.models import Role
 from licenses import services
-from licenses.schemas import LicenseQueryArgsSchema, LicenseSchema
+from licenses.schemas import (
+    LicenseDecisionSchema,
+    LicenseQueryArgsSchema,
+    LicenseRevocationSchema,
+    LicenseSchema,
+)
 
 blp = Blueprint("licenses", __name__, url_prefix="/api/v1",
                 description="Licences: terms enforced after the sale, API access, usage")
@@ -40,3 +46,51 @@ class LicenseDetail(MethodView):
         """A licence, for its buyer, beneficiaries and merchant, operators and regulators."""
         with unit_of_work() as session:
             return services.get_license(session, license_id=license_id, viewer=current_party())
+
+
+@blp.route("/licenses/<uuid:license_id>/suspend", operation_ids={"post": "suspendLicense"})
+class SuspendLicense(MethodView):
+    @require_role(Role.OPERATOR, Role.REGULATOR)
+    @blp.arguments(LicenseDecisionSchema)
+    @blp.response(200, LicenseSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, body: dict[str, Any], license_id: uuid.UUID) -> Any:
+        """Suspend an active licence (operator, regulator): its tokens stop at once."""
+        with unit_of_work() as session:
+            return services.suspend_license(session, license_id=license_id,
+                                            actor=current_party(), **body)
+
+
+@blp.route("/licenses/<uuid:license_id>/reinstate", operation_ids={"post": "reinstateLicense"})
+class ReinstateLicense(MethodView):
+    @require_role(Role.OPERATOR, Role.REGULATOR)
+    @blp.arguments(LicenseDecisionSchema)
+    @blp.response(200, LicenseSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, body: dict[str, Any], license_id: uuid.UUID) -> Any:
+        """Reinstate a suspended licence (operator, regulator)."""
+        with unit_of_work() as session:
+            return services.reinstate_license(session, license_id=license_id,
+                                              actor=current_party(), **body)
+
+
+@blp.route("/licenses/<uuid:license_id>/revoke", operation_ids={"post": "revokeLicense"})
+class RevokeLicense(MethodView):
+    @require_role(Role.OPERATOR, Role.REGULATOR)
+    @blp.arguments(LicenseRevocationSchema)
+    @blp.response(200, LicenseSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, body: dict[str, Any], license_id: uuid.UUID) -> Any:
+        """Revoke a licence for good (operator, regulator), with a finding against the party
+        at fault.
+
+        `fault_party` `buyer` or `merchant` records a credit event of `kind` against it
+        (at the kind's usual severity unless `severity` is given); `none` records none.
+        Its tokens stop at once.
+        """
+        with unit_of_work() as session:
+            return services.revoke_license(session, license_id=license_id,
+                                           actor=current_party(), **body)

@@ -3,7 +3,7 @@
 1. Every route of `app.url_map` that carries an object id (a `<uuid:...>` converter), with
    each of its methods, has an entry in MATRIX saying who may succeed on it; a route missing
    from the matrix fails the test, so a new route cannot ship without one. The matrix holds
-   46 routes. For each, party A's objects are created through the API (fresh ones per
+   49 routes. For each, party A's objects are created through the API (fresh ones per
    route), then the route is tried anonymously (401), as a party B of every role (buyer,
    merchant, operator, regulator, certifier, broker), as a party B holding all six roles at
    once, and as A and A's counterparts (an order's merchant, a payee of its proceeds): the
@@ -228,6 +228,14 @@ MATRIX: dict[tuple[str, str], Access] = {
     # agency the purchase serves.
     ("GET", LICENSE):
         Access("pending_license", allow(OWNER, BENEFICIARY, COUNTERPARTY, OVERSEERS)),
+    ("POST", f"{LICENSE}/suspend"):
+        Access("active_license", allow(OVERSEERS), roles=("operator", "regulator"), body=REASON),
+    ("POST", f"{LICENSE}/reinstate"):
+        Access("suspended_license", allow(OVERSEERS), roles=("operator", "regulator"),
+               body=REASON),
+    ("POST", f"{LICENSE}/revoke"):
+        Access("active_license", allow(OVERSEERS), roles=("operator", "regulator"),
+               body={**REASON, "fault_party": "buyer", "kind": "resale_beyond_scope"}),
 }
 
 
@@ -529,6 +537,9 @@ def license_case(state: str, **listing: Any) -> Callable[[World], Case]:
                       {"reference": "BANK-1"}, idempotent=True))
             ok(w.call(merchant, "POST", f"{API}/orders/{order['id']}/deliver",
                       {"delivery_ref": "api-credential:1", "checksum": "sha256:0"}))
+        if state == "suspended":
+            ok(w.call(w.staff["operator"], "POST", f"{API}/licenses/{order['license_id']}/suspend",
+                      REASON))
         return Case({"license_id": order["license_id"]},
                     {OWNER: buyer, COUNTERPARTY: merchant, BENEFICIARY: beneficiary})
     return setup
@@ -546,7 +557,8 @@ SETUPS: dict[str, Callable[[World], Case]] = {
     "party": party, "party_key": party_key, "payout_account": payout_account,
     "credit_finding": credit_finding, "credit_objection": credit_objection,
     "credit_repair": credit_repair, "credit_fine": credit_fine, "demand": demand,
-    "pending_license": license_case("pending"),
+    "pending_license": license_case("pending"), "active_license": license_case("active"),
+    "suspended_license": license_case("suspended"),
 }
 
 
