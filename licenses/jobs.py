@@ -8,7 +8,7 @@ from app import clock
 from app.db import unit_of_work
 from app.parties.models import SYSTEM
 from app.scheduler import scheduled_job
-from licenses import services
+from licenses import services, tokens
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ EXPIRY_BATCH_SIZE = 500
 
 @scheduled_job("expire_licenses", "interval", minutes=1)
 def expire_licenses_job() -> None:
-    """Active licences past valid_until expire."""
+    """Active licences past valid_until expire; access tokens past their expiry are purged."""
     expired = 0
     while True:
         with unit_of_work() as session:
@@ -28,4 +28,6 @@ def expire_licenses_job() -> None:
         expired += batch
         if batch < EXPIRY_BATCH_SIZE:
             break
-    log.info("licences expired", extra={"expired": expired})
+    with unit_of_work() as session:
+        purged = tokens.purge_expired_tokens(session, before=clock.now())
+    log.info("licences expired", extra={"expired": expired, "tokens_purged": purged})

@@ -12,10 +12,14 @@ from flask.views import MethodView
 
 from app.api import Blueprint, SQLPage
 from app.db import unit_of_work
+from app.limits import limit
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
-from licenses import services
+from licenses import services, tokens
 from licenses.schemas import (
+    AccessTokenSchema,
+    IntrospectionRequestSchema,
+    IntrospectionSchema,
     LicenseDecisionSchema,
     LicenseQueryArgsSchema,
     LicenseRevocationSchema,
@@ -84,8 +88,7 @@ class RevokeLicense(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT")
     def post(self, body: dict[str, Any], license_id: uuid.UUID) -> Any:
-        """Revoke a licence for good (operator, regulator), with a finding against the party
-        at fault.
+        """Revoke a licence for good (operator, regulator); the party at fault gets a finding.
 
         `fault_party` `buyer` or `merchant` records a credit event of `kind` against it
         (at the kind's usual severity unless `severity` is given); `none` records none.
@@ -94,3 +97,37 @@ class RevokeLicense(MethodView):
         with unit_of_work() as session:
             return services.revoke_license(session, license_id=license_id,
                                            actor=current_party(), **body)
+
+
+@blp.route("/licenses/<uuid:license_id>/tokens", operation_ids={"post": "issueLicenseToken"})
+class LicenseTokens(MethodView):
+    @limit("RATE_LIMIT_TRADING")
+    @require_role()
+    @blp.response(201, AccessTokenSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, license_id: uuid.UUID) -> Any:
+        """An access token to the merchant's API (the buyer, beneficiaries; api licences).
+
+        Short-lived (`LICENSE_TOKEN_TTL_SECONDS`, never past the licence's end) and shown
+        once. A licence not active, past its end or out of calls → 403 `license_inactive`;
+        one delivered otherwise than by API → 409 `delivery_mode_mismatch`.
+        """
+        with unit_of_work() as session:
+            return tokens.issue_token(session, license_id=license_id, actor=current_party())
+
+
+@blp.route("/oauth/introspect", tags=["licenses"], operation_ids={"post": "introspectToken"})
+class TokenIntrospection(MethodView):
+    @require_role(Role.MERCHANT)
+    @blp.arguments(IntrospectionRequestSchema, location="json_or_form")
+    @blp.response(200, IntrospectionSchema)
+    def post(self, body: dict[str, Any]) -> Any:
+        """RFC 7662 token introspection, for the merchant whose listing the token opens.
+
+        Form (`application/x-www-form-urlencoded`) or JSON `token`. An inactive token
+        (unknown, expired, revoked, another merchant's, or its licence suspended, revoked,
+        past its end or out of calls) is `{"active": false}` alone.
+        """
+        with unit_of_work() as session:
+            return tokens.introspect(session, token=body["token"], merchant=current_party())

@@ -3,7 +3,7 @@
 1. Every route of `app.url_map` that carries an object id (a `<uuid:...>` converter), with
    each of its methods, has an entry in MATRIX saying who may succeed on it; a route missing
    from the matrix fails the test, so a new route cannot ship without one. The matrix holds
-   49 routes. For each, party A's objects are created through the API (fresh ones per
+   50 routes. For each, party A's objects are created through the API (fresh ones per
    route), then the route is tried anonymously (401), as a party B of every role (buyer,
    merchant, operator, regulator, certifier, broker), as a party B holding all six roles at
    once, and as A and A's counterparts (an order's merchant, a payee of its proceeds): the
@@ -236,6 +236,10 @@ MATRIX: dict[tuple[str, str], Access] = {
     ("POST", f"{LICENSE}/revoke"):
         Access("active_license", allow(OVERSEERS), roles=("operator", "regulator"),
                body={**REASON, "fault_party": "buyer", "kind": "resale_beyond_scope"}),
+    # Tokens are the holders': the merchant and the overseers, who see the licence, get 403.
+    ("POST", f"{LICENSE}/tokens"):
+        Access("active_license", allow(OWNER, BENEFICIARY), ok=201,
+               known=frozenset({COUNTERPARTY, *OVERSEERS})),
 }
 
 
