@@ -12,6 +12,7 @@ from flask.views import MethodView
 
 from app.api import Blueprint, SQLPage
 from app.db import unit_of_work
+from app.idempotency import idempotent
 from app.limits import limit
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
@@ -24,6 +25,8 @@ from licenses.schemas import (
     LicenseQueryArgsSchema,
     LicenseRevocationSchema,
     LicenseSchema,
+    UsageReportSchema,
+    UsageSchema,
 )
 
 blp = Blueprint("licenses", __name__, url_prefix="/api/v1",
@@ -115,6 +118,26 @@ class LicenseTokens(MethodView):
         """
         with unit_of_work() as session:
             return tokens.issue_token(session, license_id=license_id, actor=current_party())
+
+
+@blp.route("/licenses/<uuid:license_id>/usage", operation_ids={"post": "reportLicenseUsage"})
+class ReportUsage(MethodView):
+    @require_role(Role.MERCHANT)
+    @idempotent
+    @blp.arguments(UsageReportSchema)
+    @blp.response(201, UsageSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def post(self, body: dict[str, Any], license_id: uuid.UUID) -> Any:
+        """Report calls served under a per-call licence (its merchant; Idempotency-Key).
+
+        `calls_remaining` goes down by `calls`, never below zero: more calls than are left
+        → 422 `calls_exhausted` and nothing is counted.
+        """
+        with unit_of_work() as session:
+            return services.report_usage(session, license_id=license_id, actor=current_party(),
+                                         **body)
 
 
 @blp.route("/oauth/introspect", tags=["licenses"], operation_ids={"post": "introspectToken"})

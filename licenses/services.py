@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, or_, select, text, update
@@ -328,11 +328,13 @@ def report_usage(session: Session, *, license_id: uuid.UUID, actor: Actor, calls
         raise CallsExhausted(f"{calls} calls reported, {left} left on the licence.",
                              calls_remaining=left)
     set_committed_value(license, "calls_remaining", remaining)
-    usage = LicenseUsage(license_id=license.id, calls=calls, period_start=period_start,
-                         period_end=period_end, calls_remaining=remaining,
+    usage = LicenseUsage(license_id=license.id, calls=calls,
+                         period_start=period_start.astimezone(UTC),
+                         period_end=period_end.astimezone(UTC), calls_remaining=remaining,
                          reported_by=actor.id)
     session.add(usage)
     record(session, actor, "license.usage_reported", license, calls=calls,
-            period_start=period_start.isoformat(), period_end=period_end.isoformat(),
+            period_start=usage.period_start.isoformat(),
+            period_end=usage.period_end.isoformat(),
             calls_remaining=remaining)
     return usage

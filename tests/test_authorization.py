@@ -3,7 +3,7 @@
 1. Every route of `app.url_map` that carries an object id (a `<uuid:...>` converter), with
    each of its methods, has an entry in MATRIX saying who may succeed on it; a route missing
    from the matrix fails the test, so a new route cannot ship without one. The matrix holds
-   50 routes. For each, party A's objects are created through the API (fresh ones per
+   51 routes. For each, party A's objects are created through the API (fresh ones per
    route), then the route is tried anonymously (401), as a party B of every role (buyer,
    merchant, operator, regulator, certifier, broker), as a party B holding all six roles at
    once, and as A and A's counterparts (an order's merchant, a payee of its proceeds): the
@@ -240,6 +240,10 @@ MATRIX: dict[tuple[str, str], Access] = {
     ("POST", f"{LICENSE}/tokens"):
         Access("active_license", allow(OWNER, BENEFICIARY), ok=201,
                known=frozenset({COUNTERPARTY, *OVERSEERS})),
+    ("POST", f"{LICENSE}/usage"):
+        Access("per_call_license", allow(COUNTERPARTY), roles=("merchant",), ok=201,
+               idempotent=True, body={"calls": 1, "period_start": "2026-06-01T00:00:00Z",
+                                      "period_end": "2026-06-02T00:00:00Z"}),
 }
 
 
@@ -563,6 +567,7 @@ SETUPS: dict[str, Callable[[World], Case]] = {
     "credit_repair": credit_repair, "credit_fine": credit_fine, "demand": demand,
     "pending_license": license_case("pending"), "active_license": license_case("active"),
     "suspended_license": license_case("suspended"),
+    "per_call_license": license_case("active", price_model="per_call", unit_price=100),
 }
 
 
