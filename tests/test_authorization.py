@@ -3,7 +3,7 @@
 1. Every route of `app.url_map` that carries an object id (a `<uuid:...>` converter), with
    each of its methods, has an entry in MATRIX saying who may succeed on it; a route missing
    from the matrix fails the test, so a new route cannot ship without one. The matrix holds
-   51 routes. For each, party A's objects are created through the API (fresh ones per
+   52 routes. For each, party A's objects are created through the API (fresh ones per
    route), then the route is tried anonymously (401), as a party B of every role (buyer,
    merchant, operator, regulator, certifier, broker), as a party B holding all six roles at
    once, and as A and A's counterparts (an order's merchant, a payee of its proceeds): the
@@ -14,10 +14,10 @@
    contract's (a 403 that reveals an object the contract hides with 404, say). Probes add
    A's ids paired with B's own (a key id under B's party), A's ids in bodies (a repair of
    A's finding, an order of A's unlisted product), A's hidden drafts behind other routes,
-   and every list endpoint filtered on every party A's id. About 590 attempts in all.
+   and every list endpoint filtered on every party A's id. About 740 attempts in all.
 2. Server-owned fields (`id`, `status`, `merchant_id`, `buyer_id`, `unit_price`,
    `total_amount`, `paid_amount`, `refunded_amount`, `version`, `created_at`, `score`,
-   `level`, ...) sent to 19 create and update endpoints are refused with a 422 naming the
+   `level`, ...) sent to 21 create and update endpoints are refused with a 422 naming the
    field (the schemas refuse unknown fields) and nothing is stored; the same request without
    them succeeds and the object read back carries the server's values. A key proposed to
    POST /parties/{id}/api-keys is ignored, a `version` sent with an edit only guards it, an
@@ -49,6 +49,7 @@ from app.db import unit_of_work
 from app.extensions import db
 from app.parties.models import Party, PartyKind, Role
 from credit.models import CreditEntry, Objection, Penalty, Repair
+from licenses.models import LicenseUsage
 from listings.models import AdmissionRule, Certification, GuidePrice, Listing, QualityReport
 from orders.models import Demand, Dispute, Order
 from settlement.models import PayoutAccount, SettlementRun
@@ -240,6 +241,10 @@ MATRIX: dict[tuple[str, str], Access] = {
     ("POST", f"{LICENSE}/tokens"):
         Access("active_license", allow(OWNER, BENEFICIARY), ok=201,
                known=frozenset({COUNTERPARTY, *OVERSEERS})),
+    # A renewal is its buyer's order: a beneficiary (a buyer too) sees the licence, gets 403.
+    ("POST", f"{LICENSE}/renew"):
+        Access("active_license", allow(OWNER), roles=("buyer",), ok=201, idempotent=True,
+               known=frozenset({BENEFICIARY})),
     ("POST", f"{LICENSE}/usage"):
         Access("per_call_license", allow(COUNTERPARTY), roles=("merchant",), ok=201,
                idempotent=True, body={"calls": 1, "period_start": "2026-06-01T00:00:00Z",
@@ -952,6 +957,26 @@ def run_settlement(w: World) -> Write:
         verify=lambda run: (run["orders_settled"], run["gross_amount"]) == (0, 0))
 
 
+def report_usage(w: World) -> Write:
+    case = license_case("active", price_model="per_call", unit_price=100)(w)
+    path = f"{API}/licenses/{case.ids['license_id']}"
+    return Write("POST", f"{path}/usage", case.parties[COUNTERPARTY], {
+        "calls": 1, "period_start": "2026-06-01T00:00:00Z", "period_end": "2026-06-02T00:00:00Z"},
+        common(license_id=str(uuid.uuid4()), calls_remaining=1000, reported_by=someone_else()),
+        model=LicenseUsage, idempotent=True,
+        verify=lambda usage: usage["calls_remaining"] == 0)
+
+
+def revoke_license(w: World) -> Write:
+    case = license_case("active")(w)
+    path = f"{API}/licenses/{case.ids['license_id']}"
+    return Write("POST", f"{path}/revoke", w.staff["regulator"], {
+        "reason": "Resold", "fault_party": "none"}, {
+        "status": "active", "valid_until": "2099-01-01T00:00:00+00:00", "buyer_id":
+        someone_else(), "status_reason": "kept"}, read=reader(w, case.parties[OWNER], path),
+        status=200, verify=lambda licence: licence["status"] == "revoked")
+
+
 WRITES: dict[str, Callable[[World], Write]] = {
     "POST /parties": write_party, "POST /listings": write_listing,
     "PATCH /listings/{id}": edit_listing, "POST /orders": place_order,
@@ -966,6 +991,7 @@ WRITES: dict[str, Callable[[World], Write]] = {
     "POST /credit/repairs": apply_for_repair, "POST /credit/events": record_credit_event,
     "POST /credit/penalties": impose_penalty, "POST /admission-rules": add_admission_rule,
     "POST /settlement/runs": run_settlement,
+    "POST /licenses/{id}/usage": report_usage, "POST /licenses/{id}/revoke": revoke_license,
 }
 
 

@@ -65,6 +65,21 @@ class Licensing:
         buyer = buyer or self.market.buyer
         return ok(self.client.post(f"{API}/orders/{order['id']}/accept", headers=buyer.headers))
 
+    def cancel(self, order: dict[str, Any]) -> dict[str, Any]:
+        return ok(self.client.post(f"{API}/orders/{order['id']}/cancel",
+                                   headers=self.market.buyer.headers))
+
+    def resolve_dispute(self, order: dict[str, Any], outcome: str,
+                        refund_amount: int | None = None) -> dict[str, Any]:
+        """The buyer disputes the delivered order, an operator decides `outcome`."""
+        dispute = ok(self.client.post(f"{API}/orders/{order['id']}/disputes",
+                                      headers=self.market.buyer.headers,
+                                      json={"reason": "Rows are missing"}), 201)
+        return ok(self.client.post(f"{API}/disputes/{dispute['id']}/resolve",
+                                   headers=keyed(self.market.operator),
+                                   json={"outcome": outcome, "refund_amount": refund_amount,
+                                         "note": None}))
+
     def delivered(self, listing: dict[str, Any] | None = None, buyer: Member | None = None,
                   **body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """An order paid and delivered, and its (active) licence."""

@@ -12,7 +12,7 @@ from app import clock
 from app.parties.models import Role
 from app.scheduler import run_job
 from tests.factories import make_member
-from tests.licenses.helpers import API, PER_CALL, Licensing, agency, keyed
+from tests.licenses.helpers import API, PER_CALL, Licensing, agency
 from tests.orders.factories import Market
 from tests.support import ok, problem
 
@@ -79,15 +79,9 @@ def test_a_licence_without_a_term_has_no_end(trade):
 def test_an_order_cancelled_expired_unpaid_or_refunded_in_full_revokes_its_licence(app, trade):
     listing = trade.listing()
     cancelled = trade.order(listing)
-    ok(trade.client.post(f"{API}/orders/{cancelled['id']}/cancel",
-                         headers=trade.market.buyer.headers))
+    trade.cancel(cancelled)
     refunded, _ = trade.delivered(listing)
-    dispute = ok(trade.client.post(f"{API}/orders/{refunded['id']}/disputes",
-                                   headers=trade.market.buyer.headers,
-                                   json={"reason": "The feed is empty"}), 201)
-    ok(trade.client.post(f"{API}/disputes/{dispute['id']}/resolve",
-                         headers=keyed(trade.market.operator),
-                         json={"outcome": "refund_full", "note": "Nothing was delivered"}))
+    trade.resolve_dispute(refunded, "refund_full")
     lapsing = trade.order(listing)
     clock.advance(timedelta(minutes=app.config["ORDER_PAYMENT_TTL_MINUTES"] + 1))
     assert run_job(app, "expire_unpaid_orders")
@@ -104,12 +98,7 @@ def test_an_order_cancelled_expired_unpaid_or_refunded_in_full_revokes_its_licen
 def test_a_partial_refund_or_a_rejected_dispute_keeps_the_licence(trade):
     for outcome, amount in (("refund_partial", 100), ("rejected", None)):
         order, _ = trade.delivered()
-        dispute = ok(trade.client.post(f"{API}/orders/{order['id']}/disputes",
-                                       headers=trade.market.buyer.headers,
-                                       json={"reason": "Some rows are missing"}), 201)
-        ok(trade.client.post(f"{API}/disputes/{dispute['id']}/resolve",
-                             headers=keyed(trade.market.operator),
-                             json={"outcome": outcome, "refund_amount": amount, "note": None}))
+        trade.resolve_dispute(order, outcome, amount)
         assert trade.license(order["license_id"])["status"] == "active", outcome
 
 

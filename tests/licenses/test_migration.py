@@ -22,8 +22,7 @@ def test_existing_orders_get_licences_from_their_frozen_scope_and_their_state(ap
     completed, _ = trade.delivered(per_call, quantity=40)
     trade.accept(completed)
     cancelled = trade.order(listing)
-    ok(trade.client.post(f"{API}/orders/{cancelled['id']}/cancel",
-                         headers=market.buyer.headers))
+    trade.cancel(cancelled)
     give_completed_order(trade.client, market.buyer.id, listing["id"])  # frozen as {}
 
     db.session.remove()  # no transaction of the requests' left open while tables change
