@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from benchmarks import (
     audit_chain,
     credit_blacklist,
+    introspection,
     listing_read,
     listings_search,
     matching,
@@ -54,20 +55,24 @@ class Scale:
     seconds: int  # per HTTP or pgbench round
     rounds: int
     requests: int  # timed requests per figure of the in-process benchmarks
+    tokens: int  # access tokens beside the one introspected
+    introspections: int  # timed introspections of each kind
 
 
 # The sizes the targets are stated at.
 FULL = Scale(listings=100_000, match_sizes=(10_000, 100_000), orders=100_000, single=5_000,
              parties=100_000, events=1_000_000, audit_entries=100_000,
-             searched_listings=100_000, deals=100_000, seconds=10, rounds=3, requests=300)
+             searched_listings=100_000, deals=100_000, seconds=10, rounds=3, requests=300,
+             tokens=100_000, introspections=2_000)
 QUICK = Scale(listings=2_000, match_sizes=(2_000, 20_000), orders=2_000, single=500,
               parties=2_000, events=20_000, audit_entries=5_000, searched_listings=2_000,
-              deals=2_000, seconds=2, rounds=3, requests=100)
+              deals=2_000, seconds=2, rounds=3, requests=100, tokens=5_000,
+              introspections=300)
 
 WORKERS, CONNECTIONS = 4, 8  # gunicorn's sync workers; wrk's and pgbench's connections
 STATEMENT_BUDGET = 3  # per list request, at any page size
 TARGETS = {"read": 0.35, "orders": 0.30, "open_loop_p99_ms": 25.0, "matching": 1.5,
-           "settlement": 5.0, "blacklist_p99_ms": 10.0}
+           "settlement": 5.0, "blacklist_p99_ms": 10.0, "introspection_p99_ms": 5.0}
 
 
 @dataclass
@@ -152,6 +157,16 @@ def chain_rows(audit: audit_chain.AuditFigures,
                 met=None if credit.chain_valid else False)]
 
 
+def introspection_rows(figures: introspection.IntrospectionFigures) -> list[Row]:
+    (_, active), (_, unknown), (_, baseline) = figures.active, figures.unknown, figures.baseline
+    return [Row("8", f"POST /oauth/introspect p99 in process, live / unknown token "
+                     f"({figures.tokens:,} tokens; GET /parties/me beside it)",
+                f"{active:.2f} / {unknown:.2f} ms (baseline {baseline:.2f}; "
+                f"{figures.statements} statements)",
+                f"≤ {TARGETS['introspection_p99_ms']:.0f} ms",
+                figures.p99 <= TARGETS["introspection_p99_ms"])]
+
+
 def search_rows(figures: listings_search.SearchFigures) -> list[Row]:
     # What `make bench` printed before the suite, kept as figures without a target.
     name, (_, p99, _) = max(figures.searches.items(), key=lambda item: item[1][1])
@@ -205,6 +220,8 @@ def run(database_url: str, scale: Scale, port: int) -> tuple[list[Row], dict[str
     audit = timed("audit_chain", durations, lambda: audit_chain.measure(
         database_url, entries=scale.audit_entries))
     rows += chain_rows(audit, credit)
+    rows += introspection_rows(timed("introspection", durations, lambda: introspection.measure(
+        database_url, tokens=scale.tokens, requests=scale.introspections)))
     rows += search_rows(timed("listings_search", durations, lambda: listings_search.measure(
         database_url, listings=scale.searched_listings, requests=scale.requests,
         deals=scale.deals)))

@@ -64,13 +64,14 @@ def issue_for_order(session: Session, *, order_id: uuid.UUID, listing_id: uuid.U
                     purpose: str, quantity: int, scope: Mapping[str, Any],
                     actor: Actor) -> License:
     """The licence of an order just placed (flushed), `pending` until delivery, under the
-    scope frozen into the order. A per-call licence holds the calls bought (its quantity)."""
+    scope frozen into the order. A per-call licence holds the calls bought (its quantity).
+    Its id is known at once (the order's answer names it)."""
     price_model = PriceModel(scope["price_model"])
     calls = quantity if price_model is PriceModel.PER_CALL else None
     license = License(
-        order_id=order_id, listing_id=listing_id, buyer_id=buyer_id, merchant_id=merchant_id,
-        beneficiaries=list(beneficiaries), quantity=quantity, purpose=purpose,
-        purposes=list(scope["purposes"]), territory=Territory(scope["territory"]),
+        id=uuid.uuid4(), order_id=order_id, listing_id=listing_id, buyer_id=buyer_id,
+        merchant_id=merchant_id, beneficiaries=list(beneficiaries), quantity=quantity,
+        purpose=purpose, purposes=list(scope["purposes"]), territory=Territory(scope["territory"]),
         resale=scope["resale"], derivatives=scope["derivatives"],
         delivery_mode=DeliveryMode(scope["delivery_mode"]), price_model=price_model,
         term_days=scope.get("term_days"), calls_total=calls, calls_remaining=calls,

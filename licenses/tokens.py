@@ -91,7 +91,9 @@ def introspect(session: Session, *, token: str, merchant: Actor) -> dict[str, An
     """RFC 7662: what a token allows, for the merchant whose listing it opens; `active` false
     alone for a token unknown, expired, revoked, of another merchant's listing, or of a
     licence not in force or out of calls."""
-    row = session.execute(_TOKEN_AND_LICENSE, {"token_hash": hash_token(token)}).first()
+    # Core on the session's connection: the ORM has nothing to add to a row it only reads.
+    row = session.connection().execute(_TOKEN_AND_LICENSE,
+                                       {"token_hash": hash_token(token)}).first()
     now = clock.now()
     if (row is None or row.merchant_id != merchant.id or row.revoked_at is not None
             or row.expires_at <= now or row.status is not LicenseStatus.ACTIVE

@@ -5,11 +5,12 @@ a test item, run once per role (anonymous, buyer, merchant, operator, regulator,
 per backend (SQLite, and PostgreSQL with TEST_DATABASE_URL). Cases go to the Flask app through
 its WSGI interface, no server. Before each role's run the tables are emptied and seeded through
 the API with a little real data: one party per role, a listed product and a draft, an admission
-rule, a guide price, an open demand, orders (pending payment, completed and settled, disputed),
-a settlement run with its bank payout batch, a credit event with an objection, a penalty and a
-spare API key per party. Half the time a well-formed id drawn for a path parameter or a
-top-level body field (`listing_id`, `party_id`...) is swapped for the id of a seeded object of
-that name, so object routes reach existing objects and not only 404. The role's API key is
+rule, a guide price, an open demand, orders (pending payment, completed and settled, disputed)
+and their licences (pending, active), a settlement run with its bank payout batch, a credit
+event with an objection, a penalty and a spare API key per party. Half the time a well-formed
+id drawn for a path parameter or a top-level body field (`listing_id`, `party_id`...) is
+swapped for the id of a seeded object of that name, so object routes reach existing objects
+and not only 404. The role's API key is
 schemathesis' bearerAuth credential (an auth provider, not a fixed header), so the negative
 cases that leave the credential out really do; the fuzzed role's own key is never revoked.
 
@@ -128,6 +129,7 @@ def seed(client: FlaskClient) -> World:
         placed = ok(client.post(f"{API}/orders", json=order_body(listing),
                                 headers=buyer.headers), 201)
         world.add("order_id", placed["id"])
+        world.add("license_id", placed["license_id"])
         return placed["id"]
 
     def paid() -> str:
