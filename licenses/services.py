@@ -26,6 +26,8 @@ from credit import services as credit
 from credit.catalog import Severity
 from licenses.errors import (
     CallsExhausted,
+    DeliveryModeMismatch,
+    LicenseInactive,
     LicenseNotFound,
     NotPerCall,
     NotRenewable,
@@ -226,6 +228,26 @@ def licenses_query(*, viewer: Actor, status: LicenseStatus | None = None,
     if listing_id is not None:
         stmt = stmt.where(License.listing_id == listing_id)
     return stmt.order_by(License.created_at.desc(), License.id.desc())
+
+
+def license_in_use(session: Session, *, license_id: uuid.UUID, holder: Actor,
+                   delivery_mode: DeliveryMode, at: datetime) -> License:
+    """The licence its buyer or a beneficiary is about to use (a token, a download), if it is
+    delivered that way and in force with calls left: 404 to whoever may not see it, 403 to
+    the others who may, 409 delivery_mode_mismatch, 403 license_inactive."""
+    license = get_license(session, license_id=license_id, viewer=holder)
+    if str(holder.id) not in license.holders():
+        raise Forbidden("Only the licence's buyer and beneficiaries use it.")
+    if license.delivery_mode is not delivery_mode:
+        raise DeliveryModeMismatch(f"The licence is delivered by {license.delivery_mode.value}"
+                                   f", not by {delivery_mode.value}.")
+    if not license.in_force(at):
+        state = "past its end" if license.status is LicenseStatus.ACTIVE else \
+            license.status.value
+        raise LicenseInactive(f"The licence is {state}.", status=license.status.value)
+    if not license.usable(at):
+        raise LicenseInactive("No calls are left on the licence.", status=license.status.value)
+    return license
 
 
 # --- the overseers' decisions -----------------------------------------------------------------

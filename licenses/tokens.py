@@ -22,10 +22,8 @@ from sqlalchemy.orm import Session
 
 from app import clock
 from app.db import rows_matched
-from app.errors import Forbidden
 from app.parties.models import Actor
 from licenses import services
-from licenses.errors import DeliveryModeMismatch, LicenseInactive
 from licenses.models import License, LicenseStatus, LicenseToken
 from listings.models import DeliveryMode
 
@@ -61,19 +59,9 @@ class IssuedToken:
 def issue_token(session: Session, *, license_id: uuid.UUID, actor: Actor) -> IssuedToken:
     """A token for the licence's buyer or a beneficiary, while the `api` licence is in force
     with calls left; it lives LICENSE_TOKEN_TTL_SECONDS, never past the licence's end."""
-    license = services.get_license(session, license_id=license_id, viewer=actor)
-    if str(actor.id) not in license.holders():
-        raise Forbidden("Only the licence's buyer and beneficiaries get access tokens.")
-    if license.delivery_mode is not DeliveryMode.API:
-        raise DeliveryModeMismatch(f"The licence is delivered by {license.delivery_mode.value}"
-                                   ", not through an API.")
     now = clock.now()
-    if not license.in_force(now):
-        state = "past its end" if license.status is LicenseStatus.ACTIVE else \
-            license.status.value
-        raise LicenseInactive(f"The licence is {state}.", status=license.status.value)
-    if not license.usable(now):
-        raise LicenseInactive("No calls are left on the licence.", status=license.status.value)
+    license = services.license_in_use(session, license_id=license_id, holder=actor,
+                                      delivery_mode=DeliveryMode.API, at=now)
     raw = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
     expires_at = now + timedelta(seconds=current_app.config["LICENSE_TOKEN_TTL_SECONDS"])
     if license.valid_until is not None:
