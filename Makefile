@@ -12,7 +12,7 @@ export FLASK_APP := app
 
 .PHONY: install run test lint migrate seed clean bench-audit bench-listings bench-credit \
 	bench-matching bench-orders bench-settlement bench-read bench-statements bench soak fuzz \
-	bench-tools bench-upload
+	bench-tools bench-upload bench-introspection
 
 $(BIN)/python:
 	@echo "Creating $(VENV) with $(PYTHON)"
@@ -117,6 +117,10 @@ bench-statements: install
 UPLOAD_MB ?= 1024
 bench-upload: install
 	$(BIN)/python -m benchmarks.artifact_upload --size-mb $(UPLOAD_MB) --port $(BENCH_PORT) $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
+
+# POST /oauth/introspect p50/p99 in process among 100,000 tokens (target p99 ≤ 5 ms).
+bench-introspection: install
+	$(BIN)/python -m benchmarks.introspection $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}
 
 # Every benchmark in one run on the scratch PostgreSQL database BENCH_DATABASE_URL (wrk, pgbench),
 # printed as one table: each figure, measured beside its baseline, against its target.

@@ -66,6 +66,9 @@ class Config:
     # window.
     ABANDONED_ORDERS_FINDING_COUNT = _int("ABANDONED_ORDERS_FINDING_COUNT", 5)
     ABANDONED_ORDERS_WINDOW_HOURS = _int("ABANDONED_ORDERS_WINDOW_HOURS", 24)
+    # Access tokens to a merchant's API under an `api` licence live this long (never past
+    # the licence's end); the merchant's API introspects them on every call.
+    LICENSE_TOKEN_TTL_SECONDS = _int("LICENSE_TOKEN_TTL_SECONDS", 900)
     # A demand posted without expires_at stays open this long.
     DEMAND_TTL_DAYS = _int("DEMAND_TTL_DAYS", 30)
     # Matching scores at most this many candidates per demand (the cheapest that pass every

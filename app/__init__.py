@@ -37,6 +37,8 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from app.security import init_security_headers
     from credit import jobs as credit_jobs  # noqa: F401  (registers the domain's jobs)
     from credit.routes import blp as credit_blp
+    from licenses import jobs as license_jobs  # noqa: F401  (registers the domain's jobs)
+    from licenses.routes import blp as licenses_blp
     from listings import jobs as listing_jobs  # noqa: F401  (registers the domain's jobs)
     from listings.artifact_routes import blp as artifacts_blp
     from listings.pricing_routes import blp as guide_prices_blp
@@ -84,8 +86,8 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
         return send_from_directory(swagger_ui_path, filename, max_age=86400)
 
     for blueprint in (ops, parties_blp, audit_blp, listings_blp, rules_blp, credit_blp,
-                      guide_prices_blp, artifacts_blp, orders_blp, demands_blp, settlement_blp,
-                      log_blp, evidence_blp, rights_blp, public_blp):
+                      guide_prices_blp, artifacts_blp, orders_blp, demands_blp, licenses_blp,
+                      settlement_blp, log_blp, evidence_blp, rights_blp, public_blp):
         api.register_blueprint(blueprint)
 
     cli.register(app)

@@ -236,14 +236,22 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
+    # A body taken as JSON or as a form (RFC 7662 introspection is a form post, and JSON is
+    # accepted too): documented as JSON, with the form beside it (see `arguments`).
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+        **flask_smorest.Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "json_or_form": "application/json"}
+    _BODY_LOCATIONS = ("json", "json_or_form")
+
     def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[F], F]:
         """flask-smorest documents the 422 of a body that does not validate; a JSON body can
         also be malformed (400 `malformed_json`) or too large (413 `payload_too_large`). The
-        body's example is its schema's, unless the route gives one."""
-        if location == "json" and not {"example", "examples"} & set(kwargs):
+        body's example is its schema's, unless the route gives one. A `json_or_form` body is
+        documented under both media types."""
+        if location in self._BODY_LOCATIONS and not {"example", "examples"} & set(kwargs):
             kwargs["example"] = getattr(schema, "example", None)
         decorator = super().arguments(schema, location=location, **kwargs)
-        if location != "json":
+        if location not in self._BODY_LOCATIONS:
             return decorator
 
         def document_body_errors(func: F) -> F:
@@ -251,6 +259,11 @@ class Blueprint(flask_smorest.Blueprint):
             responses = decorated._apidoc["arguments"]["responses"]
             for status in (400, 413):
                 responses.setdefault(status, http.HTTPStatus(status).name)
+            if location == "json_or_form":
+                manual = decorated._apidoc.setdefault("manual_doc", {})
+                content = manual.setdefault("requestBody", {}).setdefault("content", {})
+                content["application/x-www-form-urlencoded"] = {
+                    "schema": schema, "example": kwargs.get("example")}
             return decorated
 
         return document_body_errors

@@ -102,6 +102,8 @@ _PER_TRANSACTION = {
     ("SELECT idempotency_keys", "pk_2"): "'k' || :n",
     ("UPDATE idempotency_keys", "idempotency_keys_key"): "'k' || :n",
     ("INSERT INTO orders", "id"): "lpad(to_hex(:n), 32, '0')",
+    ("INSERT INTO licenses", "id"): "lpad(to_hex(:n), 32, '0')",
+    ("INSERT INTO licenses", "order_id"): "lpad(to_hex(:n), 32, '0')",
     ("INSERT INTO audit_entries", "subject_id"): "lpad(to_hex(:n), 32, '0')",
 }
 

@@ -4,10 +4,10 @@
 
 Uses a scratch SQLite file unless a database URL is given (its schema is dropped and rebuilt
 by the migrations). A dozen of everything each list shows is made through the API (listings,
-demands, admission rules, guide prices, blacklistings, completed and settled orders, consent
-requests, qualifications and accreditations), then
-each list is read at both page sizes while its statements are counted: equal counts mean no
-per-item query (N+1). tests/test_statement_counts.py asserts the same figures in the suite.
+demands, admission rules, guide prices, blacklistings, completed and settled orders and their
+licences, consent requests, qualifications and accreditations), then each list is read at both
+page sizes while its statements are counted: equal counts mean no per-item query (N+1).
+tests/test_statement_counts.py asserts the same figures in the suite.
 """
 
 from __future__ import annotations
@@ -184,6 +184,7 @@ def endpoint_requests(seeded: dict[str, Any]) -> dict[str, tuple[str, Viewer]]:
         "/api/v1/credit/blacklist": ("/api/v1/credit/blacklist", operator),
         "/api/v1/guide-prices": ("/api/v1/guide-prices", operator),
         "/api/v1/orders": ("/api/v1/orders", operator),
+        "/api/v1/licenses": ("/api/v1/licenses", operator),
         "/api/v1/demands": ("/api/v1/demands", operator),
         "/api/v1/settlement/runs": (RUNS, operator),
         "/api/v1/payouts": ("/api/v1/payouts", operator),

@@ -31,6 +31,7 @@ from benchmarks import (
     artifact_upload,
     audit_chain,
     credit_blacklist,
+    introspection,
     listing_read,
     listings_search,
     matching,
@@ -57,21 +58,25 @@ class Scale:
     rounds: int
     requests: int  # timed requests per figure of the in-process benchmarks
     upload_mib: int  # the file uploaded through the service and copied with cp
+    tokens: int  # access tokens beside the one introspected
+    introspections: int  # timed introspections of each kind
 
 
 # The sizes the targets are stated at.
 FULL = Scale(listings=100_000, match_sizes=(10_000, 100_000), orders=100_000, single=5_000,
              parties=100_000, events=1_000_000, audit_entries=100_000,
              searched_listings=100_000, deals=100_000, seconds=10, rounds=3, requests=300,
-             upload_mib=1024)
+             upload_mib=1024, tokens=100_000, introspections=2_000)
 QUICK = Scale(listings=2_000, match_sizes=(2_000, 20_000), orders=2_000, single=500,
               parties=2_000, events=20_000, audit_entries=5_000, searched_listings=2_000,
-              deals=2_000, seconds=2, rounds=3, requests=100, upload_mib=64)
+              deals=2_000, seconds=2, rounds=3, requests=100, upload_mib=64, tokens=5_000,
+              introspections=300)
 
 WORKERS, CONNECTIONS = 4, 8  # gunicorn's sync workers; wrk's and pgbench's connections
 STATEMENT_BUDGET = 3  # per list request, at any page size
 TARGETS = {"read": 0.35, "orders": 0.30, "open_loop_p99_ms": 25.0, "matching": 1.5,
-           "settlement": 5.0, "blacklist_p99_ms": 10.0, "upload": 0.5}
+           "settlement": 5.0, "blacklist_p99_ms": 10.0, "upload": 0.5,
+           "introspection_p99_ms": 5.0}
 
 
 @dataclass
@@ -170,6 +175,16 @@ def upload_rows(figures: artifact_upload.UploadFigures) -> list[Row]:
                 f"{figures.rss_before / 1024**2:,.0f} MiB)")]
 
 
+def introspection_rows(figures: introspection.IntrospectionFigures) -> list[Row]:
+    (_, active), (_, unknown), (_, baseline) = figures.active, figures.unknown, figures.baseline
+    return [Row("9", f"POST /oauth/introspect p99 in process, live / unknown token "
+                     f"({figures.tokens:,} tokens; GET /parties/me beside it)",
+                f"{active:.2f} / {unknown:.2f} ms (baseline {baseline:.2f}; "
+                f"{figures.statements} statements)",
+                f"≤ {TARGETS['introspection_p99_ms']:.0f} ms",
+                figures.p99 <= TARGETS["introspection_p99_ms"])]
+
+
 def search_rows(figures: listings_search.SearchFigures) -> list[Row]:
     # What `make bench` printed before the suite, kept as figures without a target.
     name, (_, p99, _) = max(figures.searches.items(), key=lambda item: item[1][1])
@@ -223,6 +238,8 @@ def run(database_url: str, scale: Scale, port: int) -> tuple[list[Row], dict[str
     audit = timed("audit_chain", durations, lambda: audit_chain.measure(
         database_url, entries=scale.audit_entries))
     rows += chain_rows(audit, credit)
+    rows += introspection_rows(timed("introspection", durations, lambda: introspection.measure(
+        database_url, tokens=scale.tokens, requests=scale.introspections)))
     rows += search_rows(timed("listings_search", durations, lambda: listings_search.measure(
         database_url, listings=scale.searched_listings, requests=scale.requests,
         deals=scale.deals)))

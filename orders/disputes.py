@@ -10,6 +10,7 @@ from app import audit, clock
 from app.errors import ValidationFailed
 from app.parties.models import Actor
 from credit import services as credit
+from licenses import services as licenses
 from orders import money
 from orders.ending import order_ended
 from orders.errors import DisputeNotFound, RefundExceedsPayment
@@ -71,6 +72,8 @@ def resolve_dispute(session: Session, *, dispute_id: uuid.UUID, actor: Actor,
                           "outcome": outcome.value, "refund_amount": amount})
     if order.status is OrderStatus.REFUNDED:
         order_ended(session, order, actor=actor)
+    else:  # the order completed: a renewal takes effect
+        licenses.order_completed(session, order_id=order.id, actor=actor, at=now)
     if outcome is not DisputeOutcome.REJECTED:
         credit.record_system_event(session, party_id=order.merchant_id, kind="lost_dispute",
                                    description=f"Dispute over order {order.id} resolved "

@@ -18,13 +18,16 @@ from sqlalchemy import (
     Text,
     and_,
     false,
+    func,
     or_,
+    select,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, mapped_column, undefer_group
 
 from app.db import Base, Money, created_at, str_enum, uuid_pk
 from app.errors import InvalidTransition
+from licenses.models import License, LicenseRenewal
 from listings.models import Classification, Territory
 
 if TYPE_CHECKING:
@@ -124,6 +127,10 @@ class Order(Base):
     # Not stored: what the buyer needs to pay (a Stripe client secret), set when placed.
     if TYPE_CHECKING:  # declared for the type checker only: the ORM maps no such column
         payment_start: PaymentStart | None
+        # Read from the licences' tables (mapped below the class): the licence this order
+        # renews, if it is a renewal, and the licence it grants or renews.
+        renews_license_id: Mapped[uuid.UUID | None]
+        license_id: Mapped[uuid.UUID | None]
     payment_start = None
 
     __mapper_args__ = {"version_id_col": version}
@@ -212,6 +219,18 @@ def holding_licenses() -> ColumnElement[bool]:
     unpaid, nor refunded before delivery (a refund after delivery leaves them taken)."""
     return and_(Order.status.not_in(RELEASES_LICENSES),
                 or_(Order.status != OrderStatus.REFUNDED, Order.delivered_at.is_not(None)))
+
+
+# Deferred: loaded by the reads that show or need them (`WITH_LICENSE`), not by settlement's
+# batches of orders. A renewal order takes no licence of its own and takes no stock.
+_renews = (select(LicenseRenewal.license_id).where(LicenseRenewal.order_id == Order.id)
+           .correlate_except(LicenseRenewal).scalar_subquery())
+_grants = (select(License.id).where(License.order_id == Order.id)
+           .correlate_except(License).scalar_subquery())
+Order.renews_license_id = column_property(_renews, deferred=True, group="license")
+Order.license_id = column_property(func.coalesce(_grants, _renews), deferred=True,
+                                   group="license")
+WITH_LICENSE = undefer_group("license")
 
 
 class Payment(Base):

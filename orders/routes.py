@@ -16,7 +16,7 @@ from app.parties.auth import current_party, require_role
 from app.parties.models import Role
 from listings.pricing_schemas import PriceGuidanceSchema
 from listings.schemas import QualityReportCreateSchema, QualityReportSchema
-from orders import disputes, market, services, vouchers, webhooks
+from orders import disputes, market, renewals, services, vouchers, webhooks
 from orders.schemas import (
     DeliverySchema,
     DisputeCreateSchema,
@@ -210,6 +210,31 @@ class ResolveDispute(MethodView):
         with unit_of_work() as session:
             return disputes.resolve_dispute(session, dispute_id=dispute_id,
                                             actor=current_party(), **body)
+
+
+@blp.route("/licenses/<uuid:license_id>/renew", tags=["licenses"],
+           operation_ids={"post": "renewLicense"})
+class RenewLicense(MethodView):
+    @limit("RATE_LIMIT_TRADING")
+    @require_role(Role.BUYER)
+    @idempotent
+    @blp.response(201, OrderSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def post(self, license_id: uuid.UUID) -> Any:
+        """Renew a subscription (its buyer; Idempotency-Key): a new order at today's price.
+
+        The order (`pending_payment`, its `license_id` the licence renewed) is for the same
+        listing, quantity, purpose and beneficiaries, priced as the listing is now. Once it
+        completes, the licence's `valid_until` moves on by one term from its current end.
+        Only `active` or `expired` subscriptions with a term are renewed (409
+        `not_renewable`, `invalid_transition`), one renewal at a time (409
+        `renewal_in_progress`).
+        """
+        with unit_of_work() as session:
+            return renewals.renew_license(session, license_id=license_id,
+                                          buyer=current_party())
 
 
 @blp.route("/webhooks/stripe", operation_ids={"post": "receiveStripeEvent"})

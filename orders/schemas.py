@@ -58,6 +58,9 @@ class OrderSchema(ResponseSchema):
     total_amount = fields.Integer()
     currency = Currency()
     license = fields.Dict(metadata={"description": "The usage scope frozen at purchase"})
+    license_id = fields.UUID(allow_none=True, metadata={
+        "description": "The licence the order grants, or for a renewal the licence it "
+                       "extends (GET /licenses/{id})"})
     payment = NestedMethod(PaymentInfoSchema, "_payment")
     paid_amount = fields.Integer()
     refunded_amount = fields.Integer()

@@ -14,11 +14,14 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import audit, clock
 from app.errors import Forbidden, ValidationFailed
 from app.parties.models import OVERSEERS, Actor, Party, PartyKind
 from credit import services as credit
+from licenses import services as licenses
+from licenses.models import License
 from listings import artifacts, certification, pricing
 from listings import services as listings
 from listings.errors import ChecksumMismatch, ListingNotFound
@@ -33,7 +36,7 @@ from orders.errors import (
     OutOfStock,
     PurposeOutOfScope,
 )
-from orders.models import Order, OrderStatus, Payment
+from orders.models import WITH_LICENSE, Order, OrderStatus, Payment
 from orders.payments import provider_named
 
 
@@ -80,8 +83,11 @@ def _frozen_plan(listing: Listing) -> dict[str, Any]:
 
 
 def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quantity: int,
-                purpose: str, beneficiaries: list[uuid.UUID]) -> Order:
-    """Buy licenses of a listed product at its current price, under its current scope."""
+                purpose: str, beneficiaries: list[uuid.UUID],
+                renewal_of: License | None = None) -> Order:
+    """Buy licenses of a listed product at its current price, under its current scope; the
+    order's licence is issued `pending`. A renewal (`renewal_of`, locked by
+    `licenses.ensure_renewable`) takes no stock: it extends that licence once completed."""
     credit.ensure_may_trade(session, buyer.id)
     listing = session.get(Listing, listing_id)
     if listing is None or (listing.listed_at is None and listing.merchant_id != buyer.id
@@ -111,12 +117,15 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
     pricing.ensure_in_band(session, listing, now)
     beneficiaries = list(dict.fromkeys(beneficiaries))
     _check_beneficiaries(session, beneficiaries)
-    if listing.licenses_available is not None and listing.licenses_available < quantity:
+    takes_stock = renewal_of is None
+    if takes_stock and listing.licenses_available is not None \
+            and listing.licenses_available < quantity:
         # Seen already: refuse before a payment is opened (the UPDATE below is the guard).
         raise OutOfStock(f"Fewer than {quantity} licenses are left.")
-    # Likewise (the guard is the same check under the listing's lock, below).
-    holds.ensure_within_cap(session, buyer_id=buyer.id, listing=listing, quantity=quantity,
-                            counted=False)
+    if takes_stock:
+        # Likewise (the guard is the same check under the listing's lock, below).
+        holds.ensure_within_cap(session, buyer_id=buyer.id, listing=listing,
+                                quantity=quantity, counted=False)
     provider = provider_named(current_app.config["PAYMENT_PROVIDER"])
     order = Order(
         buyer_id=buyer.id, merchant_id=listing.merchant_id, listing_id=listing.id,
@@ -132,6 +141,16 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
     order.payment_start = provider.start(order)
     _record(session, buyer, "order.placed", order, listing_id=str(listing.id),
             quantity=quantity, total_amount=order.total_amount)
+    if renewal_of is not None:
+        licenses.open_renewal(session, license=renewal_of, order_id=order.id,
+                              scope=order.license, actor=buyer)
+        _knows_license(order, renewal_of.id, renews=True)
+        return order
+    license = licenses.issue_for_order(
+        session, order_id=order.id, listing_id=listing.id, buyer_id=buyer.id,
+        merchant_id=listing.merchant_id, beneficiaries=order.beneficiaries, purpose=purpose,
+        quantity=quantity, scope=order.license, actor=buyer)
+    _knows_license(order, license.id, renews=False)
     # Last: the UPDATE locks the listing's row until commit, and every buyer of the product
     # queues on that lock, so it is held for as little of the transaction as possible. The
     # buyer's unpaid licenses of the listing are counted under it, one order at a time.
@@ -142,6 +161,12 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
     return order
 
 
+def _knows_license(order: Order, license_id: uuid.UUID, *, renews: bool) -> None:
+    # The answer names the licence without reading it back (one statement less per order).
+    set_committed_value(order, "license_id", license_id)
+    set_committed_value(order, "renews_license_id", license_id if renews else None)
+
+
 def can_see(order: Order, viewer: Actor) -> bool:
     return viewer.id in (order.buyer_id, order.merchant_id) or viewer.has_role(*OVERSEERS)
 
@@ -150,14 +175,14 @@ def get_order(session: Session, *, order_id: uuid.UUID, viewer: Actor,
               for_update: bool = False) -> Order:
     """An order its buyer, its merchant or an overseer may see (everyone else: 404)."""
     order = session.get(Order, order_id, with_for_update=for_update,
-                        populate_existing=for_update)
+                        populate_existing=for_update, options=[WITH_LICENSE])
     if order is None or not can_see(order, viewer):
         raise OrderNotFound()
     return order
 
 
 def orders_query(*, viewer: Actor, status: OrderStatus | None = None) -> Select:
-    stmt = select(Order)
+    stmt = select(Order).options(WITH_LICENSE)
     if not viewer.has_role(*OVERSEERS):
         stmt = stmt.where(or_(Order.buyer_id == viewer.id, Order.merchant_id == viewer.id))
     if status is not None:
@@ -243,6 +268,8 @@ def deliver_order(session: Session, *, order_id: uuid.UUID, actor: Actor,
     _record(session, actor, "order.delivered", order, delivery_ref=delivery_ref,
             checksum=checksum, artifact_id=str(artifact_id) if artifact_id else None,
             verified=order.verified_delivery)
+    licenses.activate_for_order(session, order_id=order.id, at=now,
+                                verified=order.verified_delivery, actor=actor)
     if _late(order):
         credit.record_system_event(session, party_id=order.merchant_id, kind="late_delivery",
                                    description=f"Order {order.id} delivered late.",
@@ -261,6 +288,7 @@ def complete(session: Session, order: Order, actor: Actor, *, automatic: bool) -
     order.accept(clock.now())
     session.flush()
     _record(session, actor, "order.completed", order, automatic=automatic)
+    licenses.order_completed(session, order_id=order.id, actor=actor, at=order.completed_at)
     if not _late(order):
         # Two parties' records in one transaction: their profiles are taken together, in
         # the one order every writer follows.
@@ -285,7 +313,7 @@ def expire_unpaid_orders(session: Session, *, at: datetime, actor: Actor) -> int
     changes nothing more."""
     due = list(session.scalars(select(Order).where(
         Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= at)
-        .with_for_update(skip_locked=True)))
+        .options(WITH_LICENSE).with_for_update(skip_locked=True)))
     # Every buyer first, before any listing's row: a cancellation holds its buyer, then the
     # listing's row, and this job must not hold one listing's row while it waits for a buyer.
     holds.lock_buyers(session, (order.buyer_id for order in due))

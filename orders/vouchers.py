@@ -21,6 +21,7 @@ from app.errors import InvalidTransition
 from app.log import evidence, printing
 from app.log.printing import Line
 from app.parties.models import Actor, Party
+from licenses import services as licenses
 from listings.models import Listing
 from orders.errors import OrderNotFound
 from orders.models import Order, OrderStatus
@@ -46,6 +47,12 @@ def voucher_facts(session: Session, order: Order) -> dict[str, Any]:
         select(Party).where(Party.id.in_([order.buyer_id, order.merchant_id,
                                           *map(uuid.UUID, order.beneficiaries)])))}
     license = order.license or {}
+    # The term as the licence runs it: from delivery (an order made before licences were
+    # records has none: its frozen end stands).
+    record = licenses.license_of_order(session, order.id)
+    valid_from = _iso(record.valid_from) if record else (
+        license.get("valid_from") or _iso(order.delivered_at))
+    valid_until = _iso(record.valid_until) if record else license.get("valid_until")
     return {
         "order_id": str(order.id),
         "listing": {"id": str(order.listing_id),
@@ -53,12 +60,10 @@ def voucher_facts(session: Session, order: Order) -> dict[str, Any]:
         "merchant": _party(parties[order.merchant_id]),
         "buyer": _party(parties[order.buyer_id]),
         "beneficiaries": [_party(parties[uuid.UUID(b)]) for b in order.beneficiaries],
-        # The term runs from delivery; its end is the one frozen with the licence.
         "license": {"purposes": license.get("purposes", [order.purpose]),
                     "territory": license.get("territory"), "resale": license.get("resale"),
                     "derivatives": license.get("derivatives"),
-                    "valid_from": license.get("valid_from") or _iso(order.delivered_at),
-                    "valid_until": license.get("valid_until")},
+                    "valid_from": valid_from, "valid_until": valid_until},
         "quantity": order.quantity, "unit_price": order.unit_price,
         "total_amount": order.total_amount, "currency": order.currency,
         "paid_at": _iso(order.paid_at), "completed_at": _iso(order.completed_at),

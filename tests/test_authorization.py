@@ -3,7 +3,7 @@
 1. Every route of `app.url_map` that carries an object id (a `<uuid:...>` converter), with
    each of its methods, has an entry in MATRIX saying who may succeed on it; a route missing
    from the matrix fails the test, so a new route cannot ship without one. The matrix holds
-   55 routes. For each, party A's objects are created through the API (fresh ones per
+   63 routes. For each, party A's objects are created through the API (fresh ones per
    route), then the route is tried anonymously (401; 403 for a signed download link), as a
    party B of every role (buyer, merchant, operator, regulator, certifier, broker), as a
    party B holding all six roles at once, and as A and A's counterparts (an order's
@@ -15,10 +15,10 @@
    with 404, say). Probes add A's ids paired with B's own (a key id under B's party), A's
    ids in bodies (a repair of A's finding, an order of A's unlisted product), A's hidden
    drafts behind other routes, and every list endpoint filtered on every party A's id. About
-   750 attempts in all.
+   850 attempts in all.
 2. Server-owned fields (`id`, `status`, `merchant_id`, `buyer_id`, `unit_price`,
    `total_amount`, `paid_amount`, `refunded_amount`, `version`, `created_at`, `score`,
-   `level`, ...) sent to 23 create and update endpoints are refused with a 422 naming the
+   `level`, ...) sent to 25 create and update endpoints are refused with a 422 naming the
    field (the schemas refuse unknown fields) and nothing is stored; the same request without
    them succeeds and the object read back carries the server's values. A key proposed to
    POST /parties/{id}/api-keys is ignored, a `version` sent with an edit only guards it, an
@@ -51,8 +51,9 @@ from werkzeug.test import TestResponse
 from app import clock
 from app.db import unit_of_work
 from app.extensions import db
-from app.parties.models import Party, Role
+from app.parties.models import Party, PartyKind, Role
 from credit.models import CreditEntry, Objection, Penalty, Repair
+from licenses.models import LicenseUsage
 from listings.artifacts import Artifact
 from listings.downloads import download_for
 from listings.models import AdmissionRule, Certification, GuidePrice, Listing, QualityReport
@@ -66,6 +67,8 @@ from tests.support import ok
 
 API = "/api/v1"
 ANONYMOUS, OWNER, COUNTERPARTY, PAYEE = "anonymous", "owner", "counterparty", "payee"
+# A public agency a joint purchase serves: it holds the order's licence with the buyer.
+BENEFICIARY = "beneficiary"
 ROLES = ("buyer", "merchant", "operator", "regulator", "certifier", "broker")
 # Party B holding every role at once: past every role gate, an overseer and a trader, so
 # only the object-level checks stand between it and A's objects.
@@ -85,7 +88,8 @@ class Access:
 
     `roles` is the route's role gate (403 to a party holding none of them, before any lookup;
     empty: any party with a key passes). A party past the gate but not entitled to the object
-    gets `hidden`: 404 where revealing that the object exists would leak it, else 403.
+    gets `hidden`: 404 where revealing that the object exists would leak it, else 403;
+    those in `known` may see the object by another route and get 403 whatever `hidden` says.
     """
 
     setup: str
@@ -95,6 +99,7 @@ class Access:
     ok: int = 200
     body: dict[str, Any] | Multipart | Callable[[], dict[str, Any]] | None = None
     idempotent: bool = False
+    known: frozenset[str] = frozenset()
     anonymous: int = 401  # a request without a key
 
 
@@ -129,6 +134,7 @@ def certification_body() -> dict[str, Any]:
 LISTING = f"{API}/listings/<uuid:listing_id>"
 ORDER = f"{API}/orders/<uuid:order_id>"
 PARTY = f"{API}/parties/<uuid:party_id>"
+LICENSE = f"{API}/licenses/<uuid:license_id>"
 MATRIX: dict[tuple[str, str], Access] = {
     # Listings: a merchant's draft is its own (and the overseers') to see; public once listed.
     ("GET", LISTING):
@@ -284,6 +290,30 @@ MATRIX: dict[tuple[str, str], Access] = {
         Access("demand", allow(OWNER), roles=("buyer",)),
     ("GET", f"{API}/demands/<uuid:demand_id>/matches"):
         Access("demand", allow(OWNER, OVERSEERS)),
+    # Licences: the owner is the buyer, the counterparty the merchant, the beneficiary a public
+    # agency the purchase serves.
+    ("GET", LICENSE):
+        Access("pending_license", allow(OWNER, BENEFICIARY, COUNTERPARTY, OVERSEERS)),
+    ("POST", f"{LICENSE}/suspend"):
+        Access("active_license", allow(OVERSEERS), roles=("operator", "regulator"), body=REASON),
+    ("POST", f"{LICENSE}/reinstate"):
+        Access("suspended_license", allow(OVERSEERS), roles=("operator", "regulator"),
+               body=REASON),
+    ("POST", f"{LICENSE}/revoke"):
+        Access("active_license", allow(OVERSEERS), roles=("operator", "regulator"),
+               body={**REASON, "fault_party": "buyer", "kind": "resale_beyond_scope"}),
+    # Tokens are the holders': the merchant and the overseers, who see the licence, get 403.
+    ("POST", f"{LICENSE}/tokens"):
+        Access("active_license", allow(OWNER, BENEFICIARY), ok=201,
+               known=frozenset({COUNTERPARTY, *OVERSEERS})),
+    # A renewal is its buyer's order: a beneficiary (a buyer too) sees the licence, gets 403.
+    ("POST", f"{LICENSE}/renew"):
+        Access("active_license", allow(OWNER), roles=("buyer",), ok=201, idempotent=True,
+               known=frozenset({BENEFICIARY})),
+    ("POST", f"{LICENSE}/usage"):
+        Access("per_call_license", allow(COUNTERPARTY), roles=("merchant",), ok=201,
+               idempotent=True, body={"calls": 1, "period_start": "2026-06-01T00:00:00Z",
+                                      "period_end": "2026-06-02T00:00:00Z"}),
 }
 
 
@@ -630,6 +660,27 @@ def download_link(w: World) -> Case:
                 probes, query=query)
 
 
+def license_case(state: str, **listing: Any) -> Callable[[World], Case]:
+    """The licence of a joint purchase (a public agency its beneficiary), its order taken to
+    `state`."""
+    def setup(w: World) -> Case:
+        merchant, buyer = make_member(Role.MERCHANT), make_member(Role.BUYER)
+        beneficiary = make_member(Role.BUYER, kind=PartyKind.PUBLIC_AGENCY)
+        order = ok(w.call(buyer, "POST", f"{API}/orders", order_body(
+            {"id": w.listed(merchant, **listing)}, beneficiaries=[beneficiary.id])), 201)
+        if state != "pending":
+            ok(w.call(w.staff["operator"], "POST", f"{API}/orders/{order['id']}/payments/confirm",
+                      {"reference": "BANK-1"}, idempotent=True))
+            ok(w.call(merchant, "POST", f"{API}/orders/{order['id']}/deliver",
+                      {"delivery_ref": "api-credential:1", "checksum": "sha256:0"}))
+        if state == "suspended":
+            ok(w.call(w.staff["operator"], "POST", f"{API}/licenses/{order['license_id']}/suspend",
+                      REASON))
+        return Case({"license_id": order["license_id"]},
+                    {OWNER: buyer, COUNTERPARTY: merchant, BENEFICIARY: beneficiary})
+    return setup
+
+
 SETUPS: dict[str, Callable[[World], Case]] = {
     "draft_listing": draft_listing, "pending_listing": pending_listing,
     "listed_listing": listed_listing, "suspended_listing": suspended_listing,
@@ -645,6 +696,9 @@ SETUPS: dict[str, Callable[[World], Case]] = {
     "credit_finding": credit_finding, "credit_objection": credit_objection,
     "credit_repair": credit_repair, "credit_fine": credit_fine, "demand": demand,
     "download_link": download_link,
+    "pending_license": license_case("pending"), "active_license": license_case("active"),
+    "suspended_license": license_case("suspended"),
+    "per_call_license": license_case("active", price_model="per_call", unit_price=100),
 }
 
 
@@ -676,6 +730,8 @@ def expected_status(access: Access, actor: str, member: Member | None) -> int | 
         # An overseer may learn that the object exists (403), or not be told (404).
         return {403, 404}
     if access.roles and not roles_of(member) & set(access.roles):
+        return 403
+    if actor in access.known:
         return 403
     return access.hidden
 
@@ -754,6 +810,7 @@ def lists_leak_nothing(w: World, tally: Tally) -> None:
     lists: list[tuple[str, str, dict[str, Any]]] = [
         (name, path, query) for name in traders
         for path, query in [("orders", {}), ("demands", {}), ("payouts", {}), ("consents", {}),
+                            ("licenses", {}),
                             *(("listings", {"status": s}) for s in
                               ("draft", "pending_review", "rejected", "suspended", "delisted"))]]
     for index, party_id in enumerate(w.owners):
@@ -1071,6 +1128,26 @@ def run_settlement(w: World) -> Write:
         verify=lambda run: (run["orders_settled"], run["gross_amount"]) == (0, 0))
 
 
+def report_usage(w: World) -> Write:
+    case = license_case("active", price_model="per_call", unit_price=100)(w)
+    path = f"{API}/licenses/{case.ids['license_id']}"
+    return Write("POST", f"{path}/usage", case.parties[COUNTERPARTY], {
+        "calls": 1, "period_start": "2026-06-01T00:00:00Z", "period_end": "2026-06-02T00:00:00Z"},
+        common(license_id=str(uuid.uuid4()), calls_remaining=1000, reported_by=someone_else()),
+        model=LicenseUsage, idempotent=True,
+        verify=lambda usage: usage["calls_remaining"] == 0)
+
+
+def revoke_license(w: World) -> Write:
+    case = license_case("active")(w)
+    path = f"{API}/licenses/{case.ids['license_id']}"
+    return Write("POST", f"{path}/revoke", w.staff["regulator"], {
+        "reason": "Resold", "fault_party": "none"}, {
+        "status": "active", "valid_until": "2099-01-01T00:00:00+00:00", "buyer_id":
+        someone_else(), "status_reason": "kept"}, read=reader(w, case.parties[OWNER], path),
+        status=200, verify=lambda licence: licence["status"] == "revoked")
+
+
 WRITES: dict[str, Callable[[World], Write]] = {
     "POST /parties": write_party, "POST /listings": write_listing,
     "PATCH /listings/{id}": edit_listing, "POST /orders": place_order,
@@ -1089,6 +1166,7 @@ WRITES: dict[str, Callable[[World], Write]] = {
     "POST /parties/{id}/qualifications": grant_qualification,
     "POST /certifiers/{id}/accreditations": grant_accreditation,
     "POST /consents/{id}/decide": decide_consent,
+    "POST /licenses/{id}/usage": report_usage, "POST /licenses/{id}/revoke": revoke_license,
 }
 
 

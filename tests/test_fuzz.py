@@ -7,9 +7,9 @@ its WSGI interface, no server. Before each role's run the tables are emptied and
 the API with a little real data: one party per role (a merchant qualified, a certifier
 accredited), a listed product with its certification and an artifact, a draft and a draft
 whose holder was asked to consent, an admission rule, a guide price, an open demand, orders
-(unpaid, paid, completed and settled, disputed), a settlement run with its bank payout batch,
-a credit event with an objection, a penalty and a spare API key per party. Half the time a
-well-formed id drawn for a path parameter or a top-level body field (`listing_id`,
+(unpaid, paid, completed and settled, disputed) and their licences, a settlement run with its
+bank payout batch, a credit event with an objection, a penalty and a spare API key per party.
+Half the time a well-formed id drawn for a path parameter or a top-level body field (`listing_id`,
 `party_id`...) is swapped for the id of a seeded object of that name, so object routes reach
 existing objects and not only 404. The role's API key is schemathesis' bearerAuth credential
 (an auth provider, not a fixed header), so the negative cases that leave the credential out
@@ -149,6 +149,7 @@ def seed(client: FlaskClient) -> World:
         placed = ok(client.post(f"{API}/orders", json=order_body(listing),
                                 headers=buyer.headers), 201)
         world.add("order_id", placed["id"])
+        world.add("license_id", placed["license_id"])
         return placed["id"]
 
     def paid(*, delivered: bool = True) -> str:

@@ -185,6 +185,9 @@ SOMETIMES_ABSENT = {
     "PaymentInfo": {"client_secret", "instructions"},
     "BlacklistedParty": {"blacklist_id", "event_id", "party_kind", "publicity_min_until"},
     "CreditEvent": {"party_id"},
+    # RFC 7662: an inactive token is {"active": false} alone.
+    "Introspection": {"token_type", "scope", "exp", "iat", "sub", "license_id", "buyer_id",
+                      "listing_id", "calls_remaining"},
 }
 
 

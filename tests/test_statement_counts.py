@@ -18,7 +18,7 @@ from benchmarks.statement_counts import count_statements, paginated_gets
 BUDGET = {
     "/api/v1/parties": 3, "/api/v1/listings": 3, "/api/v1/admission-rules": 3,
     "/api/v1/credit/blacklist": 3, "/api/v1/guide-prices": 3, "/api/v1/orders": 3,
-    "/api/v1/demands": 3, "/api/v1/settlement/runs": 3, "/api/v1/payouts": 3,
+    "/api/v1/licenses": 3, "/api/v1/demands": 3, "/api/v1/settlement/runs": 3, "/api/v1/payouts": 3,
     "/api/v1/parties/{party_id}/statement": 3,
     "/api/v1/demands/{demand_id}/matches": 6,
     "/api/v1/listings/{listing_id}/matches": 6,

@@ -110,8 +110,10 @@ def test_a_settled_and_paid_out_order_shows_every_step_in_order_with_its_actors(
     assert listing_steps[:2] == [("listing.created", merchant), ("listing.submitted", merchant)]
     assert _steps(trace)[len(listing_steps):] == [
         ("order.placed", buyer),
+        ("license.issued", buyer),
         ("order.paid", operator),
         ("order.delivered", merchant),
+        ("license.activated", merchant),
         ("order.completed", buyer),
         ("order.settled", operator),
         ("payout.initiated", None),
@@ -142,8 +144,10 @@ def test_a_disputed_and_refunded_order_shows_its_dispute_its_refund_and_the_reve
     operator, buyer = trading.operator.id, trading.buyer.id
     assert order_steps == [
         ("order.placed", buyer),
+        ("license.issued", buyer),
         ("order.paid", operator),
         ("order.delivered", trading.merchant.id),
+        ("license.activated", trading.merchant.id),
         ("order.disputed", buyer),
         ("order.refunded", operator),
         ("order.dispute_resolved", operator),

@@ -1067,9 +1067,12 @@ def test_posting_matching_cancelling_and_expiring_are_audited(app, m):
             AuditEntry.action == "demand.matched", AuditEntry.subject_id == ordered["id"]))
     assert details["order_id"] == ordered["order_id"]
     assert details["status"] == "matched"
-    # The match placed an order of the listing: both are in the listing's trace.
+    # The match placed an order of the listing, which issued its licence: all are in the
+    # listing's trace.
+    order = ok(m.client.get(f"{API}/orders/{ordered['order_id']}", headers=m.buyer.headers))
     trace = ok(m.client.get(f"{LISTINGS}/{listing['id']}/trace", headers=m.operator.headers))
     assert [(entry["action"], entry["subject_id"]) for entry in trace
             if not entry["action"].startswith("listing.")] == [
-        ("order.placed", ordered["order_id"]), ("demand.matched", ordered["id"])]
+        ("order.placed", ordered["order_id"]), ("license.issued", order["license_id"]),
+        ("demand.matched", ordered["id"])]
     assert ok(m.client.get(f"{API}/audit/verify", headers=m.regulator.headers))["valid"] is True
