@@ -31,3 +31,7 @@ class NotRenewable(Conflict):
 
 class RenewalInProgress(Conflict):
     code, title = "renewal_in_progress", "A renewal of this licence is not finished yet"
+
+
+class NothingToDownload(Conflict):
+    code, title = "nothing_to_download", "The data was delivered outside the exchange"

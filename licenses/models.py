@@ -76,6 +76,8 @@ class License(Base):
     valid_until: Mapped[datetime | None]
     # Known at delivery: true when the exchange holds the delivered data and checked its hash.
     verified_delivery: Mapped[bool | None] = mapped_column(Boolean)
+    # The data file delivered, when the exchange holds it: what a download serves.
+    artifact_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("artifacts.id"))
     # Per-call products: the calls bought (the order's quantity) and those not yet reported.
     calls_total: Mapped[int | None] = mapped_column(Integer)
     calls_remaining: Mapped[int | None] = mapped_column(Integer)
@@ -103,10 +105,12 @@ class License(Base):
                                     status=self.status.value)
         self.status, self.status_reason, self.status_changed_at = to, reason, at
 
-    def activate(self, at: datetime, *, verified: bool) -> None:
-        """Delivered: the term starts now."""
+    def activate(self, at: datetime, *, artifact_id: uuid.UUID | None) -> None:
+        """Delivered (an artifact the exchange holds, verified; or data delivered outside it,
+        unverified): the term starts now."""
         self._move({LicenseStatus.PENDING}, LicenseStatus.ACTIVE, at, None, "activated")
-        self.valid_from, self.verified_delivery = at, verified
+        self.valid_from, self.artifact_id = at, artifact_id
+        self.verified_delivery = artifact_id is not None
         self.valid_until = at + timedelta(days=self.term_days) if self.term_days else None
 
     def expire(self, at: datetime) -> None:

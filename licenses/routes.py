@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flask import redirect
 from flask.views import MethodView
 
 from app.api import Blueprint, SQLPage
@@ -16,7 +17,7 @@ from app.idempotency import idempotent
 from app.limits import limit
 from app.parties.auth import current_party, require_role
 from app.parties.models import Role
-from licenses import services, tokens
+from licenses import downloads, services, tokens
 from licenses.schemas import (
     AccessTokenSchema,
     IntrospectionRequestSchema,
@@ -100,6 +101,27 @@ class RevokeLicense(MethodView):
         with unit_of_work() as session:
             return services.revoke_license(session, license_id=license_id,
                                            actor=current_party(), **body)
+
+
+@blp.route("/licenses/<uuid:license_id>/download", operation_ids={"get": "downloadLicensedData"})
+class LicenseDownload(MethodView):
+    @require_role()
+    @blp.response(303, description="To a link valid `DOWNLOAD_URL_TTL_SECONDS`", headers={
+        "Location": {"description": "The signed link to the file", "schema": {"type": "string"}}})
+    @blp.alt_response(403, response="FORBIDDEN")
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT")
+    def get(self, license_id: uuid.UUID) -> Any:
+        """The delivered file (the buyer, beneficiaries; download licences).
+
+        Answers 303 to a short-lived signed link, every issue logged; a licence not in force
+        → 403 `license_inactive`, one delivered otherwise → 409 `delivery_mode_mismatch`, data
+        delivered outside the exchange → 409 `nothing_to_download`.
+        """
+        with unit_of_work() as session:
+            url = downloads.download_link(session, license_id=license_id,
+                                          holder=current_party())
+        return redirect(url, code=303)
 
 
 @blp.route("/licenses/<uuid:license_id>/tokens", operation_ids={"post": "issueLicenseToken"})

@@ -93,17 +93,17 @@ def _of_order(session: Session, order_id: uuid.UUID) -> License | None:
                            .with_for_update().execution_options(populate_existing=True)).first()
 
 
-def activate_for_order(session: Session, *, order_id: uuid.UUID, at: datetime, verified: bool,
-                       actor: Actor) -> License | None:
-    """The order was delivered: its licence runs from now for its term. `verified`: the
-    exchange holds the delivered data and checked its hash (false for a reference given as
-    text). None for an order that grants no licence of its own (a renewal)."""
+def activate_for_order(session: Session, *, order_id: uuid.UUID, at: datetime,
+                       artifact_id: uuid.UUID | None, actor: Actor) -> License | None:
+    """The order was delivered: its licence runs from now for its term. `artifact_id`: the
+    file the exchange holds and checked the hash of (None for a reference given as text:
+    unverified). None for an order that grants no licence of its own (a renewal)."""
     license = _of_order(session, order_id)
     if license is None:
         return None
-    license.activate(at, verified=verified)
+    license.activate(at, artifact_id=artifact_id)
     record(session, actor, "license.activated", license, valid_from=_iso(license.valid_from),
-            valid_until=_iso(license.valid_until), verified_delivery=verified)
+            valid_until=_iso(license.valid_until), verified_delivery=license.verified_delivery)
     return license
 
 

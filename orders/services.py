@@ -268,8 +268,8 @@ def deliver_order(session: Session, *, order_id: uuid.UUID, actor: Actor,
     _record(session, actor, "order.delivered", order, delivery_ref=delivery_ref,
             checksum=checksum, artifact_id=str(artifact_id) if artifact_id else None,
             verified=order.verified_delivery)
-    licenses.activate_for_order(session, order_id=order.id, at=now,
-                                verified=order.verified_delivery, actor=actor)
+    licenses.activate_for_order(session, order_id=order.id, at=now, artifact_id=artifact_id,
+                                actor=actor)
     if _late(order):
         credit.record_system_event(session, party_id=order.merchant_id, kind="late_delivery",
                                    description=f"Order {order.id} delivered late.",

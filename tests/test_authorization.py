@@ -306,6 +306,9 @@ MATRIX: dict[tuple[str, str], Access] = {
     ("POST", f"{LICENSE}/tokens"):
         Access("active_license", allow(OWNER, BENEFICIARY), ok=201,
                known=frozenset({COUNTERPARTY, *OVERSEERS})),
+    ("GET", f"{LICENSE}/download"):
+        Access("file_license", allow(OWNER, BENEFICIARY), ok=303,
+               known=frozenset({COUNTERPARTY, *OVERSEERS})),
     # A renewal is its buyer's order: a beneficiary (a buyer too) sees the licence, gets 403.
     ("POST", f"{LICENSE}/renew"):
         Access("active_license", allow(OWNER), roles=("buyer",), ok=201, idempotent=True,
@@ -671,8 +674,12 @@ def license_case(state: str, **listing: Any) -> Callable[[World], Case]:
         if state != "pending":
             ok(w.call(w.staff["operator"], "POST", f"{API}/orders/{order['id']}/payments/confirm",
                       {"reference": "BANK-1"}, idempotent=True))
-            ok(w.call(merchant, "POST", f"{API}/orders/{order['id']}/deliver",
-                      {"delivery_ref": "api-credential:1", "checksum": "sha256:0"}))
+            delivery = {"delivery_ref": "api-credential:1", "checksum": "sha256:0"}
+            if state == "file":  # a file the exchange holds
+                delivery = {"artifact_id": ok(w.call(
+                    merchant, "POST", f"{API}/listings/{order['listing_id']}/artifacts",
+                    UPLOAD), 201)["id"]}
+            ok(w.call(merchant, "POST", f"{API}/orders/{order['id']}/deliver", delivery))
         if state == "suspended":
             ok(w.call(w.staff["operator"], "POST", f"{API}/licenses/{order['license_id']}/suspend",
                       REASON))
@@ -699,6 +706,7 @@ SETUPS: dict[str, Callable[[World], Case]] = {
     "pending_license": license_case("pending"), "active_license": license_case("active"),
     "suspended_license": license_case("suspended"),
     "per_call_license": license_case("active", price_model="per_call", unit_price=100),
+    "file_license": license_case("file", delivery_mode="download", price_model="one_time"),
 }
 
 

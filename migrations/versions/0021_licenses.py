@@ -5,8 +5,8 @@ renewals
 Backfill: an unpaid or paid order's licence is pending; a delivered, completed or disputed
 one's active from delivery for the frozen term (the expiry job expires those past their end,
 audited); a cancelled, expired or refunded one's revoked, the reason naming how the order
-ended. Delivery by reference was never checked (verified_delivery false); per-call licences
-hold all the calls bought. An order frozen without a licence (an empty one) takes the
+ended. A delivery is verified, and its artifact kept for downloads, as the order recorded it;
+per-call licences hold all the calls bought. An order frozen without a licence (an empty one) takes the
 listing's scope as it is now.
 
 Revision ID: 0021
@@ -35,6 +35,7 @@ ORDERS = sa.table(
     sa.column('beneficiaries', sa.JSON()), sa.column('license', sa.JSON()),
     sa.column('status', sa.String()), sa.column('delivered_at', sa.DateTime(timezone=True)),
     sa.column('closed_at', sa.DateTime(timezone=True)),
+    sa.column('artifact_id', sa.Uuid()), sa.column('verified_delivery', sa.Boolean()),
     sa.column('created_at', sa.DateTime(timezone=True)))
 LISTINGS = sa.table(
     'listings', sa.column('id', sa.Uuid()), sa.column('usage_purposes', sa.JSON()),
@@ -49,6 +50,7 @@ LICENSE_COLUMNS = [
     ('delivery_mode', sa.String()), ('price_model', sa.String()), ('term_days', sa.Integer()),
     ('status', sa.String()), ('valid_from', sa.DateTime(timezone=True)),
     ('valid_until', sa.DateTime(timezone=True)), ('verified_delivery', sa.Boolean()),
+    ('artifact_id', sa.Uuid()),
     ('calls_total', sa.Integer()), ('calls_remaining', sa.Integer()),
     ('status_reason', sa.Text()), ('status_changed_at', sa.DateTime(timezone=True)),
     ('created_at', sa.DateTime(timezone=True))]
@@ -88,7 +90,8 @@ def _license(order, listing):
         'price_model': scope['price_model'], 'term_days': term, 'status': status,
         'valid_from': delivered,
         'valid_until': delivered + datetime.timedelta(days=term) if delivered and term else None,
-        'verified_delivery': False if delivered else None,
+        'verified_delivery': bool(order['verified_delivery']) if delivered else None,
+        'artifact_id': order['artifact_id'] if delivered else None,
         'calls_total': calls, 'calls_remaining': calls, 'status_reason': reason,
         'status_changed_at': changed, 'created_at': order['created_at']}
 
@@ -133,11 +136,13 @@ def upgrade():
     sa.Column('valid_from', sa.DateTime(timezone=True), nullable=True),
     sa.Column('valid_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('verified_delivery', sa.Boolean(), nullable=True),
+    sa.Column('artifact_id', sa.Uuid(), nullable=True),
     sa.Column('calls_total', sa.Integer(), nullable=True),
     sa.Column('calls_remaining', sa.Integer(), nullable=True),
     sa.Column('status_reason', sa.Text(), nullable=True),
     sa.Column('status_changed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['artifact_id'], ['artifacts.id'], name=op.f('fk_licenses_artifact_id_artifacts')),
     sa.ForeignKeyConstraint(['buyer_id'], ['parties.id'], name=op.f('fk_licenses_buyer_id_parties')),
     sa.ForeignKeyConstraint(['listing_id'], ['listings.id'], name=op.f('fk_licenses_listing_id_listings')),
     sa.ForeignKeyConstraint(['merchant_id'], ['parties.id'], name=op.f('fk_licenses_merchant_id_parties')),
