@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from app.log.merkle import HASH_SIZE, Node, root_of
+from app.log.merkle import HASH_SIZE, Node, complete_root
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
@@ -57,7 +57,8 @@ class TileHashReader:
             data = stored.get(tile, b"")[first * HASH_SIZE:(first + count) * HASH_SIZE]
             if len(data) != count * HASH_SIZE:
                 raise LookupError(f"subtree {node} is not stored")
-            hashes.append(root_of(data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)))
+            hashes.append(complete_root([data[i:i + HASH_SIZE]
+                                         for i in range(0, len(data), HASH_SIZE)]))
         return hashes
 
 

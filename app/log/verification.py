@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import AuditEntry, digest, leaf_bytes
 from app.log.checkpoint import open_checkpoint
-from app.log.merkle import HASH_SIZE, RightEdge, leaf_hash, node_hash
+from app.log.merkle import HASH_SIZE, RightEdge, complete_root, leaf_hash
 from app.log.models import LogCheckpoint, LogLeaf, LogTile, latest_checkpoint
 from app.log.note import NoteError, Verifier
 from app.log.tiles import TILE_WIDTH, MemoryTileStore, Tile, TileHashReader
@@ -67,7 +67,7 @@ class _Tiles:
         if level + 1 == len(self.pending):
             self.pending.append([])
             self.full.append(0)
-        self.add(_subtree_root(pending), level + 1)
+        self.add(complete_root(pending), level + 1)
 
     def finish(self) -> tuple[dict[Tile, bytes], MemoryTileStore]:
         """The tiles above level 0 with their partial ones, and a store of those and the
@@ -80,13 +80,6 @@ class _Tiles:
         if self.pending[0]:
             store.tiles[Tile(0, self.full[0])] = b"".join(self.pending[0])
         return self.upper, store
-
-
-def _subtree_root(hashes: list[bytes]) -> bytes:
-    """The root of the complete subtree whose 2**k hashes these are."""
-    while len(hashes) > 1:
-        hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
-    return hashes[0]
 
 
 def verify_log(session: Session, verifier: Verifier, *, batch_size: int = 5000) -> LogReport:
