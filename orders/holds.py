@@ -22,7 +22,6 @@ the threshold exactly once.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -58,7 +57,7 @@ def ensure_within_cap(session: Session, *, buyer_id: uuid.UUID, listing: Listing
     if session.get_bind().dialect.name == "postgresql":
         # One order of this buyer for this listing at a time, until commit; the count below
         # starts after the lock is taken, so it sees the order committed before.
-        session.execute(_LOCK_BUYER_LISTING, {"key": _lock_key(buyer_id, listing.id)})
+        session.execute(_LOCK_BUYER_LISTING, {"buyer": str(buyer_id), "listing": str(listing.id)})
     limit = current_app.config["UNPAID_LICENSES_PER_BUYER_PER_LISTING"]
     # The predicate written out (not bound), so PostgreSQL always uses the partial index.
     held: int = session.execute(select(func.coalesce(func.sum(Order.quantity), 0)).where(
@@ -70,14 +69,10 @@ def ensure_within_cap(session: Session, *, buyer_id: uuid.UUID, listing: Listing
             "held unpaid: pay or cancel those orders first.", limit=limit, held=held)
 
 
-_LOCK_BUYER_LISTING = text("SELECT pg_advisory_xact_lock(:key)")
-
-
-def _lock_key(buyer_id: uuid.UUID, listing_id: uuid.UUID) -> int:
-    """A signed 64-bit advisory lock key for the pair (two pairs rarely share one, and then
-    merely wait on each other)."""
-    digest = hashlib.blake2b(buyer_id.bytes + listing_id.bytes, digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+# The pair's advisory lock key: a 64-bit hash of both ids (two pairs rarely share one, and
+# then merely wait on each other).
+_LOCK_BUYER_LISTING = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(:buyer || ' ' || :listing, 0))")
 
 
 def window_of(at: datetime) -> tuple[datetime, datetime]:
