@@ -117,17 +117,23 @@ def leaf_content(entry: Any) -> dict[str, Any]:
 
 
 def leaf_bytes(entry: Any) -> bytes:
-    """The entry's leaf in the evidence log: the canonical JSON of `leaf_content`, UTF-8.
+    """The entry's leaf in the evidence log: the canonical JSON of `leaf_content`, UTF-8."""
+    return leaf_bytes_of(entry.id, entry.occurred_at, entry.actor_id, entry.action,
+                         entry.subject_type, entry.subject_id, entry.payload_digest)
 
-    Written out field by field, in canonical_json's sorted key order and with its string
-    escaping, because full verification builds every leaf of the log (tests hold it equal to
-    canonical_json(leaf_content(entry)))."""
-    actor = _json_string(str(entry.actor_id)) if entry.actor_id else "null"
-    return (f'{{"action":{_json_string(entry.action)},"actor_id":{actor},"id":{int(entry.id)},'
-            f'"occurred_at":{_json_string(entry.occurred_at.isoformat())},'
-            f'"payload_digest":{_json_string(entry.payload_digest)},'
-            f'"subject_id":{_json_string(entry.subject_id)},'
-            f'"subject_type":{_json_string(entry.subject_type)}}}').encode()
+
+def leaf_bytes_of(entry_id: int, occurred_at: datetime, actor_id: uuid.UUID | None,
+                  action: str, subject_type: str, subject_id: str,
+                  payload_digest: str) -> bytes:
+    """`leaf_bytes` from the entry's fields: written out field by field, in canonical_json's
+    sorted key order and with its string escaping, because full verification builds every
+    leaf of the log (tests hold it equal to canonical_json(leaf_content(entry)))."""
+    actor = _json_string(str(actor_id)) if actor_id else "null"
+    return (f'{{"action":{_json_string(action)},"actor_id":{actor},"id":{int(entry_id)},'
+            f'"occurred_at":{_json_string(occurred_at.isoformat())},'
+            f'"payload_digest":{_json_string(payload_digest)},'
+            f'"subject_id":{_json_string(subject_id)},'
+            f'"subject_type":{_json_string(subject_type)}}}').encode()
 
 
 def digest(payload: dict[str, Any]) -> str:

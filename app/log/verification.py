@@ -10,6 +10,7 @@ last, partial tile of leaves are kept, so memory stays small at any size.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
-from app.audit import AuditEntry, digest, leaf_bytes
+from app.audit import AuditEntry, leaf_bytes_of
+from app.chains import canonical_json
 from app.log.checkpoint import open_checkpoint
 from app.log.merkle import HASH_SIZE, RightEdge, complete_root, leaf_hash
 from app.log.models import LogCheckpoint, LogLeaf, LogTile, latest_checkpoint
@@ -89,17 +91,20 @@ def verify_log(session: Session, verifier: Verifier, *, batch_size: int = 5000) 
     tiles = _Tiles()
     leaves = 0
     first_bad: int | None = None
-    loads = json.loads
     rows = session.connection().execution_options(yield_per=batch_size).execute(_LEAVES)
-    for row in rows:
-        found = row.id is not None
-        value = leaf_hash(leaf_bytes(row)) if found else b""
-        intact = (next(stored, None) == value and found and row.log_index == leaves
-                  and row.payload_digest == digest(loads(row.details)))
+    # Names bound once: this loop runs once per leaf of the log.
+    loads, encode, sha256, add = json.loads, canonical_json, hashlib.sha256, tiles.add
+    for (log_index, leaf_entry, entry_id, occurred_at, actor_id, action, subject_type,
+         subject_id, payload_digest, details) in rows.tuples():
+        found = entry_id is not None
+        value = leaf_hash(leaf_bytes_of(entry_id, occurred_at, actor_id, action, subject_type,
+                                        subject_id, payload_digest)) if found else b""
+        intact = (next(stored, None) == value and found and log_index == leaves
+                  and payload_digest == sha256(encode(loads(details)).encode()).hexdigest())
         if not intact and first_bad is None:
-            first_bad = row.entry_id
+            first_bad = leaf_entry
         leaves += 1
-        tiles.add(value)
+        add(value)
     upper, store = tiles.finish()
     valid = (first_bad is None and next(stored, None) is None
              and _upper_tiles(session) == upper
