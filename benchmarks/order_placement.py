@@ -98,6 +98,8 @@ _PER_TRANSACTION = {
     ("UPDATE idempotency_keys", "idempotency_keys_key"): "'k' || :n",
     ("INSERT INTO orders", "id"): "lpad(to_hex(:n), 32, '0')",
     ("INSERT INTO audit_entries", "subject_id"): "lpad(to_hex(:n), 32, '0')",
+    # The time just before the commit, as the service writes it (merge delays count from it).
+    ("INSERT INTO audit_entries", "occurred_at"): "clock_timestamp()",
 }
 
 
@@ -165,8 +167,10 @@ def require_tools(*tools: str) -> None:
             sys.exit(f"{tool} is not installed (Debian: apt-get install {TOOL_PACKAGES[tool]})")
 
 
-def start_gunicorn(url: str, workers: int, port: int = PORT) -> subprocess.Popen:
-    """gunicorn with production settings on the port, once it answers /healthz."""
+def start_gunicorn(url: str, workers: int, port: int = PORT,
+                   signing_key: str | None = None) -> subprocess.Popen:
+    """gunicorn with production settings on the port, once it answers /healthz; the log's
+    checkpoints signed with `signing_key` (by default a key of its own)."""
     # Another server on the port would answer the health check and take the load unnoticed.
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
@@ -175,7 +179,7 @@ def start_gunicorn(url: str, workers: int, port: int = PORT) -> subprocess.Popen
     # leaving every order unpaid, so its unpaid licenses of the listing are not capped).
     env = {**os.environ, "APP_ENV": "production", "DATABASE_URL": url,
            "SECRET_KEY": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING",
-           "LOG_SIGNING_KEY": Signer.generate("exchange.local/log").skey,
+           "LOG_SIGNING_KEY": signing_key or Signer.generate("exchange.local/log").skey,
            "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers),
            "RATE_LIMITS_ENABLED": "false", "UNPAID_LICENSES_PER_BUYER_PER_LISTING": str(10**9)}
     server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c",
@@ -257,24 +261,31 @@ class OrderFigures:
         return self.http_rps / self.sql_tps
 
 
-def measure(database_url: str, *, seconds: int = 10, rounds: int = 3, workers: int = 4,
-            connections: int = 8, port: int = PORT) -> OrderFigures:
-    """Record one order's SQL, then alternate pgbench and wrk rounds, then send open-loop at
-    60 % of wrk's rate."""
+def record_order(database_url: str) -> tuple[str, str, str, list[tuple[str, Any]]]:
+    """A fresh schema, the market seeded, and one POST /orders recorded statement by
+    statement: (database URL, listing id, buyer's Authorization, statements)."""
     app = scratch_app(database_url)
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     with app.app_context():
         upgrade()
         db.session.remove()
     listing_id, auth = seed(app)
-    body = order_body(listing_id)
     with recorded_statements(app) as statements:
-        response = app.test_client().post(ORDERS, data=body, headers={
+        response = app.test_client().post(ORDERS, data=order_body(listing_id), headers={
             "Authorization": auth, "Content-Type": "application/json",
             "Idempotency-Key": "recorded"})
     assert response.status_code == 201, response.json
     with app.app_context():
         db.engine.dispose()
+    return url, listing_id, auth, statements
+
+
+def measure(database_url: str, *, seconds: int = 10, rounds: int = 3, workers: int = 4,
+            connections: int = 8, port: int = PORT) -> OrderFigures:
+    """Record one order's SQL, then alternate pgbench and wrk rounds, then send open-loop at
+    60 % of wrk's rate."""
+    url, listing_id, auth, statements = record_order(database_url)
+    body = order_body(listing_id)
     libpq_url = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
     with psycopg.connect(libpq_url) as connection:
         script_text = pgbench_script(statements, connection)

@@ -1,0 +1,281 @@
+"""The recorded POST /orders transaction replayed by pgbench over many listings, against
+pgbench's own simple-update (`-N`) on the same server in the same run.
+
+    python -m benchmarks.order_spread --database-url URL [--listings 1000] [--clients 8 32]
+                                      [--seconds 10] [--rounds 3]
+
+Needs a scratch PostgreSQL database (its schema is dropped and rebuilt) and `pgbench`.
+One real POST /orders is recorded statement by statement (as `benchmarks.order_placement`
+does); its listing becomes one of `--listings` copies, drawn at random per transaction, so
+orders wait on one another only where every order does, not on one listing's row lock.
+pgbench -N runs on pgbench's own tables in the same database. At each client count the two
+alternate for `--rounds` rounds; the table shows medians and the ratio.
+
+Beside the rates, what one order costs the server, measured one transaction at a time on a
+connection of its own: statements, WAL bytes (pg_current_wal_insert_lsn before and after,
+median of many: other databases on the server write WAL too), and the rows and index entries
+it writes, against one -N transaction measured the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+
+from benchmarks import merge_delay
+from benchmarks.order_placement import ORDERS, pgbench_script, record_order, run_pgbench
+
+LISTINGS = 1_000
+# The listing of a transaction: listing number :l of the copies (ids 1 .. LISTINGS as UUIDs).
+LISTING_ID = "lpad(to_hex(:l), 32, '0')"
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
+# What pgbench -N runs (its built-in "simple-update"), for the per-transaction cost.
+SIMPLE_UPDATE = """\\set aid random(1, 100000 * :scale)
+\\set bid random(1, 1 * :scale)
+\\set tid random(1, 10 * :scale)
+\\set delta random(-5000, 5000)
+BEGIN;
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) \
+VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
+END;
+"""
+
+
+def libpq(url: str) -> str:
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(False)
+
+
+def copy_listing(url: str, listing_id: str, count: int) -> None:
+    """`count` copies of the listing, with ids 1 .. count (as UUIDs)."""
+    with psycopg.connect(libpq(url)) as connection:
+        columns = [name for (name,) in connection.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = 'listings' "
+            "ORDER BY ordinal_position")]
+        others = ", ".join(name for name in columns if name != "id")
+        connection.execute(
+            f"INSERT INTO listings (id, {others}) "
+            f"SELECT lpad(to_hex(g), 32, '0')::uuid, {others} "
+            f"FROM listings, generate_series(1, {count}) g WHERE id = %s", [listing_id])
+
+
+def spread(script: str, listing_id: str, count: int) -> str:
+    """The script with its listing drawn among the copies: `\\set l` per transaction, and the
+    listing's id, wherever a literal holds it, computed from :l."""
+    hex_id, dashed = uuid.UUID(listing_id).hex, str(uuid.UUID(listing_id))
+
+    def literal(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text == f"'{hex_id}'":
+            return LISTING_ID
+        if dashed not in text:
+            return text
+        return "(" + f"' || {LISTING_ID}::uuid || '".join(text.split(dashed)) + ")"
+
+    return f"\\set l random(1, {count})\n" + _LITERAL.sub(literal, script)
+
+
+@dataclass
+class TransactionCost:
+    """What one transaction writes, measured alone."""
+
+    statements: int
+    wal_bytes: float  # median
+    rows: dict[str, int] = field(default_factory=dict)  # table → rows inserted or updated
+    index_entries: int = 0
+
+
+@dataclass
+class SpreadFigures:
+    listings: int
+    seconds: int
+    rounds: dict[int, list[tuple[float, float]]]  # clients → [(orders tps, -N tps)]
+    order: TransactionCost
+    simple: TransactionCost
+    delays: merge_delay.DelayFigures  # of the entries written under the order load
+
+    def orders_tps(self, clients: int) -> float:
+        return statistics.median(o for o, _ in self.rounds[clients])
+
+    def simple_tps(self, clients: int) -> float:
+        return statistics.median(s for _, s in self.rounds[clients])
+
+    def ratio(self, clients: int) -> float:
+        return statistics.median(o / s for o, s in self.rounds[clients])
+
+
+def _run_script(connection: psycopg.Connection, script: str, values: dict[str, int]) -> int:
+    """Run a pgbench script's transaction once, its variables replaced; its statements. Its
+    transaction id is read just before its COMMIT, into `_LAST_XID`."""
+    global _LAST_XID
+    lines = [line for line in script.splitlines() if line and not line.startswith("\\")]
+    for line in lines:
+        if line.rstrip(";").upper() in ("COMMIT", "END"):
+            _LAST_XID = int(_one(connection, "SELECT pg_current_xact_id()::text"))
+        connection.execute(re.sub(r":(\w+)", lambda m: str(values[m.group(1)])
+                                  if m.group(1) in values else m.group(0), line).rstrip(";"))
+    return len(lines) - 2  # BEGIN and COMMIT / END
+
+
+_LAST_XID = 0
+
+
+def _waldump() -> str | None:
+    """pg_waldump of this PostgreSQL, if installed here."""
+    found = shutil.which("pg_waldump")
+    if found:
+        return found
+    try:
+        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return str(Path(bindir) / "pg_waldump") if (Path(bindir) / "pg_waldump").exists() else None
+
+
+def _wal_of(waldump: str, wal_dir: str, start: str, end: str, xid: int) -> int | None:
+    """The bytes of the WAL records transaction `xid` wrote between two positions."""
+    done = subprocess.run([waldump, "-p", wal_dir, "-s", start, "-e", end, "-x", str(xid)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        return None
+    return sum(int(total) for total in re.findall(r"len \(rec/tot\):\s*\d+/\s*(\d+)",
+                                                  done.stdout))
+
+
+_WRITES = ("SELECT relname, n_tup_ins, n_tup_upd - n_tup_hot_upd, n_tup_hot_upd "
+           "FROM pg_stat_user_tables")
+
+
+def _one(connection: psycopg.Connection, sql: str, *params: Any) -> Any:
+    row = connection.execute(sql, params or None).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _counts(connection: psycopg.Connection) -> dict[str, tuple[int, ...]]:
+    connection.execute("SELECT pg_stat_clear_snapshot()")
+    return {name: tuple(counts) for name, *counts in connection.execute(_WRITES)}
+
+
+def transaction_cost(url: str, script: str, draw: dict[str, Any], samples: int = 200
+                     ) -> TransactionCost:
+    """Statements and median WAL bytes of the script's transaction, run alone `samples`
+    times; rows written, from pg_stat_user_tables over those runs."""
+    rng = random.Random(7)
+    wal: list[float] = []
+    waldump = _waldump()
+    with psycopg.connect(libpq(url), autocommit=True) as connection:
+        wal_dir = str(Path(_one(connection, "SHOW data_directory")) / "pg_wal")
+        before = _counts(connection)
+        statements = 0
+        for _ in range(samples):
+            values = {name: rng.randint(*bounds) for name, bounds in draw.items()}
+            start = _one(connection, "SELECT pg_current_wal_insert_lsn()::text")
+            statements = _run_script(connection, script, values)
+            end = _one(connection, "SELECT pg_current_wal_insert_lsn()::text")
+            # Its own records (pg_waldump by transaction id) when this machine holds the
+            # WAL; else the WAL position's advance, which other sessions' writes inflate.
+            own = _wal_of(waldump, wal_dir, start, end, _LAST_XID) if waldump else None
+            wal.append(float(own) if own is not None else float(_one(
+                connection, "SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)", end, start)))
+        # A backend reports its statistics when idle, at most once a second.
+        connection.execute("SELECT pg_sleep(1.5)")
+        after = _counts(connection)
+        indexes: dict[str, int] = dict(connection.execute(
+            "SELECT tablename, count(*) FROM pg_indexes WHERE schemaname = 'public' "
+            "GROUP BY tablename").fetchall())
+    rows: dict[str, int] = {}
+    index_entries = 0.0
+    for name, (inserted, cold, hot) in after.items():
+        old = before.get(name, (0, 0, 0))
+        new, updated_cold, updated_hot = (inserted - old[0], cold - old[1], hot - old[2])
+        if new + updated_cold + updated_hot >= samples // 2:
+            rows[name] = round((new + updated_cold + updated_hot) / samples)
+            # An insert or an update that is not HOT adds an entry to every index.
+            index_entries += (new + updated_cold) * indexes.get(name, 0) / samples
+    return TransactionCost(statements, statistics.median(wal), rows, round(index_entries))
+
+
+def measure(database_url: str, *, listings: int = LISTINGS, clients: tuple[int, ...] = (8, 32),
+            seconds: int = 10, rounds: int = 3) -> SpreadFigures:
+    """Record one order's SQL, spread it over the listings, then alternate pgbench -N and the
+    order script at each client count."""
+    url, listing_id, _, statements = record_order(database_url)
+    copy_listing(url, listing_id, listings)
+    with psycopg.connect(libpq(url)) as connection:
+        script = spread(pgbench_script(statements, connection), listing_id, listings)
+    parsed = sa.make_url(url)
+    target = ["-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432),
+              "-U", parsed.username or "postgres", parsed.database or "postgres"]
+    subprocess.run(["pgbench", "-i", "-q", "-s", "1", *target], check=True,
+                   capture_output=True)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-spread-"))
+    (work / "order.sql").write_text(script)
+    order = transaction_cost(url, script, {"n": (1, 2**62 - 1), "l": (1, listings)})
+    simple = transaction_cost(url, SIMPLE_UPDATE.replace(":scale", "1"), {
+        "aid": (1, 100_000), "bid": (1, 1), "tid": (1, 10), "delta": (-5000, 5000)})
+    figures: dict[int, list[tuple[float, float]]] = {}
+    for count in clients:
+        # Warm-up, not counted.
+        run_pgbench(work / "order.sql", libpq(url), 2, count, work)
+        _simple_update(target, 2, count)
+        figures[count] = []
+        for _ in range(rounds):
+            tps = run_pgbench(work / "order.sql", libpq(url), seconds, count, work)[0]
+            figures[count].append((tps, _simple_update(target, seconds, count)))
+    # The merge delay under the order load: the scheduler's sealer running as in production.
+    with merge_delay.scheduler(url):
+        after = merge_delay.last_entry(url)
+        run_pgbench(work / "order.sql", libpq(url), seconds, clients[0], work)
+        delays = merge_delay.delays_since(url, after, f"orders, {clients[0]} clients", seconds)
+    return SpreadFigures(listings, seconds, figures, order, simple, delays)
+
+
+def _simple_update(target: list[str], seconds: int, clients: int) -> float:
+    out = subprocess.run(["pgbench", "-n", "-N", "-M", "simple", "-c", str(clients), "-j", "2",
+                          "-T", str(seconds), *target],
+                         capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--listings", type=int, default=LISTINGS)
+    parser.add_argument("--clients", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    figures = measure(args.database_url, listings=args.listings, clients=tuple(args.clients),
+                      seconds=args.seconds, rounds=args.rounds)
+    print(f"POST {ORDERS} replayed over {figures.listings:,} listings ÷ pgbench -N, "
+          f"{args.rounds} alternating rounds of {args.seconds} s, medians")
+    print(f"{'clients':>8} {'orders/s':>10} {'-N tps':>10} {'ratio':>7}  rounds")
+    for count in figures.rounds:
+        print(f"{count:>8} {figures.orders_tps(count):>10,.0f} {figures.simple_tps(count):>10,.0f} "
+              f"{figures.ratio(count):>7.2f}  "
+              + ", ".join(f"{o / s:.2f}" for o, s in figures.rounds[count]))
+    merge_delay.print_delays(figures.delays)
+    for name, cost in (("one order", figures.order), ("one -N transaction", figures.simple)):
+        print(f"{name:<20} {cost.statements} statements, {cost.wal_bytes:,.0f} WAL bytes, "
+              f"rows written {cost.rows}, index entries {cost.index_entries}")
+
+
+if __name__ == "__main__":
+    main()
