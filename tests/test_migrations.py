@@ -6,6 +6,7 @@ import json
 import uuid
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -100,3 +101,10 @@ def test_audit_entries_of_the_hash_chain_are_logged_in_their_chain_order(app):
     make_member()  # new entries take ids after them
     assert [entry.id for entry in db.session.scalars(
         sa.select(AuditEntry).order_by(AuditEntry.id))][3:] == [4, 5]
+
+
+@pytest.mark.postgres_only
+def test_listings_keep_room_on_each_page_for_the_licenses_every_order_updates(app):
+    options = db.session.execute(sa.text(
+        "SELECT reloptions FROM pg_class WHERE relname = 'listings'")).scalar_one()
+    assert "fillfactor=80" in options
