@@ -96,8 +96,8 @@ _PER_TRANSACTION = {
     ("INSERT INTO idempotency_keys", "key"): "'k' || :n",
     ("SELECT idempotency_keys", "pk_2"): "'k' || :n",
     ("UPDATE idempotency_keys", "idempotency_keys_key"): "'k' || :n",
-    ("INSERT INTO orders", "id"): "lpad(to_hex(:n), 32, '0')",
-    ("INSERT INTO audit_entries", "subject_id"): "lpad(to_hex(:n), 32, '0')",
+    ("INSERT INTO orders", "id"): "lpad(to_hex(:n::bigint), 32, '0')",
+    ("INSERT INTO audit_entries", "subject_id"): "lpad(to_hex(:n::bigint), 32, '0')",
     # The time just before the commit, as the service writes it (merge delays count from it).
     ("INSERT INTO audit_entries", "occurred_at"): "clock_timestamp()",
 }
@@ -123,13 +123,13 @@ def pgbench_script(statements: list[tuple[str, Any]], connection: psycopg.Connec
 
 
 def run_pgbench(script: Path, url: str, seconds: int, connections: int,
-                log_dir: Path) -> tuple[float, float, float]:
-    """Transactions per second, p50 and p99 in milliseconds."""
+                log_dir: Path, mode: str = "simple") -> tuple[float, float, float]:
+    """Transactions per second, p50 and p99 in milliseconds (`mode`: pgbench's -M)."""
     for old in log_dir.glob("pgbench_log*"):
         old.unlink()
     parsed = sa.make_url(url)
     out = subprocess.run(
-        ["pgbench", "-n", "-M", "simple", "-c", str(connections), "-j", "2", "-T", str(seconds),
+        ["pgbench", "-n", "-M", mode, "-c", str(connections), "-j", "2", "-T", str(seconds),
          "-f", str(script), "-l", "--log-prefix", str(log_dir / "pgbench_log"),
          "-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432),
          "-U", parsed.username or "postgres", parsed.database or "postgres"],

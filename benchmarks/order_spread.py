@@ -39,7 +39,7 @@ from benchmarks.order_placement import ORDERS, pgbench_script, record_order, run
 
 LISTINGS = 1_000
 # The listing of a transaction: listing number :l of the copies (ids 1 .. LISTINGS as UUIDs).
-LISTING_ID = "lpad(to_hex(:l), 32, '0')"
+LISTING_ID = "lpad(to_hex(:l::int), 32, '0')"
 _LITERAL = re.compile(r"'(?:[^']|'')*'")
 # What pgbench -N runs (its built-in "simple-update"), for the per-transaction cost.
 SIMPLE_UPDATE = """\\set aid random(1, 100000 * :scale)
@@ -89,6 +89,23 @@ def spread(script: str, listing_id: str, count: int) -> str:
     return f"\\set l random(1, {count})\n" + _LITERAL.sub(literal, script)
 
 
+MODES = ("simple", "prepared")
+
+
+def prepared(script: str) -> str:
+    """The script for pgbench -M prepared, which takes every `:word` for a variable, even in
+    a string literal (JSON's `"checksum":null`): there the colon is written as E'\\x3a'."""
+
+    def literal(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if not re.search(r":[A-Za-z_]", text[1:-1]):
+            return text
+        return "E'" + text[1:-1].replace("\\", "\\\\").replace(":", "\\x3a") + "'"
+
+    return "\n".join(line if line.startswith("\\") else _LITERAL.sub(literal, line)
+                     for line in script.splitlines()) + "\n"
+
+
 @dataclass
 class TransactionCost:
     """What one transaction writes, measured alone."""
@@ -103,19 +120,20 @@ class TransactionCost:
 class SpreadFigures:
     listings: int
     seconds: int
-    rounds: dict[int, list[tuple[float, float]]]  # clients → [(orders tps, -N tps)]
+    # (pgbench's -M, clients) → [(orders tps, -N tps)], in alternating rounds
+    rounds: dict[tuple[str, int], list[tuple[float, float]]]
     order: TransactionCost
     simple: TransactionCost
     delays: merge_delay.DelayFigures  # of the entries written under the order load
 
-    def orders_tps(self, clients: int) -> float:
-        return statistics.median(o for o, _ in self.rounds[clients])
+    def orders_tps(self, mode: str, clients: int) -> float:
+        return statistics.median(o for o, _ in self.rounds[mode, clients])
 
-    def simple_tps(self, clients: int) -> float:
-        return statistics.median(s for _, s in self.rounds[clients])
+    def simple_tps(self, mode: str, clients: int) -> float:
+        return statistics.median(s for _, s in self.rounds[mode, clients])
 
-    def ratio(self, clients: int) -> float:
-        return statistics.median(o / s for o, s in self.rounds[clients])
+    def ratio(self, mode: str, clients: int) -> float:
+        return statistics.median(o / s for o, s in self.rounds[mode, clients])
 
 
 def _run_script(connection: psycopg.Connection, script: str, values: dict[str, int]) -> int:
@@ -230,15 +248,19 @@ def measure(database_url: str, *, listings: int = LISTINGS, clients: tuple[int, 
     order = transaction_cost(url, script, {"n": (1, 2**62 - 1), "l": (1, listings)})
     simple = transaction_cost(url, SIMPLE_UPDATE.replace(":scale", "1"), {
         "aid": (1, 100_000), "bid": (1, 1), "tid": (1, 10), "delta": (-5000, 5000)})
-    figures: dict[int, list[tuple[float, float]]] = {}
+    (work / "prepared.sql").write_text(prepared(script))
+    figures: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for count in clients:
-        # Warm-up, not counted.
-        run_pgbench(work / "order.sql", libpq(url), 2, count, work)
-        _simple_update(target, 2, count)
-        figures[count] = []
+        for mode in MODES:  # warm-up, not counted
+            run_pgbench(work / f"{'order' if mode == 'simple' else mode}.sql", libpq(url), 2,
+                        count, work, mode)
+            _simple_update(target, 2, count, mode)
         for _ in range(rounds):
-            tps = run_pgbench(work / "order.sql", libpq(url), seconds, count, work)[0]
-            figures[count].append((tps, _simple_update(target, seconds, count)))
+            for mode in MODES:
+                tps = run_pgbench(work / f"{'order' if mode == 'simple' else mode}.sql",
+                                  libpq(url), seconds, count, work, mode)[0]
+                figures.setdefault((mode, count), []).append(
+                    (tps, _simple_update(target, seconds, count, mode)))
     # The merge delay under the order load: the scheduler's sealer running as in production.
     with merge_delay.scheduler(url):
         after = merge_delay.last_entry(url)
@@ -247,8 +269,8 @@ def measure(database_url: str, *, listings: int = LISTINGS, clients: tuple[int, 
     return SpreadFigures(listings, seconds, figures, order, simple, delays)
 
 
-def _simple_update(target: list[str], seconds: int, clients: int) -> float:
-    out = subprocess.run(["pgbench", "-n", "-N", "-M", "simple", "-c", str(clients), "-j", "2",
+def _simple_update(target: list[str], seconds: int, clients: int, mode: str) -> float:
+    out = subprocess.run(["pgbench", "-n", "-N", "-M", mode, "-c", str(clients), "-j", "2",
                           "-T", str(seconds), *target],
                          capture_output=True, text=True, check=True).stdout
     return float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -266,11 +288,11 @@ def main() -> None:
                       seconds=args.seconds, rounds=args.rounds)
     print(f"POST {ORDERS} replayed over {figures.listings:,} listings ÷ pgbench -N, "
           f"{args.rounds} alternating rounds of {args.seconds} s, medians")
-    print(f"{'clients':>8} {'orders/s':>10} {'-N tps':>10} {'ratio':>7}  rounds")
-    for count in figures.rounds:
-        print(f"{count:>8} {figures.orders_tps(count):>10,.0f} {figures.simple_tps(count):>10,.0f} "
-              f"{figures.ratio(count):>7.2f}  "
-              + ", ".join(f"{o / s:.2f}" for o, s in figures.rounds[count]))
+    print(f"{'-M':>9} {'clients':>8} {'orders/s':>10} {'-N tps':>10} {'ratio':>7}  rounds")
+    for mode, count in figures.rounds:
+        print(f"{mode:>9} {count:>8} {figures.orders_tps(mode, count):>10,.0f} "
+              f"{figures.simple_tps(mode, count):>10,.0f} {figures.ratio(mode, count):>7.2f}  "
+              + ", ".join(f"{o / s:.2f}" for o, s in figures.rounds[mode, count]))
     merge_delay.print_delays(figures.delays)
     for name, cost in (("one order", figures.order), ("one -N transaction", figures.simple)):
         print(f"{name:<20} {cost.statements} statements, {cost.wal_bytes:,.0f} WAL bytes, "
