@@ -10,14 +10,11 @@ ABANDONED_ORDERS_WINDOW_HOURS (counted from the epoch, in UTC) is a credit findi
 `payment_default` finding, as before; no order makes a second finding of its own.
 
 Both rules count the buyer's own orders, one transaction at a time. The cap is checked once
-the order is written, under a transaction-level lock on the pair (buyer, listing) on
-PostgreSQL (SQLite has one writer at a time), so two concurrent orders of one buyer for one
-listing are counted one after the other (the second sees the first, committed); orders of
-other buyers or listings never wait on it, and the listing's row lock, which every buyer of
-the product queues on, is taken only at the very end of the order's transaction.
-Abandonments are counted under a lock on the buyer's party row (FOR NO KEY UPDATE, which
-leaves rows that merely refer to the party free to be written), so a window's count reaches
-the threshold exactly once.
+the order has taken its licenses: that conditional UPDATE holds the listing's row until commit,
+so two concurrent orders of one listing are counted one after the other (the second sees the
+first, committed) without another lock. Abandonments are counted under a lock on the buyer's
+party row (FOR NO KEY UPDATE, which leaves rows that merely refer to the party free to be
+written), so a window's count reaches the threshold exactly once.
 """
 
 from __future__ import annotations
@@ -49,30 +46,21 @@ def lock_buyers(session: Session, buyer_ids: Iterable[uuid.UUID]) -> None:
 
 
 def ensure_within_cap(session: Session, *, buyer_id: uuid.UUID, listing: Listing,
-                      quantity: int) -> None:
-    """409 if the buyer's unpaid licenses of a limited listing, the order asking for
-    `quantity` of them included (it is flushed), are over the cap."""
+                      quantity: int, counted: bool) -> None:
+    """409 if `quantity` more licenses would put the buyer's unpaid ones of a limited listing
+    over the cap. `counted`: the order asking is flushed, so it is among those counted."""
     if listing.licenses_available is None:
         return  # unlimited: an unpaid order keeps nothing from anyone
-    if session.get_bind().dialect.name == "postgresql":
-        # One order of this buyer for this listing at a time, until commit; the count below
-        # starts after the lock is taken, so it sees the order committed before.
-        session.execute(_LOCK_BUYER_LISTING, {"buyer": str(buyer_id), "listing": str(listing.id)})
     limit = current_app.config["UNPAID_LICENSES_PER_BUYER_PER_LISTING"]
     # The predicate written out (not bound), so PostgreSQL always uses the partial index.
     held: int = session.execute(select(func.coalesce(func.sum(Order.quantity), 0)).where(
         Order.buyer_id == buyer_id, Order.listing_id == listing.id, text(UNPAID_ORDER))
-    ).scalar_one() - quantity
+    ).scalar_one()
+    held -= quantity if counted else 0
     if held + quantity > limit:
         raise UnpaidLimitReached(
             f"You hold {held} unpaid licenses of this listing and at most {limit} may be "
             "held unpaid: pay or cancel those orders first.", limit=limit, held=held)
-
-
-# The pair's advisory lock key: a 64-bit hash of both ids (two pairs rarely share one, and
-# then merely wait on each other).
-_LOCK_BUYER_LISTING = text(
-    "SELECT pg_advisory_xact_lock(hashtextextended(:buyer || ' ' || :listing, 0))")
 
 
 def window_of(at: datetime) -> tuple[datetime, datetime]:

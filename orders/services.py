@@ -116,6 +116,9 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
     if listing.licenses_available is not None and listing.licenses_available < quantity:
         # Seen already: refuse before a payment is opened (the UPDATE at commit is the guard).
         raise OutOfStock(f"Fewer than {quantity} licenses are left.")
+    # Likewise (the guard is the same count under the listing's lock, at the end).
+    holds.ensure_within_cap(session, buyer_id=buyer.id, listing=listing, quantity=quantity,
+                            counted=False)
     provider = provider_named(current_app.config["PAYMENT_PROVIDER"])
     order = Order(
         buyer_id=buyer.id, merchant_id=listing.merchant_id, listing_id=listing.id,
@@ -128,8 +131,6 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
         expires_at=now + timedelta(minutes=current_app.config["ORDER_PAYMENT_TTL_MINUTES"]))
     session.add(order)
     session.flush()
-    # Counted with this order among them, before a payment is opened.
-    holds.ensure_within_cap(session, buyer_id=buyer.id, listing=listing, quantity=quantity)
     order.payment_start = provider.start(order)
     _record(session, buyer, "order.placed", order, listing_id=str(listing.id),
             quantity=quantity, total_amount=order.total_amount)
@@ -137,9 +138,14 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
     def take(session: Session) -> None:
         if not listings.take_licenses(session, listing=listing, quantity=quantity):
             raise OutOfStock(f"Fewer than {quantity} licenses are left.")
+        # Under the listing's lock: the buyer's unpaid licenses of it are counted one order
+        # at a time.
+        holds.ensure_within_cap(session, buyer_id=buyer.id, listing=listing,
+                                quantity=quantity, counted=True)
 
     # Last of all, just before COMMIT: the UPDATE locks the listing's row until the commit
-    # ends, and every buyer of the product queues on that lock, so nothing else runs under it.
+    # ends, and every buyer of the product queues on that lock, so only the count runs
+    # under it.
     run_last(session, take)
     return order
 
