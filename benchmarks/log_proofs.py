@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -35,33 +36,21 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import upgrade
 
-from app.audit import digest, leaf_bytes
+from app.audit import digest, leaf_bytes_of
 from app.db import unit_of_work
 from app.extensions import db
 from app.log.checkpoint import Checkpoint, sign_checkpoint
 from app.log.keys import log_signer, log_verifier
 from app.log.merkle import RightEdge, leaf_hash
+from app.log.models import latest_checkpoint
 from app.log.note import Signer
-from app.log.tiles import tile_appends
+from app.log.tiles import TileBuilder, TileHashReader
 from app.log.verification import _LEAVES, verify_log
 from benchmarks.listings_search import percentile, scratch_app
 from benchmarks.order_placement import PORT, start_gunicorn, stop
 
 CHUNK = 1 << 16  # leaves generated, hashed and copied at a time (a multiple of 256)
 DETAILS = {"bulk": True}
-
-
-@dataclass
-class _Entry:
-    """What a leaf is made of (the fields `leaf_bytes` reads)."""
-
-    id: int
-    occurred_at: datetime
-    actor_id: None
-    action: str
-    subject_type: str
-    subject_id: str
-    payload_digest: str
 
 
 def libpq(url: str) -> str:
@@ -98,8 +87,7 @@ def build_log(app: Flask, leaves: int) -> float:
     payload = digest(DETAILS)
     details = json.dumps(DETAILS)
     at = datetime.now(UTC) - timedelta(days=1)
-    edge = RightEdge()
-    tiles: dict[tuple[int, int], bytearray] = {}
+    tiles = TileBuilder(keep_leaf_tiles=True)
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
         # Secondary indexes are built once the rows are in, as a restore would.
         indexes = cursor.execute(
@@ -113,29 +101,29 @@ def build_log(app: Flask, leaves: int) -> float:
         cursor.execute("SET LOCAL session_replication_role = replica")
         xid = cursor.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
         assert xid is not None
+        stamp = at.isoformat()
         for start in range(0, leaves, CHUNK):
-            entries = [_Entry(n + 1, at, None, "benchmark.appended", "benchmark", str(n),
-                              payload) for n in range(start, min(start + CHUNK, leaves))]
-            edge, created = edge.append(leaf_hash(leaf_bytes(entry)) for entry in entries)
-            for tile, (offset, data) in tile_appends(created).items():
-                held = tiles.setdefault((tile.level, tile.index), bytearray())
-                assert len(held) == offset * 32
-                held += data
-            stamp = at.isoformat()
+            numbers = range(start, min(start + CHUNK, leaves))
+            for n in numbers:
+                tiles.add(leaf_hash(leaf_bytes_of(n + 1, at, None, "benchmark.appended",
+                                                  "benchmark", str(n), payload)))
             _copy(cursor, "audit_entries", "id, occurred_at, action, subject_type, subject_id, "
                   "details, payload_digest",
-                  (f"{e.id}\t{stamp}\t{e.action}\t{e.subject_type}\t{e.subject_id}\t"
-                   f"{details}\t{payload}\n" for e in entries))
+                  (f"{n + 1}\t{stamp}\tbenchmark.appended\tbenchmark\t{n}\t{details}\t"
+                   f"{payload}\n" for n in numbers))
             _copy(cursor, "log_leaves", "log_index, entry_id, integrated_at",
-                  (f"{e.id - 1}\t{e.id}\t{stamp}\n" for e in entries))
-            # Full tiles are final: written now, so memory holds only the partial ones.
-            full = [key for key, data in tiles.items() if len(data) == 256 * 32]
+                  (f"{n}\t{n + 1}\t{stamp}\n" for n in numbers))
+            # Full tiles of leaves are final: written now, so memory holds none of them.
+            assert tiles.leaf_tiles is not None
             _copy(cursor, "log_tiles", "level, index, hashes",
-                  (f"{level}\t{index}\t\\\\x{tiles.pop((level, index)).hex()}\n"
-                   for level, index in full))
+                  (f"{tile.level}\t{tile.index}\t\\\\x{data.hex()}\n"
+                   for tile, data in tiles.leaf_tiles))
+            tiles.leaf_tiles.clear()
+        upper, store = tiles.finish()
         _copy(cursor, "log_tiles", "level, index, hashes",
-              (f"{level}\t{index}\t\\\\x{bytes(data).hex()}\n"
-               for (level, index), data in tiles.items()))
+              (f"{tile.level}\t{tile.index}\t\\\\x{data.hex()}\n"
+               for tile, data in {**upper, **store.tiles}.items()))
+        edge = RightEdge.read(TileHashReader(store), leaves)
         cursor.execute("SELECT setval('audit_entries_id_seq', %s)", [leaves])
         for _, definition in indexes:
             cursor.execute(definition)
@@ -239,19 +227,40 @@ def full_verification(database_url: str, leaves: int) -> tuple[int, float, bool,
     return report.entries, seconds, report.valid, read
 
 
-def measure(database_url: str, *, leaves: int = 10_000_000, requests: int = 2000,
-            verify_leaves: int = 100_000, port: int = PORT) -> ProofFigures:
-    """Full verification on a log of `verify_leaves` (0: none), then the proofs on a log of
-    `leaves`."""
-    checked, verify_seconds, verify_valid, read_seconds = full_verification(
-        database_url, verify_leaves) if verify_leaves else (0, 0.0, True, 0.0)
+def built_log(database_url: str, leaves: int, state: Path | None) -> tuple[str, float, dict]:
+    """The log of `leaves` leaves on the database, built now, or kept from a run that wrote
+    `state` (its signing key and certificate) when the database still holds that log: the
+    signing key, the seconds the build took, and the certificate."""
+    if state is not None and state.exists():
+        kept = json.loads(state.read_text())
+        with psycopg.connect(libpq(database_url)) as connection:
+            row = connection.execute("SELECT max(tree_size) FROM log_checkpoints").fetchone()
+        if kept["leaves"] == leaves and row and row[0] == kept["tree_size"]:
+            return kept["signing_key"], kept["build_seconds"], kept["document"]
     signing_key = Signer.generate("exchange.local/log").skey
     app = scratch_log_app(database_url, signing_key)
     build_seconds = build_log(app, leaves)
     document = certificate_document(app)
     with app.app_context():
+        size = latest_checkpoint(db.session()).tree_size  # type: ignore[union-attr]
+        db.session.remove()
         db.engine.dispose()
-    url = libpq(app.config["SQLALCHEMY_DATABASE_URI"])
+    if state is not None:
+        state.write_text(json.dumps({"leaves": leaves, "tree_size": size,
+                                     "signing_key": signing_key, "document": document,
+                                     "build_seconds": build_seconds}))
+    return signing_key, build_seconds, document
+
+
+def measure(database_url: str, *, leaves: int = 10_000_000, requests: int = 2000,
+            verify_leaves: int = 100_000, port: int = PORT,
+            state: Path | None = None) -> ProofFigures:
+    """Full verification on a log of `verify_leaves` (0: none), then the proofs on a log of
+    `leaves`."""
+    checked, verify_seconds, verify_valid, read_seconds = full_verification(
+        database_url, verify_leaves) if verify_leaves else (0, 0.0, True, 0.0)
+    signing_key, build_seconds, document = built_log(database_url, leaves, state)
+    url = libpq(database_url)
     size, inclusion, verify, healthz, verified = serve_requests(url, document, requests, port,
                                                                 signing_key)
     return ProofFigures(size, build_seconds,
@@ -266,9 +275,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--verify-leaves", type=int, default=100_000)
     parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument("--state", type=Path,
+                        help="keep the built log's key and certificate here, and serve the log "
+                             "a run left in the database instead of building it again")
     args = parser.parse_args()
     figures = measure(args.database_url, leaves=args.leaves, requests=args.requests,
-                      verify_leaves=args.verify_leaves, port=args.port)
+                      verify_leaves=args.verify_leaves, port=args.port, state=args.state)
     print(f"log of {figures.leaves:,} leaves, built in {figures.build_seconds:,.0f} s; "
           f"{figures.requests:,} requests of each kind, one at a time")
     for name, values in (("GET /log/proof/inclusion", figures.inclusion),

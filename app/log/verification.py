@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 from app.audit import AuditEntry, leaf_bytes_of
 from app.chains import canonical_json
 from app.log.checkpoint import open_checkpoint
-from app.log.merkle import HASH_SIZE, RightEdge, complete_root, leaf_hash
+from app.log.merkle import HASH_SIZE, RightEdge, leaf_hash
 from app.log.models import LogCheckpoint, LogLeaf, LogTile, latest_checkpoint
 from app.log.note import NoteError, Verifier
-from app.log.tiles import TILE_WIDTH, MemoryTileStore, Tile, TileHashReader
+from app.log.tiles import MemoryTileStore, Tile, TileBuilder, TileHashReader
 
 
 @dataclass(frozen=True)
@@ -49,46 +49,11 @@ _LEAVES = (select(LogLeaf.log_index, LogLeaf.entry_id, _ENTRY.id, _ENTRY.occurre
            .order_by(LogLeaf.log_index))
 
 
-class _Tiles:
-    """The tiles of the tree, rebuilt from its leaf hashes as they come (C2SP tlog-tiles)."""
-
-    def __init__(self) -> None:
-        self.pending: list[list[bytes]] = [[]]  # per tile level, the hashes of its open tile
-        self.full: list[int] = [0]  # per tile level, how many of its tiles are complete
-        self.upper: dict[Tile, bytes] = {}  # every tile above level 0
-
-    def add(self, value: bytes, level: int = 0) -> None:
-        pending = self.pending[level]
-        pending.append(value)
-        if len(pending) < TILE_WIDTH:
-            return
-        if level:
-            self.upper[Tile(level, self.full[level])] = b"".join(pending)
-        self.full[level] += 1
-        self.pending[level] = []
-        if level + 1 == len(self.pending):
-            self.pending.append([])
-            self.full.append(0)
-        self.add(complete_root(pending), level + 1)
-
-    def finish(self) -> tuple[dict[Tile, bytes], MemoryTileStore]:
-        """The tiles above level 0 with their partial ones, and a store of those and the
-        partial tile of leaves (what the tree's right edge is read from)."""
-        for level in range(1, len(self.pending)):
-            if self.pending[level]:
-                self.upper[Tile(level, self.full[level])] = b"".join(self.pending[level])
-        store = MemoryTileStore()
-        store.tiles = dict(self.upper)
-        if self.pending[0]:
-            store.tiles[Tile(0, self.full[0])] = b"".join(self.pending[0])
-        return self.upper, store
-
-
 def verify_log(session: Session, verifier: Verifier, *, batch_size: int = 5000) -> LogReport:
     """Recompute every leaf and the tree; compare with the tiles and the latest checkpoint."""
     checkpoint = latest_checkpoint(session)
     stored = _stored_leaf_hashes(session)
-    tiles = _Tiles()
+    tiles = TileBuilder()
     leaves = 0
     first_bad: int | None = None
     rows = session.connection().execution_options(yield_per=batch_size).execute(_LEAVES)
