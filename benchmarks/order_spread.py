@@ -114,6 +114,7 @@ class TransactionCost:
     wal_bytes: float  # median
     rows: dict[str, int] = field(default_factory=dict)  # table → rows inserted or updated
     index_entries: int = 0
+    wal_record_bytes: float = 0.0  # median, without full-page images
 
 
 @dataclass
@@ -165,14 +166,16 @@ def _waldump() -> str | None:
     return str(Path(bindir) / "pg_waldump") if (Path(bindir) / "pg_waldump").exists() else None
 
 
-def _wal_of(waldump: str, wal_dir: str, start: str, end: str, xid: int) -> int | None:
-    """The bytes of the WAL records transaction `xid` wrote between two positions."""
+def _wal_of(waldump: str, wal_dir: str, start: str, end: str,
+            xid: int) -> tuple[int, int] | None:
+    """The bytes of the WAL records transaction `xid` wrote between two positions: without
+    and with the full-page images in them (a page's first change after a checkpoint)."""
     done = subprocess.run([waldump, "-p", wal_dir, "-s", start, "-e", end, "-x", str(xid)],
                           capture_output=True, text=True)
     if done.returncode:
         return None
-    return sum(int(total) for total in re.findall(r"len \(rec/tot\):\s*\d+/\s*(\d+)",
-                                                  done.stdout))
+    lengths = re.findall(r"len \(rec/tot\):\s*(\d+)/\s*(\d+)", done.stdout)
+    return sum(int(rec) for rec, _ in lengths), sum(int(tot) for _, tot in lengths)
 
 
 _WRITES = ("SELECT relname, n_tup_ins, n_tup_upd - n_tup_hot_upd, n_tup_hot_upd "
@@ -196,6 +199,7 @@ def transaction_cost(url: str, script: str, draw: dict[str, Any], samples: int =
     times; rows written, from pg_stat_user_tables over those runs."""
     rng = random.Random(7)
     wal: list[float] = []
+    records: list[float] = []
     waldump = _waldump()
     with psycopg.connect(libpq(url), autocommit=True) as connection:
         wal_dir = str(Path(_one(connection, "SHOW data_directory")) / "pg_wal")
@@ -209,8 +213,10 @@ def transaction_cost(url: str, script: str, draw: dict[str, Any], samples: int =
             # Its own records (pg_waldump by transaction id) when this machine holds the
             # WAL; else the WAL position's advance, which other sessions' writes inflate.
             own = _wal_of(waldump, wal_dir, start, end, _LAST_XID) if waldump else None
-            wal.append(float(own) if own is not None else float(_one(
-                connection, "SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)", end, start)))
+            advance = float(_one(connection, "SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)",
+                                 end, start))
+            wal.append(float(own[1]) if own else advance)
+            records.append(float(own[0]) if own else advance)
         # A backend reports its statistics when idle, at most once a second.
         connection.execute("SELECT pg_sleep(1.5)")
         after = _counts(connection)
@@ -226,7 +232,8 @@ def transaction_cost(url: str, script: str, draw: dict[str, Any], samples: int =
             rows[name] = round((new + updated_cold + updated_hot) / samples)
             # An insert or an update that is not HOT adds an entry to every index.
             index_entries += (new + updated_cold) * indexes.get(name, 0) / samples
-    return TransactionCost(statements, statistics.median(wal), rows, round(index_entries))
+    return TransactionCost(statements, statistics.median(wal), rows, round(index_entries),
+                           statistics.median(records))
 
 
 def measure(database_url: str, *, listings: int = LISTINGS, clients: tuple[int, ...] = (8, 32),
@@ -263,6 +270,7 @@ def measure(database_url: str, *, listings: int = LISTINGS, clients: tuple[int, 
                     (tps, _simple_update(target, seconds, count, mode)))
     # The merge delay under the order load: the scheduler's sealer running as in production.
     with merge_delay.scheduler(url):
+        merge_delay.wait_until_sealed(url)  # the rounds' orders, before the measured load
         after = merge_delay.last_entry(url)
         run_pgbench(work / "order.sql", libpq(url), seconds, clients[0], work)
         delays = merge_delay.delays_since(url, after, f"orders, {clients[0]} clients", seconds)
@@ -295,7 +303,8 @@ def main() -> None:
               + ", ".join(f"{o / s:.2f}" for o, s in figures.rounds[mode, count]))
     merge_delay.print_delays(figures.delays)
     for name, cost in (("one order", figures.order), ("one -N transaction", figures.simple)):
-        print(f"{name:<20} {cost.statements} statements, {cost.wal_bytes:,.0f} WAL bytes, "
+        print(f"{name:<20} {cost.statements} statements, {cost.wal_record_bytes:,.0f} WAL bytes "
+              f"({cost.wal_bytes:,.0f} with full-page images), "
               f"rows written {cost.rows}, index entries {cost.index_entries}")
 
 
