@@ -20,6 +20,7 @@ it writes, against one -N transaction measured the same way.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import re
 import shutil
@@ -153,17 +154,19 @@ def _run_script(connection: psycopg.Connection, script: str, values: dict[str, i
 _LAST_XID = 0
 
 
-def _waldump() -> str | None:
-    """pg_waldump of this PostgreSQL, if installed here."""
+def _waldump(major: int) -> str | None:
+    """pg_waldump of this PostgreSQL (major version `major`), if installed here: on PATH,
+    beside pg_config, or where Debian puts it."""
     found = shutil.which("pg_waldump")
     if found:
         return found
-    try:
-        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return str(Path(bindir) / "pg_waldump") if (Path(bindir) / "pg_waldump").exists() else None
+    places = [f"/usr/lib/postgresql/{major}/bin"]
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        places.insert(0, subprocess.run(["pg_config", "--bindir"], capture_output=True,
+                                        text=True, check=True).stdout.strip())
+    found_in = [Path(place) / "pg_waldump" for place in places
+                if (Path(place) / "pg_waldump").exists()]
+    return str(found_in[0]) if found_in else None
 
 
 def _wal_of(waldump: str, wal_dir: str, start: str, end: str,
@@ -172,7 +175,9 @@ def _wal_of(waldump: str, wal_dir: str, start: str, end: str,
     and with the full-page images in them (a page's first change after a checkpoint)."""
     done = subprocess.run([waldump, "-p", wal_dir, "-s", start, "-e", end, "-x", str(xid)],
                           capture_output=True, text=True)
-    if done.returncode:
+    # It may stop with an error at `end`, where another session's record is still being
+    # written: what it printed before that is whole. Nothing without the commit record.
+    if "COMMIT" not in done.stdout:
         return None
     lengths = re.findall(r"len \(rec/tot\):\s*(\d+)/\s*(\d+)", done.stdout)
     return sum(int(rec) for rec, _ in lengths), sum(int(tot) for _, tot in lengths)
@@ -200,8 +205,8 @@ def transaction_cost(url: str, script: str, draw: dict[str, Any], samples: int =
     rng = random.Random(7)
     wal: list[float] = []
     records: list[float] = []
-    waldump = _waldump()
     with psycopg.connect(libpq(url), autocommit=True) as connection:
+        waldump = _waldump(int(_one(connection, "SHOW server_version_num")) // 10000)
         wal_dir = str(Path(_one(connection, "SHOW data_directory")) / "pg_wal")
         before = _counts(connection)
         statements = 0
