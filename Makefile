@@ -12,7 +12,7 @@ export FLASK_APP := app
 
 .PHONY: install run test lint migrate seed clean bench-audit bench-listings bench-credit \
 	bench-matching bench-orders bench-settlement bench-read bench-statements bench soak fuzz \
-	bench-tools bench-upload bench-introspection
+	bench-tools bench-upload bench-introspection bench-spread bench-merge bench-proofs
 
 $(BIN)/python:
 	@echo "Creating $(VENV) with $(PYTHON)"
@@ -99,6 +99,26 @@ bench-tools:
 bench-orders: BENCH_TOOLS := wrk pgbench
 bench-orders: bench-tools install
 	$(BIN)/python -m benchmarks.order_placement --port $(BENCH_PORT) --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
+
+# The recorded POST /orders replayed by pgbench over 1,000 listings ÷ pgbench -N, at 8 and 32
+# clients, with statements and WAL bytes per order and the merge delay under that load.
+# Needs PostgreSQL (BENCH_DATABASE_URL, a scratch database) and pgbench.
+bench-spread: BENCH_TOOLS := pgbench
+bench-spread: bench-tools install
+	$(BIN)/python -m benchmarks.order_spread --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
+
+# The evidence log's merge delay (commit to integration) at a sustained 1,000 entries/s, the
+# scheduler's sealer running. Needs PostgreSQL (BENCH_DATABASE_URL, scratch) and pgbench.
+bench-merge: BENCH_TOOLS := pgbench
+bench-merge: bench-tools install
+	$(BIN)/python -m benchmarks.merge_delay --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
+
+# Inclusion proofs and POST /evidence/verify over HTTP on a log of LOG_LEAVES (10,000,000)
+# leaves bulk-built on the scratch database BENCH_DATABASE_URL, and full verification's
+# leaves per second (about 20 minutes and 5 GB at the full size).
+LOG_LEAVES ?= 10000000
+bench-proofs: install
+	$(BIN)/python -m benchmarks.log_proofs --port $(BENCH_PORT) --leaves $(LOG_LEAVES) --database-url "$${BENCH_DATABASE_URL:?set BENCH_DATABASE_URL to a scratch PostgreSQL database}"
 
 bench-settlement: install
 	$(BIN)/python -m benchmarks.settlement $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"}

@@ -36,6 +36,9 @@ class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
     SQLALCHEMY_DATABASE_URI = _database_url(f"sqlite:///{INSTANCE_DIR / 'exchange.db'}")
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # PostgreSQL ends a session of the service left idle inside a transaction this long (0:
+    # never): an open transaction holds the evidence log's sealer back until it ends.
+    DATABASE_IDLE_IN_TRANSACTION_SECONDS = _int("DATABASE_IDLE_IN_TRANSACTION_SECONDS", 60)
     MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 1024 * 1024)
     JSON_SORT_KEYS = False
 
@@ -127,6 +130,10 @@ class Config:
     # key string, or a file holding one; development generates instance/log-signing.key).
     LOG_ORIGIN = os.environ.get("LOG_ORIGIN", "exchange.local/log")
     LOG_MAX_MERGE_DELAY_SECONDS = _int("LOG_MAX_MERGE_DELAY_SECONDS", 1)
+    # How often the sealer runs: an entry waits up to one interval, then for its batch, so a
+    # fraction of the delay it must keep within.
+    LOG_SEAL_INTERVAL_SECONDS = float(os.environ.get("LOG_SEAL_INTERVAL_SECONDS",
+                                                     LOG_MAX_MERGE_DELAY_SECONDS / 4))
     # Entries one sealer transaction integrates at most (a backlog takes several batches).
     LOG_SEAL_BATCH_SIZE = _int("LOG_SEAL_BATCH_SIZE", 10_000)
     LOG_SIGNING_KEY = os.environ.get("LOG_SIGNING_KEY")

@@ -62,6 +62,14 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
         app.config["SQLALCHEMY_DATABASE_URI"])
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         INSTANCE_DIR.mkdir(exist_ok=True)
+    idle = app.config["DATABASE_IDLE_IN_TRANSACTION_SECONDS"]
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql") and idle:
+        options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+        connect_args = options.get("connect_args", {})
+        timeout = f"-c idle_in_transaction_session_timeout={idle * 1000}"
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**options, "connect_args": {
+            **connect_args, "options": " ".join(filter(None, [connect_args.get("options"),
+                                                               timeout]))}}
     if app.config["TRUSTED_PROXY_HOPS"]:
         # The client's address and scheme as the trusted proxies saw them, never further back:
         # whatever a client writes into X-Forwarded-For itself comes before their entries.

@@ -13,13 +13,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar, cast
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Enum, Index, MetaData, Table, Uuid
+from sqlalchemy import BigInteger, Boolean, DateTime, Enum, Index, MetaData, Table, Uuid, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, registry
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, mapped_column, registry
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnElement, Executable, literal
 from sqlalchemy.sql.visitors import InternalTraversal
@@ -112,6 +112,43 @@ def unit_of_work(session: Session | None = None) -> Iterator[Session]:
         raise
     finally:
         session.info[_DEPTH] = depth
+
+
+_LAST = "statements_last"
+
+
+def run_last(session: Session, work: Callable[[Session], None]) -> None:
+    """Run `work` as the transaction's last statements: after every other change is flushed
+    (audit entries and a stored Idempotency-Key answer included), just before COMMIT.
+
+    For the UPDATE of a row that every concurrent writer of it queues on (a listing's
+    licenses): its lock is held from that UPDATE to the end of the COMMIT, so the less
+    follows it, the more writers of the row commit per second. `work` may raise (a
+    DomainError): the commit fails and the transaction rolls back whole. Inside a savepoint
+    it runs at once, since the savepoint's caller acts on its outcome.
+    """
+    if session.in_nested_transaction():
+        work(session)
+        return
+    session.info.setdefault(_LAST, []).append(work)
+
+
+@event.listens_for(Session, "before_commit")
+def _run_last_statements(session: Session) -> None:
+    # Listeners that add rows at commit (app.audit) are registered to run before this one.
+    if session.in_nested_transaction():
+        return
+    work: list[Callable[[Session], None]] = session.info.pop(_LAST, [])
+    if work:
+        session.flush()
+        for item in work:
+            item(session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_last_statements(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_LAST, None)
 
 
 def substring_index(name: str, column: str) -> Index:

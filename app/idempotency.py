@@ -2,7 +2,8 @@
 
 The key row is inserted in the same transaction as the request's effects, so the effect and
 the stored response commit together or not at all. A second request with the same key
-blocks on that row until the first commits (then replays it) or rolls back (then runs).
+waits for the first (on PostgreSQL, on the key's advisory lock, which every claim holds to
+its end) until it commits (then replays it) or rolls back (then runs).
 """
 
 from __future__ import annotations
@@ -94,41 +95,64 @@ def request_fingerprint() -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def _insert_ignoring_conflict(session: Session, values: dict[str, Any]) -> IdempotencyKey | None:
+def _insert_ignoring_conflict(session: Session, values: dict[str, Any],
+                              statement: ExecutableReturnsRows | None = None
+                              ) -> IdempotencyKey | None:
     """The new key's row, or None when the key is already there. RETURNING the row (not
     rowcount, which psycopg 3 resets when SQLAlchemy closes an INSERT's cursor) also spares
     reading it back."""
-    return session.scalars(_CLAIM, values, execution_options={"populate_existing": True}).first()
+    return session.scalars(statement if statement is not None else _CLAIM, values,
+                           execution_options={"populate_existing": True}).first()
 
 
-def _claim_statement() -> ExecutableReturnsRows:
+def _claim_statement(*, locked: bool = False) -> ExecutableReturnsRows:
     # Written as text: SQLAlchemy's ON CONFLICT inserts carry no cache key, so they would be
-    # compiled afresh on every idempotent POST. Both databases speak this SQL.
+    # compiled afresh on every idempotent POST. Both databases speak this SQL; `locked`
+    # (PostgreSQL) inserts only once it has the key's transaction-level advisory lock, taken
+    # without waiting in the same statement.
     table = IdempotencyKey.__table__
     inserted = ("party_id", "key", "request_fingerprint", "created_at")
-    sql = (f"INSERT INTO {table.name} ({', '.join(inserted)}) "
-           f"VALUES ({', '.join(':' + name for name in inserted)}) "
+    values = ", ".join(":" + name for name in inserted)
+    source = (f"SELECT {values} WHERE pg_try_advisory_xact_lock({_KEY_LOCK})" if locked
+              else f"VALUES ({values})")
+    sql = (f"INSERT INTO {table.name} ({', '.join(inserted)}) {source} "
            f"ON CONFLICT DO NOTHING RETURNING {', '.join(table.c.keys())}")
     statement = text(sql).bindparams(
         *[bindparam(name, type_=table.c[name].type) for name in inserted]).columns(*table.c)
     return select(IdempotencyKey).from_statement(statement)
 
 
+# Every request claiming a key on PostgreSQL holds this lock until it ends, so while one is
+# in progress the next finds it taken (a pair of keys sharing a lock merely wait in turn).
+_KEY_LOCK = "hashtextextended(CAST(:party_id AS text) || ' ' || :key, 0)"
 _CLAIM = _claim_statement()
+_CLAIM_LOCKED = _claim_statement(locked=True)
+_WAIT_FOR_KEY = text(f"SELECT pg_advisory_xact_lock({_KEY_LOCK})")
 
 
 def _claim(session: Session, party_id: uuid.UUID, key: str,
            fingerprint: str) -> tuple[IdempotencyKey, bool]:
-    """Insert the key (→ its row, True), or find the row of the request that used it first."""
+    """Insert the key (→ its row, True), or find the row of the request that used it first.
+
+    On PostgreSQL the common case is one statement: the key's advisory lock is free, so no
+    request with the key is in progress and the insert cannot wait on one. Otherwise the
+    request waits for that lock, at most IDEMPOTENCY_LOCK_TIMEOUT_MS (then 409 in progress),
+    and tries again once the other request has committed (→ replayed) or rolled back.
+    """
     now = clock.now()
     ttl = timedelta(hours=current_app.config["IDEMPOTENCY_KEY_TTL_HOURS"])
     values = {"party_id": party_id, "key": key, "request_fingerprint": fingerprint,
               "created_at": now}
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
+        row = _insert_ignoring_conflict(session, values, _CLAIM_LOCKED)
+        if row is not None:
+            return row, True
         timeout = int(current_app.config["IDEMPOTENCY_LOCK_TIMEOUT_MS"])
         session.execute(text(f"SET LOCAL lock_timeout = {timeout}"))
     try:
+        if postgres:
+            session.execute(_WAIT_FOR_KEY, {"party_id": str(party_id), "key": key})
         row = _insert_ignoring_conflict(session, values)
         if row is None:
             # A key older than the TTL is forgotten: it may be used afresh.

@@ -16,11 +16,14 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from app.db import Base
 
+# One encoder for every call (json.dumps with options builds one per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              default=str)
+
 
 def canonical_json(value: Any) -> str:
     """Sorted keys, no spaces, UTF-8 text: one byte string per value."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str)
+    return _CANONICAL.encode(value)
 
 
 def sha256_hex(text_: str) -> str:

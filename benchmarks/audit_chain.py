@@ -61,7 +61,8 @@ def measure(database_url: str | None = None, *, entries: int = 100_000,
                                  subject=n, subject_type="benchmark", details={"n": n})
         appended = time.perf_counter() - started
         started = time.perf_counter()
-        seal(app.config["LOG_ORIGIN"])
+        while (batch := seal(app.config["LOG_ORIGIN"])) is not None and batch.sealed:
+            pass  # batch after batch (LOG_SEAL_BATCH_SIZE each) until every entry is in
         sealed = time.perf_counter() - started
         started = time.perf_counter()
         report = verify_log(db.session(), log_verifier())
@@ -84,7 +85,7 @@ def main() -> None:
     print(f"entries             {figures.chain_entries}")
     print(f"append entries/s    {figures.append_rate:,.0f}  "
           f"({args.per_transaction} per transaction)")
-    print(f"seal seconds        {figures.seal_seconds:,.2f}  (one batch)")
+    print(f"seal seconds        {figures.seal_seconds:,.2f}  (batches of LOG_SEAL_BATCH_SIZE)")
     print(f"verify leaves/s     {figures.verify_rate:,.0f}  (valid={figures.chain_valid})")
 
 

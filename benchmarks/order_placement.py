@@ -5,12 +5,13 @@
 
 Needs a scratch PostgreSQL database (its schema is dropped and rebuilt), `wrk` and `pgbench`.
 One real POST /orders is recorded statement by statement; those statements, with the
-request's own values, become the pgbench script (new ids, the idempotency key and the audit
-chain's next link computed per transaction), so both sides run the same transaction. Each
-round runs pgbench, then wrk against gunicorn; the table shows medians of the rounds, the
-ratio, and latency at 60 % of the measured maximum rate, measured open-loop
-(benchmarks/open_loop.py: requests sent on a fixed schedule, each latency counted from the
-request's due time, so a stall is not hidden as it is by wrk, which waits for each answer).
+request's own values, become the pgbench script (new ids and the idempotency key per
+transaction), so both sides run the same transaction. Each round runs pgbench, then wrk
+against gunicorn, each after the buyer's unpaid orders are expired (`close_unpaid`); the
+table shows medians of the rounds, the ratio, and latency at 60 % of the measured maximum
+rate, measured open-loop (benchmarks/open_loop.py: requests sent on a fixed schedule, each
+latency counted from the request's due time, so a stall is not hidden as it is by wrk,
+which waits for each answer).
 """
 
 from __future__ import annotations
@@ -101,10 +102,12 @@ _PER_TRANSACTION = {
     ("INSERT INTO idempotency_keys", "key"): "'k' || :n",
     ("SELECT idempotency_keys", "pk_2"): "'k' || :n",
     ("UPDATE idempotency_keys", "idempotency_keys_key"): "'k' || :n",
-    ("INSERT INTO orders", "id"): "lpad(to_hex(:n), 32, '0')",
-    ("INSERT INTO licenses", "id"): "lpad(to_hex(:n), 32, '0')",
-    ("INSERT INTO licenses", "order_id"): "lpad(to_hex(:n), 32, '0')",
-    ("INSERT INTO audit_entries", "subject_id"): "lpad(to_hex(:n), 32, '0')",
+    ("INSERT INTO orders", "id"): "lpad(to_hex(:n::bigint), 32, '0')",
+    ("INSERT INTO licenses", "id"): "lpad(to_hex(:n::bigint), 32, '0')",
+    ("INSERT INTO licenses", "order_id"): "lpad(to_hex(:n::bigint), 32, '0')",
+    ("INSERT INTO audit_entries", "subject_id"): "lpad(to_hex(:n::bigint), 32, '0')",
+    # The time just before the commit, as the service writes it (merge delays count from it).
+    ("INSERT INTO audit_entries", "occurred_at"): "clock_timestamp()",
 }
 
 
@@ -128,13 +131,13 @@ def pgbench_script(statements: list[tuple[str, Any]], connection: psycopg.Connec
 
 
 def run_pgbench(script: Path, url: str, seconds: int, connections: int,
-                log_dir: Path) -> tuple[float, float, float]:
-    """Transactions per second, p50 and p99 in milliseconds."""
+                log_dir: Path, mode: str = "simple") -> tuple[float, float, float]:
+    """Transactions per second, p50 and p99 in milliseconds (`mode`: pgbench's -M)."""
     for old in log_dir.glob("pgbench_log*"):
         old.unlink()
     parsed = sa.make_url(url)
     out = subprocess.run(
-        ["pgbench", "-n", "-M", "simple", "-c", str(connections), "-j", "2", "-T", str(seconds),
+        ["pgbench", "-n", "-M", mode, "-c", str(connections), "-j", "2", "-T", str(seconds),
          "-f", str(script), "-l", "--log-prefix", str(log_dir / "pgbench_log"),
          "-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432),
          "-U", parsed.username or "postgres", parsed.database or "postgres"],
@@ -172,8 +175,10 @@ def require_tools(*tools: str) -> None:
             sys.exit(f"{tool} is not installed (Debian: apt-get install {TOOL_PACKAGES[tool]})")
 
 
-def start_gunicorn(url: str, workers: int, port: int = PORT) -> subprocess.Popen:
-    """gunicorn with production settings on the port, once it answers /healthz."""
+def start_gunicorn(url: str, workers: int, port: int = PORT,
+                   signing_key: str | None = None) -> subprocess.Popen:
+    """gunicorn with production settings on the port, once it answers /healthz; the log's
+    checkpoints signed with `signing_key` (by default a key of its own)."""
     # Another server on the port would answer the health check and take the load unnoticed.
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
@@ -182,7 +187,7 @@ def start_gunicorn(url: str, workers: int, port: int = PORT) -> subprocess.Popen
     # leaving every order unpaid, so its unpaid licenses of the listing are not capped).
     env = {**os.environ, "APP_ENV": "production", "DATABASE_URL": url,
            "SECRET_KEY": secrets.token_urlsafe(48), "LOG_LEVEL": "WARNING",
-           "LOG_SIGNING_KEY": Signer.generate("exchange.local/log").skey,
+           "LOG_SIGNING_KEY": signing_key or Signer.generate("exchange.local/log").skey,
            "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers),
            "RATE_LIMITS_ENABLED": "false", "UNPAID_LICENSES_PER_BUYER_PER_LISTING": str(10**9)}
     server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c",
@@ -264,24 +269,41 @@ class OrderFigures:
         return self.http_rps / self.sql_tps
 
 
-def measure(database_url: str, *, seconds: int = 10, rounds: int = 3, workers: int = 4,
-            connections: int = 8, port: int = PORT) -> OrderFigures:
-    """Record one order's SQL, then alternate pgbench and wrk rounds, then send open-loop at
-    60 % of wrk's rate."""
+def close_unpaid(url: str) -> None:
+    """Expire the buyer's unpaid orders, as the scheduler would: each order counts the
+    buyer's unpaid licenses of the listing under its row lock, which a real buyer keeps to
+    UNPAID_LICENSES_PER_BUYER_PER_LISTING (10) but the one benchmark buyer, its cap lifted,
+    would pile up to tens of thousands, making every round slower than the one before."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("UPDATE orders SET status = 'expired', closed_at = now() "
+                           "WHERE status = 'pending_payment'")
+
+
+def record_order(database_url: str) -> tuple[str, str, str, list[tuple[str, Any]]]:
+    """A fresh schema, the market seeded, and one POST /orders recorded statement by
+    statement: (database URL, listing id, buyer's Authorization, statements)."""
     app = scratch_app(database_url)
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     with app.app_context():
         upgrade()
         db.session.remove()
     listing_id, auth = seed(app)
-    body = order_body(listing_id)
     with recorded_statements(app) as statements:
-        response = app.test_client().post(ORDERS, data=body, headers={
+        response = app.test_client().post(ORDERS, data=order_body(listing_id), headers={
             "Authorization": auth, "Content-Type": "application/json",
             "Idempotency-Key": "recorded"})
     assert response.status_code == 201, response.json
     with app.app_context():
         db.engine.dispose()
+    return url, listing_id, auth, statements
+
+
+def measure(database_url: str, *, seconds: int = 10, rounds: int = 3, workers: int = 4,
+            connections: int = 8, port: int = PORT) -> OrderFigures:
+    """Record one order's SQL, then alternate pgbench and wrk rounds, then send open-loop at
+    60 % of wrk's rate."""
+    url, listing_id, auth, statements = record_order(database_url)
+    body = order_body(listing_id)
     libpq_url = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
     with psycopg.connect(libpq_url) as connection:
         script_text = pgbench_script(statements, connection)
@@ -296,9 +318,12 @@ def measure(database_url: str, *, seconds: int = 10, rounds: int = 3, workers: i
         run_wrk(work / "orders.lua", 2, connections, port)
         sql_rounds, http_rounds = [], []
         for _ in range(rounds):
+            close_unpaid(libpq_url)
             sql_rounds.append(run_pgbench(work / "order.sql", libpq_url, seconds,
                                           connections, work))
+            close_unpaid(libpq_url)
             http_rounds.append(run_wrk(work / "orders.lua", seconds, connections, port))
+        close_unpaid(libpq_url)
         rate = 0.6 * statistics.median(r[0] for r in http_rounds)
         opened = open_loop_orders(listing_id, auth, rate, seconds, port)
     finally:

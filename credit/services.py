@@ -9,7 +9,7 @@ blacklist lives in `credit.blacklisting`, objections and repairs in `credit.reme
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -234,14 +234,40 @@ def active_penalties(session: Session, party_id: uuid.UUID, at: datetime) -> lis
     return list(session.scalars(_ACTIVE_PENALTIES, {"party_id": party_id, "at": at}))
 
 
+_ACTIVE_PENALTIES_OF_PARTIES = select(Penalty).where(
+    Penalty.party_id.in_(bindparam("party_ids", expanding=True)), Penalty.lifted_at.is_(None),
+    Penalty.starts_at <= bindparam("at"), Penalty.ends_at > bindparam("at"),
+).order_by(Penalty.starts_at)
+
+
+def _restrictions(penalties: list[Penalty], kind: PenaltyKind,
+                  doing: str) -> PartyRestricted | None:
+    restricting = [p for p in penalties if p.kind is kind]
+    if not restricting:
+        return None
+    until = max(p.ends_at for p in restricting)
+    return PartyRestricted(f"Under a {kind.value} until {until.isoformat()}: cannot {doing}.",
+                           penalty=kind.value, until=until.isoformat())
+
+
 def _ensure_free_of(session: Session, party_id: uuid.UUID, kind: PenaltyKind,
                     doing: str) -> None:
-    now = clock.now()
-    restricting = [p for p in active_penalties(session, party_id, now) if p.kind is kind]
-    if restricting:
-        until = max(p.ends_at for p in restricting)
-        raise PartyRestricted(f"Under a {kind.value} until {until.isoformat()}: cannot {doing}.",
-                              penalty=kind.value, until=until.isoformat())
+    restricted = _restrictions(active_penalties(session, party_id, clock.now()), kind, doing)
+    if restricted is not None:
+        raise restricted
+
+
+def trade_restrictions(session: Session,
+                       party_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, PartyRestricted]:
+    """The 403 `ensure_may_trade` raises, for each of the parties under a trade restriction:
+    one query for both sides of an order."""
+    penalties: dict[uuid.UUID, list[Penalty]] = {}
+    for penalty in session.scalars(_ACTIVE_PENALTIES_OF_PARTIES,
+                                   {"party_ids": list(party_ids), "at": clock.now()}):
+        penalties.setdefault(penalty.party_id, []).append(penalty)
+    found = {party_id: _restrictions(held, PenaltyKind.TRADE_RESTRICTION, "trade")
+             for party_id, held in penalties.items()}
+    return {party_id: error for party_id, error in found.items() if error is not None}
 
 
 def ensure_may_list(session: Session, party_id: uuid.UUID) -> None:

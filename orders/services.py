@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app import audit, clock
+from app.db import run_last
 from app.errors import Forbidden, ValidationFailed
 from app.parties.models import OVERSEERS, Actor, Party, PartyKind
 from credit import services as credit
@@ -88,8 +89,13 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
     """Buy licenses of a listed product at its current price, under its current scope; the
     order's licence is issued `pending`. A renewal (`renewal_of`, locked by
     `licenses.ensure_renewable`) takes no stock: it extends that licence once completed."""
-    credit.ensure_may_trade(session, buyer.id)
     listing = session.get(Listing, listing_id)
+    # Both sides' trade restrictions in one query; the buyer's is refused first, whatever
+    # the listing.
+    restricted = credit.trade_restrictions(
+        session, {buyer.id} if listing is None else {buyer.id, listing.merchant_id})
+    if buyer.id in restricted:
+        raise restricted[buyer.id]
     if listing is None or (listing.listed_at is None and listing.merchant_id != buyer.id
                            and not buyer.has_role(*OVERSEERS)):
         # A product never on the market is not revealed to exist (its detail answers 404
@@ -103,10 +109,8 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
         # Listed at 0 before prices had a floor: there is no payment to take for it.
         raise ListingNotAvailable(f"The listing is priced at {listing.unit_price} fen, below "
                                   f"the lowest price of {MIN_UNIT_PRICE} fen.")
-    try:
-        credit.ensure_may_trade(session, listing.merchant_id)
-    except Forbidden:
-        raise ListingNotAvailable("The merchant is restricted from trading.") from None
+    if listing.merchant_id in restricted:
+        raise ListingNotAvailable("The merchant is restricted from trading.")
     if purpose not in listing.usage_scope.purposes:
         raise PurposeOutOfScope(
             f"{purpose!r} is not among the listing's purposes: "
@@ -120,10 +124,10 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
     takes_stock = renewal_of is None
     if takes_stock and listing.licenses_available is not None \
             and listing.licenses_available < quantity:
-        # Seen already: refuse before a payment is opened (the UPDATE below is the guard).
+        # Seen already: refuse before a payment is opened (the UPDATE at commit is the guard).
         raise OutOfStock(f"Fewer than {quantity} licenses are left.")
     if takes_stock:
-        # Likewise (the guard is the same check under the listing's lock, below).
+        # Likewise (the guard is the same check under the listing's lock, at the end).
         holds.ensure_within_cap(session, buyer_id=buyer.id, listing=listing,
                                 quantity=quantity, counted=False)
     provider = provider_named(current_app.config["PAYMENT_PROVIDER"])
@@ -151,13 +155,19 @@ def place_order(session: Session, *, buyer: Party, listing_id: uuid.UUID, quanti
         merchant_id=listing.merchant_id, beneficiaries=order.beneficiaries, purpose=purpose,
         quantity=quantity, scope=order.license, actor=buyer)
     _knows_license(order, license.id, renews=False)
-    # Last: the UPDATE locks the listing's row until commit, and every buyer of the product
-    # queues on that lock, so it is held for as little of the transaction as possible. The
-    # buyer's unpaid licenses of the listing are counted under it, one order at a time.
-    if not listings.take_licenses(session, listing=listing, quantity=quantity):
-        raise OutOfStock(f"Fewer than {quantity} licenses are left.")
-    holds.ensure_within_cap(session, buyer_id=buyer.id, listing=listing, quantity=quantity,
-                            counted=True)
+
+    def take(session: Session) -> None:
+        if not listings.take_licenses(session, listing=listing, quantity=quantity):
+            raise OutOfStock(f"Fewer than {quantity} licenses are left.")
+        # Under the listing's lock: the buyer's unpaid licenses of it are counted one order
+        # at a time.
+        holds.ensure_within_cap(session, buyer_id=buyer.id, listing=listing,
+                                quantity=quantity, counted=True)
+
+    # Last of all, just before COMMIT: the UPDATE locks the listing's row until the commit
+    # ends, and every buyer of the product queues on that lock, so only the count runs
+    # under it.
+    run_last(session, take)
     return order
 
 

@@ -431,3 +431,21 @@ def test_flask_audit_verify_exits_1_once_the_log_is_tampered_with(app, busy_chai
     assert broken.exit_code == 1
     assert "valid=False" in broken.output
     assert "first_bad_entry=3" in broken.output
+
+
+@pytest.mark.parametrize("text", ['plain', 'quote " and \\ backslash', "中文 ünïcode",
+                                  "control \x00\x01\n\t\x7f", "emoji \U0001f600 / slash"])
+def test_a_leaf_is_the_canonical_json_of_its_entrys_fields(text):
+    import uuid
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from app.audit import leaf_bytes, leaf_content
+    from app.records import canonical_json
+
+    for actor in (None, uuid.uuid4()):
+        entry = SimpleNamespace(id=12345678901, occurred_at=datetime(2026, 1, 2, 3, 4, 5, 6,
+                                                                     tzinfo=UTC),
+                                actor_id=actor, action=f"a.{text}", subject_type=text,
+                                subject_id=text[::-1], payload_digest="ab" * 32)
+        assert leaf_bytes(entry) == canonical_json(leaf_content(entry)).encode()

@@ -6,6 +6,7 @@ import json
 import uuid
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -161,3 +162,10 @@ def test_credit_entries_of_the_hash_chain_become_leaves_in_their_chain_order(app
     assert [(row.seq, row.description) for row in chained] == [
         (1, "finding 1"), (2, "finding 2"), (3, "finding 3")]
     assert [row.prev_hash for row in chained] == ["0" * 64] + [row.hash for row in chained[:2]]
+
+
+@pytest.mark.postgres_only
+def test_listings_keep_room_on_each_page_for_the_licenses_every_order_updates(app):
+    options = db.session.execute(sa.text(
+        "SELECT reloptions FROM pg_class WHERE relname = 'listings'")).scalar_one()
+    assert "fillfactor=80" in options

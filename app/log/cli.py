@@ -1,5 +1,6 @@
-"""flask log seal: run the sealer once, now; flask log monitor: check the log from outside;
-flask log verify-evidence: check a voucher or certificate offline."""
+"""flask log seal: run the sealer once, now; flask log status: how far behind it is and why;
+flask log monitor: check the log from outside; flask log verify-evidence: check a voucher or
+certificate offline."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from flask import current_app
 from flask.cli import AppGroup
 from marshmallow import ValidationError
 
+from app.db import unit_of_work
 from app.log import monitor
 from app.log.document_check import check_document
 from app.log.note import Verifier
 from app.log.schemas import DocumentSchema
 from app.log.sealer import seal
+from app.log.status import log_status
 
 log_cli = AppGroup("log", help="The evidence log.")
 
@@ -38,6 +41,30 @@ def seal_now() -> None:
             break
     root = report.root_hash.hex() if report.root_hash else None
     click.echo(f"sealed={sealed} tree_size={report.tree_size} root_hash={root}")
+
+
+@log_cli.command("status")
+def status() -> None:
+    """How far behind the sealer is: the latest checkpoint's age, the entries waiting, the
+    merge delay (commit to integration) of the latest leaves, and on PostgreSQL the oldest
+    transaction running in the database, which holds every later entry back."""
+    with unit_of_work() as session:
+        report = log_status(session)
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}s"
+
+    click.echo(f"tree_size={report.tree_size} checkpoint_age={seconds(report.checkpoint_age)} "
+               f"waiting={report.waiting} oldest_waiting={seconds(report.oldest_waiting_age)}")
+    target = current_app.config["LOG_MAX_MERGE_DELAY_SECONDS"]
+    click.echo(f"merge_delay over the latest {report.recent} leaves: "
+               f"p50={seconds(report.delay_p50)} p99={seconds(report.delay_p99)} "
+               f"max={seconds(report.delay_max)} (target {target}s)")
+    oldest = report.holding_back
+    click.echo("oldest transaction: none" if oldest is None else
+               f"oldest transaction: pid={oldest.pid} state={oldest.state} "
+               f"application={oldest.application or '-'} "
+               f"started={oldest.started_at.isoformat() if oldest.started_at else '-'}")
 
 
 @log_cli.command("monitor")

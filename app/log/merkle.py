@@ -164,6 +164,17 @@ def _grow(stack: list[tuple[Node, bytes]], size: int,
         size += 1
 
 
+def complete_root(hashes: Sequence[bytes]) -> bytes:
+    """The root of a complete subtree from the 2**k hashes of one of its levels, left to
+    right: pairs hashed level by level (what a tile's nodes are recomputed with)."""
+    level = list(hashes)
+    if not level or len(level) & (len(level) - 1):
+        raise ValueError(f"{len(level)} hashes are not a complete subtree's level")
+    while len(level) > 1:
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
 def root_of(leaf_hashes: Iterable[bytes]) -> bytes:
     """MTH of the leaves with these hashes, in one pass and O(log n) memory (§2.1.1)."""
     stack: list[tuple[Node, bytes]] = []

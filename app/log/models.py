@@ -73,19 +73,23 @@ make_append_only(LogCheckpoint)
 
 
 class DatabaseTiles:
-    """A `TileReader` over `log_tiles`: one query for the tiles asked."""
+    """A `TileReader` over `log_tiles`: one query for the tiles asked that it has not read
+    yet (an instance serves one request or transaction, so what it read stays true)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.read: dict[Tile, bytes] = {}
 
     def read_tiles(self, tiles: Sequence[Tile]) -> Mapping[Tile, bytes]:
-        if not tiles:
-            return {}
-        rows = self.session.execute(
-            select(LogTile.level, LogTile.index, LogTile.hashes)
-            .where(tuple_(LogTile.level, LogTile.index).in_(
-                [(tile.level, tile.index) for tile in tiles])))
-        return {Tile(level, index): bytes(hashes) for level, index, hashes in rows}
+        missing = [tile for tile in tiles if tile not in self.read]
+        if missing:
+            rows = self.session.execute(
+                select(LogTile.level, LogTile.index, LogTile.hashes)
+                .where(tuple_(LogTile.level, LogTile.index).in_(
+                    [(tile.level, tile.index) for tile in missing])))
+            self.read.update({Tile(level, index): bytes(hashes)
+                              for level, index, hashes in rows})
+        return {tile: self.read[tile] for tile in tiles if tile in self.read}
 
 
 def latest_checkpoint(session: Session) -> LogCheckpoint | None:

@@ -7,13 +7,16 @@ and does nothing. Writers never wait for it.
 Which entries come next, without a lock on the writers: ids are drawn at insert, not at
 commit, so "ids above the last one sealed" would skip an entry whose transaction commits
 late with a smaller id. On PostgreSQL every entry carries its transaction's id (`txid`);
-`pg_snapshot_xmin(pg_current_snapshot())` is the oldest transaction still running, so every
-entry with a txid below it is committed (or gone with its rollback) and no more can appear
-there. A batch is the entries with `previous xmin <= txid < current xmin` not yet in the log,
-ordered by (txid, id), taken in one statement; the checkpoint keeps the xmin for the next
+the watermark (`_watermark`) is the oldest transaction still running in this database (like
+`pg_snapshot_xmin`, which is the cluster's oldest, but not held back by other databases'), so
+every entry with a txid below it is committed (or gone with its rollback) and no more can
+appear there. A batch is the entries with `previous watermark <= txid < current watermark`
+not yet in the log, ordered by (txid, id); the checkpoint keeps the watermark for the next
 batch (the previous one again when the batch was cut at LOG_SEAL_BATCH_SIZE: the rest of that
-range comes first next time, nothing can join it). On SQLite one transaction writes at a
-time: id order is commit order.
+range comes first next time, nothing can join it). A transaction left open in this database
+holds sealing back until it ends: the service's connections end an idle one after
+DATABASE_IDLE_IN_TRANSACTION_SECONDS, and `flask log status` shows what holds it. On SQLite
+one transaction writes at a time: id order is commit order.
 
 A batch is one transaction: its tiles, leaves and signed checkpoint commit together or not
 at all, so a sealer killed anywhere leaves the last checkpoint as it was.
@@ -25,7 +28,7 @@ import logging
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import BigInteger, Row, column, insert, select, text, update
+from sqlalchemy import Row, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app import clock
@@ -128,17 +131,55 @@ def _next_batch(session: Session, checkpoint: LogCheckpoint | None,
                                        .order_by(AuditEntry.id).limit(limit)))
         return entries, None
     since = (checkpoint.xmin_watermark or 0) if checkpoint else 0
-    # One statement, one snapshot: its xmin and the rows below it are read together.
+    watermark = _watermark(session)
     columns = ", ".join(f"e.{entry_column.name}" for entry_column in _ENTRY_COLUMNS)
-    rows = list(session.execute(text(
-        f"WITH snapshot AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) "
-        f"SELECT {columns}, snapshot.xmin::text::bigint AS watermark "
-        f"FROM snapshot LEFT JOIN LATERAL ("
-        f"SELECT * FROM audit_entries e "
-        f"WHERE e.txid >= CAST(CAST(:since AS text) AS xid8) AND e.txid < snapshot.xmin "
+    entries = list(session.execute(text(
+        f"SELECT {columns} FROM audit_entries e "
+        f"WHERE e.txid >= CAST(CAST(:since AS text) AS xid8) "
+        f"AND e.txid < CAST(CAST(:watermark AS text) AS xid8) "
         f"AND NOT EXISTS (SELECT FROM log_leaves l WHERE l.entry_id = e.id) "
-        f"ORDER BY e.txid, e.id LIMIT :limit) e ON true "
-        f"ORDER BY e.txid, e.id").columns(*_ENTRY_COLUMNS, column("watermark", BigInteger)),
-        {"since": since, "limit": limit}))
-    entries = [row for row in rows if row.id is not None]
-    return entries, since if len(entries) == limit else rows[0].watermark
+        f"ORDER BY e.txid, e.id LIMIT :limit").columns(*_ENTRY_COLUMNS),
+        {"since": since, "watermark": watermark, "limit": limit}))
+    return entries, since if len(entries) == limit else watermark
+
+
+# Every transaction id from it up was unassigned when it was read (pg_snapshot_xmax); the
+# backend status read by the next statement is taken afresh, after it.
+_NEXT_XID = text("SELECT pg_stat_clear_snapshot(), "
+                 "pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+# The (32-bit) ids of the transactions running in this database, prepared ones included, or
+# None when this role may not see other roles' (pg_read_all_stats).
+_RUNNING_HERE = text(
+    "SELECT pg_has_role('pg_read_all_stats', 'USAGE') OR rolsuper, "
+    "ARRAY(SELECT backend_xid::text::bigint FROM pg_stat_activity "
+    "      WHERE datname = current_database() AND backend_xid IS NOT NULL "
+    "      AND pid <> pg_backend_pid() "
+    "      UNION ALL SELECT transaction::text::bigint FROM pg_prepared_xacts "
+    "      WHERE database = current_database()) "
+    "FROM pg_roles WHERE rolname = current_user")
+_XMIN = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+
+
+def _watermark(session: Session) -> int:
+    """A transaction id below which every transaction of this database has ended, and none
+    can start: the oldest one running here, else the next to be assigned.
+
+    Transactions of the cluster's other databases cannot write these rows, so they do not
+    hold the sealer back, as they would with pg_snapshot_xmin (the cluster's oldest): an
+    id below the next unassigned one (read first) was assigned already, so if its
+    transaction still ran when this database's backends were read next, it was among them.
+    A role that may not see other roles' transactions falls back to the cluster's xmin.
+    """
+    next_xid = session.execute(_NEXT_XID).one()[1]
+    allowed, running = session.execute(_RUNNING_HERE).one()
+    if not allowed:
+        return int(session.execute(_XMIN).scalar_one())
+    return min([_widen(xid, next_xid) for xid in running], default=next_xid)
+
+
+def _widen(xid: int, near: int) -> int:
+    """The 64-bit id of a running transaction's 32-bit `xid`, from a 64-bit id `near` it:
+    running ids lie within 2**31 of each other (one assigned after `near` was read is above
+    it)."""
+    behind = (near - xid) % 2**32
+    return near - (behind - 2**32 if behind >= 2**31 else behind)

@@ -115,9 +115,11 @@ def inclusion(session: Session, *, index: int, tree_size: int) -> dict[str, Any]
     if index >= tree_size:
         raise LogEntryNotFound(f"Leaf {index} is not in the tree of {tree_size} leaves.")
     reader = TileHashReader(DatabaseTiles(session))
+    # The proof first: its tiles include the leaf's, which the leaf hash is then read from.
+    path = inclusion_proof(reader, index, tree_size)
     return {"index": index, "tree_size": tree_size,
             "leaf_hash": reader.read_hashes([Node(0, index)])[0].hex(),
-            "hashes": [value.hex() for value in inclusion_proof(reader, index, tree_size)]}
+            "hashes": [value.hex() for value in path]}
 
 
 def consistency(session: Session, *, first: int, second: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from app.log.merkle import HASH_SIZE, Node, root_of
+from app.log.merkle import HASH_SIZE, Node, complete_root
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
@@ -57,7 +57,8 @@ class TileHashReader:
             data = stored.get(tile, b"")[first * HASH_SIZE:(first + count) * HASH_SIZE]
             if len(data) != count * HASH_SIZE:
                 raise LookupError(f"subtree {node} is not stored")
-            hashes.append(root_of(data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)))
+            hashes.append(complete_root([data[i:i + HASH_SIZE]
+                                         for i in range(0, len(data), HASH_SIZE)]))
         return hashes
 
 
@@ -97,3 +98,44 @@ class MemoryTileStore:
     def read_tiles(self, tiles: Sequence[Tile]) -> dict[Tile, bytes]:
         self.reads += len(tiles)
         return {tile: self.tiles[tile] for tile in tiles if tile in self.tiles}
+
+
+class TileBuilder:
+    """The tiles of a tree rebuilt from its leaf hashes as they come (what full verification
+    compares with the stored ones): each 256 hashes of a level make a tile, and their
+    subtree's root is the next level's hash. It keeps the tiles above the leaves (1/255 of
+    the hashes), and the full tiles of leaves only when asked to, for whoever drains them."""
+
+    def __init__(self, *, keep_leaf_tiles: bool = False) -> None:
+        self.pending: list[list[bytes]] = [[]]  # per tile level, the hashes of its open tile
+        self.full: list[int] = [0]  # per tile level, how many of its tiles are complete
+        self.upper: dict[Tile, bytes] = {}  # every complete tile above level 0
+        self.leaf_tiles: list[tuple[Tile, bytes]] | None = [] if keep_leaf_tiles else None
+
+    def add(self, value: bytes, level: int = 0) -> None:
+        pending = self.pending[level]
+        pending.append(value)
+        if len(pending) < TILE_WIDTH:
+            return
+        if level:
+            self.upper[Tile(level, self.full[level])] = b"".join(pending)
+        elif self.leaf_tiles is not None:
+            self.leaf_tiles.append((Tile(0, self.full[0]), b"".join(pending)))
+        self.full[level] += 1
+        self.pending[level] = []
+        if level + 1 == len(self.pending):
+            self.pending.append([])
+            self.full.append(0)
+        self.add(complete_root(pending), level + 1)
+
+    def finish(self) -> tuple[dict[Tile, bytes], MemoryTileStore]:
+        """The tiles above level 0 with their partial ones, and a store of those and the
+        partial tile of leaves (what the tree's right edge is read from)."""
+        for level in range(1, len(self.pending)):
+            if self.pending[level]:
+                self.upper[Tile(level, self.full[level])] = b"".join(self.pending[level])
+        store = MemoryTileStore()
+        store.tiles = dict(self.upper)
+        if self.pending[0]:
+            store.tiles[Tile(0, self.full[0])] = b"".join(self.pending[0])
+        return self.upper, store

@@ -1,22 +1,30 @@
 """Full verification of the evidence log: every leaf recomputed from its entry, the tree
 recomputed from the leaves, both compared with the stored tiles (every level) and the latest
-checkpoint, whose signature is checked with the log's key."""
+checkpoint, whose signature is checked with the log's key.
+
+It reads the log once, in log order, in batches of plain rows (no ORM objects), and rebuilds
+the tiles as the leaves come: each 256 hashes of a level make a tile, and their subtree's
+root is the next level's hash. Only the tiles above the leaves (1/255 of the hashes) and the
+last, partial tile of leaves are kept, so memory stays small at any size.
+"""
 
 from __future__ import annotations
 
-import itertools
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
-from app.audit import AuditEntry, digest, leaf_bytes
+from app.audit import AuditEntry, leaf_bytes_of
 from app.log.checkpoint import open_checkpoint
 from app.log.merkle import HASH_SIZE, RightEdge, leaf_hash
 from app.log.models import LogCheckpoint, LogLeaf, LogTile, latest_checkpoint
 from app.log.note import NoteError, Verifier
-from app.log.tiles import TILE_HEIGHT, Tile, tile_appends
+from app.log.tiles import MemoryTileStore, Tile, TileBuilder, TileHashReader
+from app.records import canonical_json
 
 
 @dataclass(frozen=True)
@@ -30,66 +38,57 @@ class LogReport:
     first_bad_entry: int | None
 
 
-class _LeafCheck:
-    """Recomputes each leaf from its entry while the tree's root is folded from them."""
-
-    def __init__(self) -> None:
-        self.leaves = 0
-        self.first_bad: int | None = None
-        self._stored: Iterator[bytes] = iter(())
-
-    def stored_complete(self) -> bool:
-        """Whether level 0 of the tiles holds no hash beyond the last leaf."""
-        return next(self._stored, None) is None
-
-    def hashes(self, session: Session, batch_size: int) -> Iterator[bytes]:
-        stored = self._stored = _stored_leaf_hashes(session)
-        entry = AuditEntry.__table__.c
-        rows = session.execute(
-            select(LogLeaf.log_index, LogLeaf.entry_id, *entry)
-            .outerjoin(AuditEntry.__table__, entry.id == LogLeaf.entry_id)
-            .order_by(LogLeaf.log_index).execution_options(yield_per=batch_size))
-        for row in rows:
-            found = row.id is not None
-            value = leaf_hash(leaf_bytes(row)) if found else b""
-            intact = (row.log_index == self.leaves and found
-                      and row.payload_digest == digest(row.details)
-                      and next(stored, None) == value)
-            if not intact and self.first_bad is None:
-                self.first_bad = row.entry_id
-            self.leaves += 1
-            yield value
+_ENTRY = AuditEntry.__table__.c
+# Each leaf in log order with its entry's columns; the details as their stored text, parsed
+# with the json module (the driver's JSON loading costs more than the digest).
+_LEAVES = (select(LogLeaf.log_index, LogLeaf.entry_id, _ENTRY.id, _ENTRY.occurred_at,
+                  _ENTRY.actor_id, _ENTRY.action, _ENTRY.subject_type, _ENTRY.subject_id,
+                  _ENTRY.payload_digest, cast(_ENTRY.details, Text).label("details"))
+           .select_from(LogLeaf.__table__.outerjoin(AuditEntry.__table__,
+                                                    _ENTRY.id == LogLeaf.entry_id))
+           .order_by(LogLeaf.log_index))
 
 
 def verify_log(session: Session, verifier: Verifier, *, batch_size: int = 5000) -> LogReport:
     """Recompute every leaf and the tree; compare with the tiles and the latest checkpoint."""
     checkpoint = latest_checkpoint(session)
-    check = _LeafCheck()
-    edge = RightEdge()
-    upper: dict[Tile, bytes] = {}  # the tiles above level 0, recomputed
-    hashes = check.hashes(session, batch_size)
-    while batch := list(itertools.islice(hashes, batch_size)):
-        edge, created = edge.append(batch)
-        for tile, (offset, data) in tile_appends(
-                (node, value) for node, value in created if node.level >= TILE_HEIGHT).items():
-            upper[tile] = upper.get(tile, b"")[:offset * HASH_SIZE] + data
-    valid = (check.first_bad is None and check.stored_complete()
+    stored = _stored_leaf_hashes(session)
+    tiles = TileBuilder()
+    leaves = 0
+    first_bad: int | None = None
+    rows = session.connection().execution_options(yield_per=batch_size).execute(_LEAVES)
+    # Names bound once: this loop runs once per leaf of the log.
+    loads, encode, sha256, add = json.loads, canonical_json, hashlib.sha256, tiles.add
+    for (log_index, leaf_entry, entry_id, occurred_at, actor_id, action, subject_type,
+         subject_id, payload_digest, details) in rows.tuples():
+        found = entry_id is not None
+        value = leaf_hash(leaf_bytes_of(entry_id, occurred_at, actor_id, action, subject_type,
+                                        subject_id, payload_digest)) if found else b""
+        intact = (next(stored, None) == value and found and log_index == leaves
+                  and payload_digest == sha256(encode(loads(details)).encode()).hexdigest())
+        if not intact and first_bad is None:
+            first_bad = leaf_entry
+        leaves += 1
+        add(value)
+    upper, store = tiles.finish()
+    valid = (first_bad is None and next(stored, None) is None
              and _upper_tiles(session) == upper
-             and _signed(verifier, checkpoint, edge))
-    return LogReport(valid, check.leaves, checkpoint.root_hash.hex() if checkpoint else None,
-                     check.first_bad)
+             and _signed(verifier, checkpoint, leaves, store))
+    return LogReport(valid, leaves, checkpoint.root_hash.hex() if checkpoint else None,
+                     first_bad)
 
 
-def _signed(verifier: Verifier, checkpoint: LogCheckpoint | None, edge: RightEdge) -> bool:
+def _signed(verifier: Verifier, checkpoint: LogCheckpoint | None, size: int,
+            store: MemoryTileStore) -> bool:
     """Whether the recomputed tree is the one the latest checkpoint signed."""
     if checkpoint is None:
-        return edge.size == 0
+        return size == 0
     try:
+        root = RightEdge.read(TileHashReader(store), size).root()
         signed = open_checkpoint(checkpoint.signed_note, verifier)
-    except NoteError:
+    except (NoteError, LookupError):
         return False
-    return ((signed.tree_size, signed.root_hash) == (edge.size, edge.root())
-            and checkpoint.root_hash == edge.root())
+    return (signed.tree_size, signed.root_hash) == (size, root) and checkpoint.root_hash == root
 
 
 def _upper_tiles(session: Session) -> dict[Tile, bytes]:
@@ -99,9 +98,10 @@ def _upper_tiles(session: Session) -> dict[Tile, bytes]:
 
 
 def _stored_leaf_hashes(session: Session) -> Iterator[bytes]:
-    """The level-0 hashes of the tiles, in leaf order."""
-    tiles = session.execute(select(LogTile.hashes).where(LogTile.level == 0)
-                            .order_by(LogTile.index).execution_options(yield_per=64))
+    """The level-0 hashes of the tiles, in leaf order (a second cursor, beside the leaves')."""
+    tiles = session.connection().execution_options(yield_per=64).execute(
+        select(LogTile.hashes).where(LogTile.level == 0).order_by(LogTile.index))
     for (data,) in tiles:
+        data = bytes(data)
         for offset in range(0, len(data), HASH_SIZE):
-            yield bytes(data[offset:offset + HASH_SIZE])
+            yield data[offset:offset + HASH_SIZE]

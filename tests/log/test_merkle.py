@@ -230,3 +230,14 @@ def test_a_right_edge_has_one_hash_per_set_bit_of_its_size() -> None:
     assert RightEdge.read(STORE, 13).hashes == (mth(HASHES[:8]), mth(HASHES[8:12]), HASHES[12])
     with pytest.raises(ValueError):
         RightEdge(13, (HASHES[0],))
+
+
+def test_a_complete_subtree_root_from_its_hashes_is_the_tree_root_of_them():
+    from app.log.merkle import complete_root, leaf_hash, root_of
+
+    for size in (1, 2, 4, 8, 256):
+        hashes = [leaf_hash(bytes([n % 256, n // 256])) for n in range(size)]
+        assert complete_root(hashes) == root_of(hashes)
+    for size in (0, 3, 6, 255):
+        with pytest.raises(ValueError):
+            complete_root([leaf_hash(b"x")] * size)

@@ -367,3 +367,71 @@ def test_a_tile_above_the_leaves_changed_behind_the_service_fails_verification(a
                            .values(hashes=b"\x01" * 32))
     report = _verify()
     assert (report.valid, report.entries, report.first_bad_entry) == (False, 300, None)
+
+
+def test_a_running_transactions_32_bit_id_is_widened_across_an_epoch_boundary():
+    epoch = 7 << 32
+    assert sealer._widen(100, epoch + 200) == epoch + 100
+    assert sealer._widen(2**32 - 50, epoch + 20) == epoch - 50  # begun before the wrap
+    assert sealer._widen(300, epoch + 200) == epoch + 300  # begun after `near` was read
+    assert sealer._widen(10, epoch + 2**32 - 5) == epoch + 2**32 + 10
+
+
+def _other_database_url() -> sa.URL:
+    return db.engine.url.set(database="postgres")
+
+
+@pytest.mark.postgres_only
+def test_a_transaction_open_in_another_database_does_not_hold_the_sealer_back(app: Flask):
+    other = sa.create_engine(_other_database_url())
+    try:
+        with other.connect() as connection:
+            connection.execute(sa.text("SELECT pg_current_xact_id()"))  # an id, held open
+            _write_committed("test.meanwhile", 3)
+            report = sealer.seal(app.config["LOG_ORIGIN"])
+            assert report is not None and report.sealed == 3
+            connection.rollback()
+    finally:
+        other.dispose()
+
+
+@pytest.mark.postgres_only
+def test_a_transaction_open_in_this_database_holds_the_sealer_back_and_is_named(app: Flask):
+    with db.engine.connect() as connection:
+        connection.execute(sa.text("SELECT pg_current_xact_id()"))
+        pid = connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        _write_committed("test.held", 2)
+        report = sealer.seal(app.config["LOG_ORIGIN"])
+        assert report is not None and report.sealed == 0
+        status = app.test_cli_runner().invoke(args=["log", "status"])
+        assert status.exit_code == 0, status.output
+        assert "waiting=2" in status.stdout
+        assert f"oldest transaction: pid={pid} state=idle in transaction" in status.stdout
+        connection.rollback()
+    assert seal_log().sealed == 2
+
+
+@pytest.mark.postgres_only
+def test_the_services_sessions_end_a_transaction_left_idle(app: Flask):
+    with db.engine.connect() as connection:
+        milliseconds = connection.execute(sa.text(
+            "SELECT setting FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'"))
+        assert int(milliseconds.scalar_one()) == \
+            app.config["DATABASE_IDLE_IN_TRANSACTION_SECONDS"] * 1000 > 0
+
+
+def test_flask_log_status_shows_the_merge_delay_of_the_latest_leaves(app: Flask):
+    _write_committed("test.status", 4)
+    waiting = app.test_cli_runner().invoke(args=["log", "status"])
+    assert waiting.exit_code == 0, waiting.output
+    assert "tree_size=0 checkpoint_age=- waiting=4" in waiting.stdout
+    seal_log()
+
+    status = app.test_cli_runner().invoke(args=["log", "status"])
+
+    assert status.exit_code == 0, status.output
+    assert "tree_size=4 " in status.stdout and " waiting=0 oldest_waiting=-" in status.stdout
+    line = next(line for line in status.stdout.splitlines() if line.startswith("merge_delay"))
+    assert line.startswith("merge_delay over the latest 4 leaves: p50=")
+    p99 = float(line.split("p99=")[1].split("s ")[0])
+    assert 0 <= p99 < 60
