@@ -57,8 +57,8 @@ class TileHashReader:
             data = stored.get(tile, b"")[first * HASH_SIZE:(first + count) * HASH_SIZE]
             if len(data) != count * HASH_SIZE:
                 raise LookupError(f"subtree {node} is not stored")
-            hashes.append(complete_root([data[i:i + HASH_SIZE]
-                                         for i in range(0, len(data), HASH_SIZE)]))
+            hashes.append(data if count == 1 else complete_root(
+                [data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]))
         return hashes
 
 
