@@ -43,10 +43,9 @@ def download_link(session: Session, *, license_id: uuid.UUID, holder: Actor) -> 
 def refuse_links_of_licences_out_of_force(session: Session, *, license_id: uuid.UUID | None,
                                           **_: Any) -> None:
     """A link issued under a licence works only while the licence is in force."""
-    if license_id is None:
-        return
-    license = session.get(License, license_id)
-    if license is None or not license.in_force(clock.now()):
-        state = license.status.value if license else "unknown"
+    # The link is signed, so its licence id is one this service issued it under (licences
+    # are never deleted); a link issued outside a licence names none.
+    license = session.get(License, license_id) if license_id else None
+    if license is not None and not license.in_force(clock.now()):
         raise LicenseInactive("The licence this link was issued under is no longer in force.",
-                              status=state)
+                              status=license.status.value)
