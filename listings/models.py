@@ -284,7 +284,7 @@ class Listing(Base):
               postgresql_using="gin").ddl_if(dialect="postgresql"),
     )
     # Every order updates its listing's licenses: PostgreSQL keeps a fifth of each page free
-    # (fillfactor 80, migration 0018), so the new row version fits beside the old (a HOT
+    # (fillfactor 80, migration 0022), so the new row version fits beside the old (a HOT
     # update) and the indexes, three of them GIN, are not written each time.
 
     @property
