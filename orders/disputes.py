@@ -11,11 +11,10 @@ from app.errors import ValidationFailed
 from app.parties.models import Actor
 from credit import services as credit
 from licenses import services as licenses
-from orders import money
+from orders import refunds
 from orders.ending import order_ended
 from orders.errors import DisputeNotFound, RefundExceedsPayment
-from orders.models import Dispute, DisputeOutcome, Order, OrderStatus, Refund
-from orders.payments import provider_named
+from orders.models import Dispute, DisputeOutcome, Order, OrderStatus
 from orders.services import ensure_party_of, get_order
 
 
@@ -49,20 +48,9 @@ def resolve_dispute(session: Session, *, dispute_id: uuid.UUID, actor: Actor,
     now = clock.now()
     order.settle_dispute(outcome, amount, now)  # 409 unless the order is disputed
     if amount:
-        refund = Refund(order_id=order.id, dispute_id=dispute.id, provider=order.payment_provider,
-                        amount=amount, reference="pending")
-        session.add(refund)
-        session.flush()
-        # Keyed by the dispute, which is resolved once: a retry after a rolled-back commit
-        # asks the provider for the same refund again instead of a second one.
-        refund.reference = provider_named(order.payment_provider).refund(
-            order, amount, refund_key=f"refund:dispute:{dispute.id}")
-        money.refund_paid(session, refund)
-        audit.record(session, actor_id=actor.id, action="order.refunded", subject=order,
-                     listing_id=order.listing_id,
-                     details={"status": order.status.value, "refund_id": str(refund.id),
-                              "amount": amount, "provider": refund.provider,
-                              "reference": refund.reference})
+        # Keyed by the dispute, which is resolved once.
+        refunds.refund(session, order, amount, refund_key=f"refund:dispute:{dispute.id}",
+                       actor=actor, dispute_id=dispute.id)
     dispute.outcome, dispute.refund_amount, dispute.note = outcome, amount, note
     dispute.resolved_by, dispute.resolved_at = actor.id, now
     session.flush()

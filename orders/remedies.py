@@ -24,13 +24,12 @@ from flask import current_app
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from app import audit, clock
+from app import clock
 from app.parties.models import Actor
 from credit import services as credit
-from orders import money
+from orders import refunds
 from orders.ending import order_ended
 from orders.models import Order, OrderStatus, Refund
-from orders.payments import provider_named
 
 # Due orders read per query by the non-delivery job (each then refunded in a transaction of
 # its own).
@@ -53,20 +52,10 @@ def refund_undelivered(session: Session, order: Order, *, actor: Actor,
     so neither is held during the call.
     """
     amount = order.refund_undelivered(clock.now())
-    refund = Refund(order_id=order.id, dispute_id=None, provider=order.payment_provider,
-                    amount=amount, reference="pending")
-    session.add(refund)
-    session.flush()
-    refund.reference = provider_named(order.payment_provider).refund(
-        order, amount, refund_key=refund_key(order))
-    money.refund_paid(session, refund)
-    audit.record(session, actor_id=actor.id, action="order.refunded", subject=order,
-                 listing_id=order.listing_id,
-                 details={"status": order.status.value, "refund_id": str(refund.id),
-                          "amount": amount, "provider": refund.provider,
-                          "reference": refund.reference, "reason": reason})
+    paid_back = refunds.refund(session, order, amount, refund_key=refund_key(order),
+                               actor=actor, reason=reason)
     order_ended(session, order, actor=actor)
-    return refund
+    return paid_back
 
 
 def refund_cutoff(at: datetime) -> datetime:
